@@ -1,0 +1,113 @@
+"""How to reach a user module's parts without editing it.
+
+lightly's examples fix a de-facto contract: ``backbone``, ``projection_head``, ``criterion`` (an
+``NTXentLoss``), ``forward(x) = projection_head(backbone(x).flatten(1))`` and, for MoCo,
+``backbone_momentum`` / ``projection_head_momentum`` / ``forward_momentum``. This module reads
+that contract and fails with an error that says what is missing and how to adapt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+EmbedFn = Callable[[Tensor], Tensor]
+
+_HOW_TO_ADAPT = (
+    "lightly-unlearn expects a lightly-style module: attributes `backbone`, `projection_head` and "
+    "`criterion` (a lightly `NTXentLoss`), and `forward(x)` returning projection-head outputs, as in "
+    "lightly's SimCLR/MoCo examples. Either add the missing attribute to your module, or pass "
+    "`embed_fn=` (a callable images -> embeddings) to the callback."
+)
+
+
+class ModuleContractError(TypeError):
+    """The user's module does not expose what an unlearning method or audit needs."""
+
+
+def require(module: nn.Module, *names: str) -> None:
+    missing = [n for n in names if not hasattr(module, n)]
+    if missing:
+        raise ModuleContractError(
+            f"{type(module).__name__} has no attribute(s) {', '.join(map(repr, missing))}. "
+            + _HOW_TO_ADAPT
+        )
+
+
+def backbone_embed_fn(module: nn.Module) -> EmbedFn:
+    """Images -> flattened backbone features (what audits read by default, SPEC §4)."""
+    if hasattr(module, "encode_image") and not hasattr(module, "backbone"):  # CLIP
+        return lambda x: module.encode_image(x)
+    require(module, "backbone")
+    return lambda x: module.backbone(x).flatten(1)
+
+
+def head_embed_fn(module: nn.Module) -> EmbedFn:
+    """Images -> projection-head outputs (what the contrastive loss sees)."""
+    if hasattr(module, "encode_image") and not hasattr(module, "projection_head"):
+        return lambda x: module.encode_image(x)
+    require(module, "backbone", "projection_head")
+    return lambda x: module.projection_head(module.backbone(x).flatten(1))
+
+
+def momentum_pairs(module: nn.Module) -> list[tuple[nn.Module, nn.Module]]:
+    """``(online, momentum)`` pairs found by the ``<name>_momentum`` naming convention."""
+    pairs = []
+    for name, child in module.named_children():
+        if name.endswith("_momentum"):
+            online = getattr(module, name[: -len("_momentum")], None)
+            if isinstance(online, nn.Module):
+                pairs.append((online, child))
+    return pairs
+
+
+@torch.no_grad()
+def copy_online_to_momentum(module: nn.Module) -> int:
+    """Overwrite every momentum copy with its online weights; returns how many pairs were synced."""
+    pairs = momentum_pairs(module)
+    for online, momentum in pairs:
+        momentum.load_state_dict(online.state_dict())
+    return len(pairs)
+
+
+def memory_banks(module: nn.Module) -> list[nn.Module]:
+    """lightly ``MemoryBankModule`` instances with a non-empty bank anywhere in ``module``."""
+    banks = []
+    for child in module.modules():
+        size = getattr(child, "size", None)
+        if hasattr(child, "_init_memory_bank") and isinstance(size, tuple) and len(size) == 2:
+            if size[0] > 0:
+                banks.append(child)
+    return banks
+
+
+@torch.no_grad()
+def reset_memory_banks(module: nn.Module) -> int:
+    """Re-initialise memory banks (random unit rows): they may hold keys of forget samples."""
+    banks = memory_banks(module)
+    for bank in banks:
+        bank._init_memory_bank(size=bank.size)  # type_as keeps device and dtype
+    return len(banks)
+
+
+@torch.no_grad()
+def reinitialise(module: nn.Module) -> int:
+    """Re-initialise every sub-module that has ``reset_parameters`` (Retrain). Returns the count.
+
+    Momentum copies are then synced from the re-initialised online weights, as a fresh MoCo
+    starts with ``momentum = deepcopy(online)``.
+    """
+    count = 0
+    for child in module.modules():
+        reset = getattr(child, "reset_parameters", None)
+        if callable(reset) and child is not module:
+            reset()
+            count += 1
+        reset_stats = getattr(child, "reset_running_stats", None)
+        if callable(reset_stats):
+            reset_stats()
+    copy_online_to_momentum(module)
+    reset_memory_banks(module)
+    return count

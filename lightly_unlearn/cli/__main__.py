@@ -1,0 +1,5 @@
+import sys
+
+from lightly_unlearn.cli import main
+
+sys.exit(main())

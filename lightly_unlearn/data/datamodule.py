@@ -1,0 +1,220 @@
+"""``ForgetRetainDataModule``: the forget/retain split and the loader each method asks for."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Any, Literal
+
+import lightning.pytorch as L
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from lightly_unlearn.data.pairing import ForgetPairedViews
+from lightly_unlearn.data.validation import (
+    check_batches,
+    check_views,
+    validate_forget_indices,
+)
+from lightly_unlearn.data.views import KeyedViews, RawSubset, split_item, view_transforms
+
+DataMode = Literal["all", "retain", "forget", "mixed"]
+
+
+def forget_set_sha256(forget_indices: torch.Tensor) -> str:
+    """SHA-256 of the sorted forget positions, written as ``"3,17,42"`` (ASCII)."""
+    text = ",".join(str(int(i)) for i in torch.sort(forget_indices.cpu()).values)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+def default_eval_transform(view_transform: Callable) -> Callable:
+    """A deterministic transform matching a lightly view transform's size and normalisation.
+
+    Takes the output size of its ``RandomResizedCrop`` (if any) and its ``Normalize`` (if any),
+    so clean features are computed at the resolution and scale the model was trained on.
+    """
+    from torchvision.transforms import v2
+
+    size, normalize = None, None
+    stack = [view_transform]
+    while stack:
+        t = stack.pop()
+        if isinstance(t, (v2.RandomResizedCrop,)) or type(t).__name__ == "RandomResizedCrop":
+            size = getattr(t, "size", size)
+        if type(t).__name__ == "Normalize":
+            normalize = t
+        stack.extend(getattr(t, "transforms", []) or [])
+        inner = getattr(t, "transform", None)
+        if callable(inner):
+            stack.append(inner)
+    steps: list[Callable] = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
+    if size is not None:
+        steps.append(v2.Resize(size, antialias=True))
+    if normalize is not None:
+        steps.append(normalize)
+    return v2.Compose(steps)
+
+
+class ForgetRetainDataModule(L.LightningDataModule, pl.LightningDataModule):
+    """Serves a training set split into ``retain`` and ``forget`` samples, lightly-style.
+
+    Batches are ``(views, targets, keys)`` like ``lightly.data.LightlyDataset`` batches: ``views``
+    is the list of augmented views, ``keys`` the samples' positions in ``dataset``. The loader
+    depends on the unlearning method (set by ``UnlearnCallback`` through :meth:`configure`):
+    everything (default, e.g. pretraining), retain only, forget only, or retain and forget mixed
+    (with Alignment Calibration's partner and extra views for forget samples).
+
+    The class derives from both ``lightning.pytorch`` and ``pytorch_lightning`` data modules, so
+    it works with either ``Trainer`` (lightly's modules use ``pytorch_lightning``).
+
+    Args:
+        dataset: Any map-style dataset whose items are ``(image, target, ...)``: a torchvision
+            dataset without a transform of its own, a ``Subset``, a ``lightly.data.LightlyDataset``.
+        forget_indices: Positions in ``dataset`` to forget, or a boolean mask of length
+            ``len(dataset)``. Validated here, before anything trains.
+        transform: A lightly multi-view transform (``SimCLRTransform``, ``MoCoV2Transform``, ...).
+        batch_size: Samples per batch per device. Loaders drop the last incomplete batch.
+        num_workers: DataLoader workers.
+        holdout: Samples the model never saw (a test split), used by audits as non-members and
+            for test accuracy. Optional.
+        seed: Seeds the loaders' shuffling and the sub-sampling done by audits.
+        eval_transform: Deterministic single-view transform for clean features; by default
+            derived from ``transform`` (same size and normalisation, no augmentation).
+
+    Example:
+        >>> dm = ForgetRetainDataModule(cifar10, forget_indices=range(500),
+        ...                             transform=SimCLRTransform(input_size=32), batch_size=256)
+        >>> trainer.fit(model, datamodule=dm)   # with UnlearnCallback(method="ac") in callbacks
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        forget_indices: Any,
+        transform: Callable,
+        batch_size: int = 256,
+        num_workers: int = 0,
+        holdout: Dataset | None = None,
+        seed: int = 0,
+        *,
+        eval_transform: Callable | None = None,
+    ) -> None:
+        super().__init__()
+        if not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__"):
+            raise TypeError(
+                f"dataset must be a map-style dataset (with __getitem__ and __len__); got "
+                f"{type(dataset).__name__}. Iterable datasets cannot be split by position."
+            )
+        if getattr(dataset, "transform", None) is not None and not hasattr(dataset, "get_filenames"):
+            raise ValueError(
+                f"{type(dataset).__name__} already has a transform ({dataset.transform!r}). Pass "
+                "the dataset without a transform and give the multi-view transform to "
+                "ForgetRetainDataModule(transform=...): forget samples need views built here."
+            )
+        self.dataset = dataset
+        self.num_samples = len(dataset)
+        if self.num_samples == 0:
+            raise ValueError("dataset is empty.")
+        self.forget_indices = validate_forget_indices(forget_indices, self.num_samples)
+        is_forget = torch.zeros(self.num_samples, dtype=torch.bool)
+        is_forget[self.forget_indices] = True
+        self.retain_indices = torch.nonzero(~is_forget).flatten()
+        if not callable(transform):
+            raise TypeError(f"transform must be callable; got {type(transform).__name__}.")
+        self.transform = transform
+        check_views(transform(split_item(dataset[0])[0]))
+        self.batch_size = int(batch_size)
+        self.num_workers = int(num_workers)
+        self.seed = int(seed)
+        self.holdout_dataset = holdout
+        per_view = view_transforms(transform)
+        self.view_transform: Callable = (
+            per_view[0] if per_view is not None else (lambda image: transform(image)[0])
+        )
+        self.eval_transform = eval_transform or default_eval_transform(self.view_transform)
+        self.mode: DataMode = "all"
+        self.extra_view = False
+
+    # -- the splits the audits read -----------------------------------------------------------
+    @property
+    def retain(self) -> RawSubset:
+        """Retain samples, items exactly as ``dataset`` returns them."""
+        return RawSubset(self.dataset, self.retain_indices.tolist())
+
+    @property
+    def forget(self) -> RawSubset:
+        """Forget samples, items exactly as ``dataset`` returns them."""
+        return RawSubset(self.dataset, self.forget_indices.tolist())
+
+    @property
+    def holdout(self) -> Dataset | None:
+        """Never-seen samples (non-members for audits), or ``None``."""
+        return self.holdout_dataset
+
+    @property
+    def forget_fraction(self) -> float:
+        """``|D_forget| / |D_train|``, used to scale AC's β (SPEC §3)."""
+        return len(self.forget_indices) / self.num_samples
+
+    @property
+    def forget_sha256(self) -> str:
+        return forget_set_sha256(self.forget_indices)
+
+    # -- what the unlearning method asks for ---------------------------------------------------
+    def configure(self, mode: DataMode, extra_view: bool = False) -> None:
+        """Choose the training stream; called by ``UnlearnCallback`` before loaders are built.
+
+        ``mode="mixed"`` with ``extra_view=True`` serves Alignment Calibration's views.
+        Raises before any training if the chosen stream cannot fill a batch.
+        """
+        if mode not in ("all", "retain", "forget", "mixed"):
+            raise ValueError(f"Unknown data mode {mode!r}.")
+        self.mode, self.extra_view = mode, bool(extra_view)
+        self._train_set()  # validates now rather than when the first epoch starts
+
+    def _train_set(self) -> Dataset:
+        n_forget, n_retain = len(self.forget_indices), len(self.retain_indices)
+        if self.mode == "retain":
+            check_batches(n_retain, self.batch_size, "retain")
+            return KeyedViews(self.dataset, self.retain_indices.tolist(), self.transform)
+        if self.mode == "forget":
+            check_batches(n_forget, self.batch_size, "forget")
+            return KeyedViews(self.dataset, self.forget_indices.tolist(), self.transform)
+        check_batches(self.num_samples, self.batch_size, "training")
+        everything = list(range(self.num_samples))
+        if self.mode == "mixed" and self.extra_view:
+            return ForgetPairedViews(
+                self.dataset, everything, self.forget_indices.tolist(), self.transform
+            )
+        return KeyedViews(self.dataset, everything, self.transform)
+
+    def train_dataloader(self) -> DataLoader:
+        generator = torch.Generator().manual_seed(self.seed)
+        return DataLoader(
+            self._train_set(),
+            batch_size=self.batch_size,
+            shuffle=True,
+            drop_last=True,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            generator=generator,
+        )
+
+    # -- checkpoint state: the forget set travels with a resumed run -----------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "num_samples": self.num_samples,
+            "num_forget": len(self.forget_indices),
+            "forget_sha256": self.forget_sha256,
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        saved = state_dict.get("forget_sha256")
+        if saved is not None and saved != self.forget_sha256:
+            raise ValueError(
+                "The checkpoint was written while unlearning a different forget set "
+                f"(sha256 {saved[:12]}…, {state_dict.get('num_forget')} samples) than this "
+                f"datamodule's ({self.forget_sha256[:12]}…, {len(self.forget_indices)} samples). "
+                "Resume with the same forget_indices, or start a new run without ckpt_path."
+            )

@@ -1,0 +1,78 @@
+"""Alignment Calibration's view construction for forget samples (SPEC §3).
+
+For a forget sample ``x_i`` the dataset yields three views ``[t1(x_i), t2(x_π(i)), t3(x_i)]``:
+
+* negative alignment calibration — the second view belongs to another forget sample ``x_π(i)``
+  (``π(i) != i``, redrawn every time the sample is loaded), so the contrastive row of ``x_i``
+  pulls it toward a different sample;
+* positive alignment calibration — ``t3(x_i)`` is an extra view of the sample itself, whose
+  similarity to ``t1(x_i)`` the loss penalises.
+
+Retain samples yield ``[t1(x), t2(x), zeros]``: the zero placeholder only keeps collation
+rectangular; the callback drops it before the forward pass, so the extra view costs compute only
+for forget rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+
+from lightly_unlearn.data.views import split_item, view_transforms
+
+
+class ForgetPairedViews(Dataset):
+    """All samples (retain ∪ forget), forget ones with a partner's view and an extra own view."""
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        indices: Sequence[int],
+        forget: Sequence[int],
+        transform: Callable,
+        extra_view: bool = True,
+    ) -> None:
+        self.dataset = dataset
+        self.indices = [int(i) for i in indices]
+        self.forget = [int(i) for i in forget]
+        if len(self.forget) < 2:
+            raise ValueError(
+                "Alignment Calibration pairs each forget sample with a view of *another* forget "
+                f"sample, so it needs at least 2 forget samples; got {len(self.forget)}. Use "
+                "`finetune` or `neggrad` for a single sample."
+            )
+        self._forget_pos = {k: p for p, k in enumerate(self.forget)}
+        self.transform = transform
+        self.per_view = view_transforms(transform)
+        self.extra_view = extra_view
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def _view(self, image: Any, v: int) -> Any:
+        if self.per_view is not None:
+            return self.per_view[v % len(self.per_view)](image)
+        return self.transform(image)[v % 2]
+
+    def partner(self, key: int) -> int:
+        """A uniformly random forget sample other than ``key`` (fresh draw on every call)."""
+        pos = self._forget_pos[key]
+        j = int(torch.randint(len(self.forget) - 1, ()).item())
+        return self.forget[j + (j >= pos)]
+
+    def __getitem__(self, i: int) -> tuple[list[Any], Any, int]:
+        key = self.indices[i]
+        image, target = split_item(self.dataset[key])
+        if key not in self._forget_pos:
+            views = list(self.transform(image))[:2]
+            if self.extra_view:
+                views.append(torch.zeros_like(views[0]))
+            return views, target, key
+        partner_image, _ = split_item(self.dataset[self.partner(key)])
+        views = [self._view(image, 0), self._view(partner_image, 1)]
+        if self.extra_view:
+            views.append(self._view(image, 1))
+        return views, target, key

@@ -1,0 +1,121 @@
+"""Checks on user input that run before anything trains.
+
+Every error says what was wrong and how to fix it. Duplicated forget ids are refused rather than
+silently merged: a deletion request that lists a sample twice is more likely a bug upstream (an
+off-by-one, a joined table) than an intent, and the forget-set hash in a receipt must be
+unambiguous. Pass ``sorted(set(ids))`` to forget each sample once.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+class ForgetSetError(ValueError):
+    """The forget set given by the user cannot be used."""
+
+
+def _as_array(forget_indices: Any) -> np.ndarray:
+    if isinstance(forget_indices, Tensor):
+        return forget_indices.detach().cpu().numpy()
+    if isinstance(forget_indices, (set, frozenset)):
+        raise ForgetSetError(
+            "forget_indices is a set, whose order is arbitrary; pass a sorted list instead "
+            "(`sorted(ids)`)."
+        )
+    if isinstance(forget_indices, (str, bytes)) or not isinstance(
+        forget_indices, (Sequence, np.ndarray, range)
+    ):
+        raise ForgetSetError(
+            f"forget_indices must be a sequence of integer positions in the dataset or a boolean "
+            f"mask of length len(dataset); got {type(forget_indices).__name__}."
+        )
+    items = list(forget_indices)
+    for item in items:
+        if isinstance(item, (bool, np.bool_)):
+            continue
+        if not isinstance(item, (numbers.Integral, np.integer)):
+            raise ForgetSetError(
+                f"forget_indices must contain integers (positions in the dataset), found "
+                f"{item!r} of type {type(item).__name__}. Convert ids with `int(...)`; if they "
+                f"are file names, map them to positions first."
+            )
+    return np.asarray(items)
+
+
+def validate_forget_indices(forget_indices: Any, num_samples: int) -> Tensor:
+    """Return the forget set as a sorted ``int64`` tensor of unique positions.
+
+    Accepts integer positions (list, tuple, range, numpy array, tensor) or a boolean mask of
+    length ``num_samples``.
+    """
+    arr = _as_array(forget_indices)
+    if arr.dtype == np.bool_:
+        if arr.shape != (num_samples,):
+            raise ForgetSetError(
+                f"A boolean forget mask must have length len(dataset)={num_samples}; got shape "
+                f"{tuple(arr.shape)}."
+            )
+        arr = np.flatnonzero(arr)
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        raise ForgetSetError(
+            f"forget_indices must be integers (positions in the dataset); got dtype {arr.dtype}. "
+            "Convert them with `int(...)`."
+        )
+    arr = arr.astype(np.int64).reshape(-1)
+    if (arr < 0).any():
+        bad = arr[arr < 0][:5].tolist()
+        raise ForgetSetError(
+            f"forget_indices contains negative positions {bad}; positions count from 0 and "
+            "negative (from-the-end) indexing is not accepted, to avoid forgetting the wrong sample."
+        )
+    if (arr >= num_samples).any():
+        bad = arr[arr >= num_samples][:5].tolist()
+        raise ForgetSetError(
+            f"forget_indices contains positions {bad} out of range for a dataset of "
+            f"{num_samples} samples (valid: 0..{num_samples - 1})."
+        )
+    uniq, counts = np.unique(arr, return_counts=True)
+    if (counts > 1).any():
+        dup = uniq[counts > 1][:5].tolist()
+        raise ForgetSetError(
+            f"forget_indices lists positions more than once: {dup}. Each sample must be named once; "
+            "pass `sorted(set(ids))` if the duplicates are intended."
+        )
+    return torch.as_tensor(uniq, dtype=torch.long)
+
+
+def check_views(views: Any, where: str = "transform") -> int:
+    """The multi-view transform must return a list/tuple of at least two views."""
+    if not isinstance(views, (list, tuple)) or len(views) < 2:
+        kind = f"a {type(views).__name__}" if not isinstance(views, (list, tuple)) else (
+            f"{len(views)} view"
+        )
+        raise ValueError(
+            f"The {where} returned {kind}; contrastive unlearning needs at least two views per "
+            "image. Use a lightly multi-view transform such as `SimCLRTransform(input_size=...)` "
+            "or `MoCoV2Transform(...)`, or wrap a single-view transform in "
+            "`lightly.transforms.multi_view_transform.MultiViewTransform([t, t])`."
+        )
+    return len(views)
+
+
+def check_batches(num_samples: int, batch_size: int, what: str) -> int:
+    """With ``drop_last=True`` a loader over ``num_samples`` must fill at least one batch."""
+    if batch_size < 2:
+        raise ValueError(
+            f"batch_size={batch_size}: contrastive losses need at least 2 samples per batch."
+        )
+    if num_samples < batch_size:
+        raise ValueError(
+            f"The {what} set has {num_samples} samples, fewer than batch_size={batch_size}; with "
+            f"drop_last=True (needed for BatchNorm heads and distributed losses) it would yield no "
+            f"batch. Lower batch_size to at most {num_samples}."
+        )
+    return num_samples // batch_size

@@ -1,0 +1,110 @@
+"""Discovery of methods, audits and criteria through entry points.
+
+Built-in components are declared in this package's own ``pyproject.toml`` in the same groups a
+third-party distribution uses, so there is one code path. Resolution order for a name:
+runtime registrations (:func:`register`), then entry points (loaded lazily, per name, so a
+broken third-party plugin only fails when it is selected), then an error listing what exists.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import entrypoints
+
+GROUPS = {
+    "method": "lightly_unlearn.methods",
+    "audit": "lightly_unlearn.audits",
+    "criterion": "lightly_unlearn.criteria",
+}
+
+#: Short names users may type for built-in methods.
+ALIASES = {
+    "method": {
+        "rt": "retrain",
+        "ft": "finetune",
+        "ga": "gradient_ascent",
+        "ng": "neggrad",
+        "l1": "l1_sparse",
+        "alignment_calibration": "ac",
+    },
+    "audit": {},
+    "criterion": {},
+}
+
+_runtime: dict[str, dict[str, Any]] = {kind: {} for kind in GROUPS}
+
+
+class UnknownComponentError(KeyError, ValueError):
+    """Raised when a method, audit or criterion name resolves to nothing."""
+
+    def __str__(self) -> str:  # KeyError would otherwise quote the message
+        return str(self.args[0])
+
+
+def _check_kind(kind: str) -> str:
+    if kind not in GROUPS:
+        raise ValueError(f"Unknown component kind {kind!r}; expected one of {sorted(GROUPS)}.")
+    return GROUPS[kind]
+
+
+def register(kind: str, name: str, obj: Any) -> None:
+    """Register ``obj`` under ``name`` for this process (tests, notebooks)."""
+    _check_kind(kind)
+    _runtime[kind][name] = obj
+
+
+def unregister(kind: str, name: str) -> None:
+    _check_kind(kind)
+    _runtime[kind].pop(name, None)
+
+
+def available(kind: str, path: Sequence[str] | None = None) -> list[str]:
+    """Sorted names of every component of ``kind``: runtime and entry points."""
+    group = _check_kind(kind)
+    names = set(_runtime[kind])
+    names.update(entrypoints.get_group_named(group, path=list(path) if path else None))
+    return sorted(names)
+
+
+def canonical_name(kind: str, name: str) -> str:
+    """Resolve an alias (``ga`` -> ``gradient_ascent``); other names are returned unchanged."""
+    _check_kind(kind)
+    key = name.strip().lower().replace("-", "_")
+    return ALIASES[kind].get(key, key)
+
+
+def load(kind: str, name: str, path: Sequence[str] | None = None) -> Any:
+    """Return the object registered as ``name`` (after aliases) in the ``kind`` group."""
+    group = _check_kind(kind)
+    key = canonical_name(kind, name)
+    if key in _runtime[kind]:
+        return _runtime[kind][key]
+    named = entrypoints.get_group_named(group, path=list(path) if path else None)
+    if key not in named:
+        aliases = ", ".join(f"{a}={t}" for a, t in sorted(ALIASES[kind].items()))
+        raise UnknownComponentError(
+            f"Unknown {kind} {name!r}. Available {kind}s: {', '.join(available(kind, path))}"
+            + (f" (aliases: {aliases})" if aliases else "")
+            + f". Third-party {kind}s are added through the {group!r} entry-point group."
+        )
+    try:
+        return named[key].load()
+    except Exception as err:  # a broken plugin: say which one
+        raise ImportError(
+            f"The {kind} {key!r} is declared by {named[key].distro or 'an installed package'} as "
+            f"{named[key].module_name}:{named[key].object_name}, but loading it failed: {err}"
+        ) from err
+
+
+def load_all(kind: str, path: Sequence[str] | None = None) -> dict[str, Any]:
+    """Load every component of ``kind``; broken plugins are skipped with a warning."""
+    out = {}
+    for name in available(kind, path):
+        try:
+            out[name] = load(kind, name, path)
+        except ImportError as err:
+            warnings.warn(str(err), stacklevel=2)
+    return out
