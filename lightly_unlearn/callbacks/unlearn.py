@@ -1,0 +1,314 @@
+"""``UnlearnCallback``: turn an unchanged training script into an unlearning run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import lightning.pytorch as L
+import torch
+from torch import Tensor, nn
+
+from lightly_unlearn import registry
+from lightly_unlearn.adapters import (
+    ModuleContractError,
+    copy_online_to_momentum,
+    reinitialise,
+    require,
+    reset_memory_banks,
+)
+from lightly_unlearn.losses.rows import RowTerms, ntxent_row_terms, row_mask
+from lightly_unlearn.methods.base import StepContext, UnlearningMethod
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The unlearning objective became NaN or infinite; no optimizer step was taken with it."""
+
+
+class _BatchContext:
+    """What ``on_train_batch_start`` learns about the batch, for the patched criterion."""
+
+    def __init__(self, forget: Tensor, extra_views: Tensor | None) -> None:
+        self.forget = forget
+        self.extra_views = extra_views
+        self.calls = 0
+
+
+def _plain(value: Any) -> Any:
+    """Hyper-parameter values as plain Python types (checkpoints load with weights_only=True)."""
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return value
+    return repr(value)
+
+
+class UnlearnCallback(L.Callback):
+    """Unlearn the forget set of a ``ForgetRetainDataModule`` while the user's module trains.
+
+    The user's ``training_step`` runs unchanged. The callback asks the datamodule for the
+    method's data stream (retain only, forget only, or mixed), and replaces — for the duration of
+    ``fit`` and on the instance only — the ``forward`` of the module's ``criterion`` (a lightly
+    ``NTXentLoss``) by the method's objective on per-row losses of the full batch, with forget
+    rows masked as ``concat([m, m])``. Module structure and checkpoint keys stay the user's, so
+    the unlearned checkpoint loads with the user's own ``load_from_checkpoint``.
+
+    MoCo: the memory bank (non-persistent, but live in the process) may hold keys of forget
+    samples, so it is re-initialised when unlearning starts; the momentum encoder still carries
+    the forget set's influence at the end, so with ``sync_momentum=True`` it is overwritten by the
+    unlearned online weights when training ends (before the last epoch's checkpoint is written).
+
+    Works with ``pytorch_lightning.Trainer`` (lightly's modules) and ``lightning.pytorch.Trainer``.
+
+    Args:
+        method: A method name from ``lightly-unlearn list`` (``"ac"``, ``"finetune"``, ...; aliases
+            ``rt``, ``ft``, ``ga``, ``ng``, ``l1``) or an ``UnlearningMethod`` instance.
+        embed_fn: Images -> embeddings for AC's extra view. Default: the module's
+            ``forward_momentum`` (no gradient, as in the MoCo reference) if it has one, else its
+            ``forward``.
+        sync_momentum: Copy online -> momentum weights when training ends (MoCo).
+        reset_memory_bank: Re-initialise lightly memory banks when unlearning starts.
+        **hyperparameters: The method's hyper-parameters (``alpha=1.0, beta=0.5`` for AC, ...).
+
+    Example:
+        >>> trainer = pl.Trainer(max_epochs=10, callbacks=[UnlearnCallback(method="ac", alpha=1.0)])
+        >>> trainer.fit(model, datamodule=ForgetRetainDataModule(dataset, forget_ids, transform))
+    """
+
+    def __init__(
+        self,
+        method: str | UnlearningMethod = "ac",
+        *,
+        embed_fn: Callable[[Tensor], Tensor] | None = None,
+        sync_momentum: bool = True,
+        reset_memory_bank: bool = True,
+        **hyperparameters: Any,
+    ) -> None:
+        super().__init__()
+        if isinstance(method, UnlearningMethod):
+            if hyperparameters:
+                raise TypeError("Pass hyper-parameters to the method instance, not to the callback.")
+            self.method = method
+        else:
+            method_cls = registry.load("method", method)
+            self.method = method_cls(**hyperparameters)
+        self.embed_fn = embed_fn
+        self.sync_momentum = sync_momentum
+        self.reset_memory_bank = reset_memory_bank
+        self._batch: _BatchContext | None = None
+        self._criterion: nn.Module | None = None
+        self._module: nn.Module | None = None
+        self._datamodule: Any = None
+        self._forget_keys: Tensor | None = None
+        self._finished = False
+
+    # -- description, logging, checkpoint state ----------------------------------------------
+    @property
+    def hyperparameters(self) -> dict[str, Any]:
+        return {k: _plain(v) for k, v in self.method.hparams.items()}
+
+    def state_dict(self) -> dict[str, Any]:
+        dm = self._datamodule
+        return {
+            "method": self.method.name,
+            "hyperparameters": self.hyperparameters,
+            "forget_sha256": dm.forget_sha256 if dm is not None else None,
+            "num_forget": len(dm.forget_indices) if dm is not None else None,
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if state_dict.get("method") not in (None, self.method.name):
+            raise ValueError(
+                f"The checkpoint comes from an unlearning run with method "
+                f"{state_dict['method']!r}, but this callback runs {self.method.name!r}. Resume "
+                "with the same method, or start a new run without ckpt_path."
+            )
+        saved = state_dict.get("forget_sha256")
+        dm = self._datamodule
+        if saved is not None and dm is not None and saved != dm.forget_sha256:
+            raise ValueError(
+                "Refusing to resume: the checkpoint was written while unlearning a different "
+                f"forget set (sha256 {saved[:12]}…, {state_dict.get('num_forget')} samples) than "
+                f"this datamodule's ({dm.forget_sha256[:12]}…, {len(dm.forget_indices)} samples)."
+            )
+        if state_dict.get("hyperparameters") not in (None, self.hyperparameters):
+            raise ValueError(
+                f"Refusing to resume: the checkpoint's hyper-parameters "
+                f"{state_dict['hyperparameters']} differ from this callback's "
+                f"{self.hyperparameters}."
+            )
+
+    # -- set-up: validate everything before any training -------------------------------------
+    def setup(self, trainer: Any, pl_module: nn.Module, stage: str) -> None:
+        if stage != "fit":
+            return
+        dm = getattr(trainer, "datamodule", None)
+        if dm is None or not hasattr(dm, "configure") or not hasattr(dm, "forget_indices"):
+            raise TypeError(
+                "UnlearnCallback needs its data from a ForgetRetainDataModule: call "
+                "`trainer.fit(model, datamodule=ForgetRetainDataModule(dataset, forget_indices, "
+                "transform))` instead of passing dataloaders."
+            )
+        n_forget, n_retain = len(dm.forget_indices), len(dm.retain_indices)
+        if self.method.needs_forget and n_forget == 0:
+            raise ValueError(
+                f"Method {self.method.name!r} trains on forget samples, but the forget set is "
+                "empty. Pass the samples to remove as forget_indices."
+            )
+        if self.method.needs_retain and n_retain == 0:
+            raise ValueError(
+                f"Method {self.method.name!r} needs retain data, but the forget set is the whole "
+                f"dataset ({n_forget} samples). Forgetting everything is a re-initialisation, "
+                "not unlearning; keep some retain samples or use `gradient_ascent`."
+            )
+        require(pl_module, "criterion")
+        self._criterion = pl_module.criterion
+        if not hasattr(self._criterion, "cross_entropy") and not hasattr(
+            self._criterion, "get_logits"
+        ):
+            raise ModuleContractError(
+                f"{type(pl_module).__name__}.criterion is a {type(self._criterion).__name__}; "
+                "UnlearnCallback supports lightly's NTXentLoss (SimCLR, MoCo with memory bank) and "
+                "open_clip's ClipLoss. For another loss, use AlignmentCalibrationLoss directly in "
+                "your training_step."
+            )
+        if self.method.extra_view and self.embed_fn is None:
+            if not hasattr(pl_module, "forward_momentum"):
+                require(pl_module, "backbone", "projection_head")
+        dm.configure(self.method.data, extra_view=self.method.extra_view)
+        self._datamodule, self._module = dm, pl_module
+        self._forget_keys = dm.forget_indices
+        self._install(self._criterion)
+        if self.method.reinitialise:
+            reinitialise(pl_module)
+
+    def on_fit_start(self, trainer: Any, pl_module: nn.Module) -> None:
+        if self.reset_memory_bank and not self.method.reinitialise:
+            reset_memory_banks(pl_module)
+        self._forget_keys = self._forget_keys.to(pl_module.device)
+        params = {"unlearn/method": self.method.name, "unlearn/num_forget": len(self._forget_keys)}
+        params.update({f"unlearn/{k}": v for k, v in self.hyperparameters.items()})
+        for logger in trainer.loggers:
+            logger.log_hyperparams(params)
+
+    # -- per batch ------------------------------------------------------------------------------
+    def on_train_batch_start(self, trainer: Any, pl_module: nn.Module, batch: Any, batch_idx: int) -> None:
+        if not isinstance(batch, list) or len(batch) < 3 or not isinstance(batch[0], list):
+            raise TypeError(
+                "UnlearnCallback expected a ForgetRetainDataModule batch `[views, targets, keys]`; "
+                f"got {type(batch).__name__}. Pass the datamodule to trainer.fit and do not "
+                "override its collate function."
+            )
+        keys = torch.as_tensor(batch[2], device=self._forget_keys.device)
+        forget = torch.isin(keys, self._forget_keys)
+        extra = None
+        if self.method.extra_view:
+            views = batch[0]
+            if len(views) < 3:
+                raise RuntimeError("AC batches must carry a third view; is the datamodule configured?")
+            extra = views.pop(2)[forget.to(views[0].device)]  # the user's step sees two views
+        self._batch = _BatchContext(forget, extra)
+
+    def on_train_batch_end(self, *args: Any, **kwargs: Any) -> None:
+        self._batch = None
+
+    # -- the patched criterion --------------------------------------------------------------------
+    def _install(self, criterion: nn.Module) -> None:
+        def forward(*args: Any, **kwargs: Any) -> Tensor:
+            return self._objective(criterion, *args, **kwargs)
+
+        criterion.forward = forward  # instance attribute: structure and state_dict unchanged
+
+    def _restore(self) -> None:
+        if self._criterion is not None and "forward" in vars(self._criterion):
+            del self._criterion.forward
+
+    def _row_terms(self, criterion: nn.Module, *args: Any, **kwargs: Any) -> RowTerms:
+        return ntxent_row_terms(criterion, args[0], args[1])
+
+    def _extra_embeddings(self, module: nn.Module, extra_views: Tensor) -> Tensor | None:
+        if extra_views.shape[0] < 2:  # BatchNorm heads cannot embed a batch of one
+            return None
+        if self.embed_fn is not None:
+            return self.embed_fn(extra_views)
+        if hasattr(module, "forward_momentum"):
+            with torch.no_grad():
+                return module.forward_momentum(extra_views).detach()
+        return module(extra_views)
+
+    def _objective(self, criterion: nn.Module, *args: Any, **kwargs: Any) -> Tensor:
+        ctx = self._batch
+        module = self._module
+        if ctx is None or module is None or not module.training:
+            return type(criterion).forward(criterion, *args, **kwargs)  # validation etc.
+        anchor = args[0]
+        if anchor.shape[0] != ctx.forget.shape[0]:
+            raise RuntimeError(
+                f"The criterion was called with {anchor.shape[0]} samples but the batch has "
+                f"{ctx.forget.shape[0]}. UnlearnCallback needs `criterion(z0, z1)` on the full, "
+                "unsplit batch (the forget mask is per sample of the batch)."
+            )
+        ctx.calls += 1
+        terms = self._row_terms(criterion, *args, **kwargs)
+        extra = None
+        if ctx.calls == 1 and ctx.extra_views is not None:
+            extra = self._extra_embeddings(module, ctx.extra_views)
+        trainer = module.trainer
+        total = max(int(trainer.estimated_stepping_batches or 1), 1)
+        progress = min(trainer.global_step / total, 1.0)
+        loss = self.method.objective(
+            StepContext(
+                terms=terms,
+                forget=ctx.forget,
+                anchor=anchor,
+                extra=extra,
+                module=module,
+                progress=progress,
+                forget_fraction=self._datamodule.forget_fraction,
+            )
+        )
+        reg = self.method.regularizer(module, progress)
+        if reg is not None:
+            loss = loss + reg
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"The {self.method.name} objective became {loss.item()} at step "
+                f"{trainer.global_step}; training stopped before this step, so the module keeps "
+                "the weights of the last finite step. Lower the learning rate or the number of "
+                "epochs (gradient ascent and NegGrad diverge easily), or lower `lam`."
+            )
+        self._log(module, terms, ctx.forget, loss)
+        return loss
+
+    def _log(self, module: nn.Module, terms: RowTerms, forget: Tensor, loss: Tensor) -> None:
+        n = forget.shape[0]
+        rows = row_mask(forget.to(terms.positive.device), terms.rows_per_sample)
+        per_row = terms.loss.detach()
+        module.log("unlearn_loss", loss.detach(), prog_bar=True, batch_size=n)
+        if (~rows).any():
+            module.log("unlearn/retain_row_loss", per_row[~rows].mean(), batch_size=n)
+        if rows.any():
+            module.log("unlearn/forget_row_loss", per_row[rows].mean(), batch_size=n)
+            module.log("unlearn/forget_alignment", terms.positive.detach()[rows].mean(), batch_size=n)
+
+    # -- the end ------------------------------------------------------------------------------------
+    def _finish(self, pl_module: nn.Module) -> None:
+        if not self._finished and self.sync_momentum:
+            copy_online_to_momentum(pl_module)
+        self._finished = True
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: nn.Module) -> None:
+        # Before ModelCheckpoint (Lightning runs checkpoint callbacks last), so the last epoch's
+        # checkpoint already holds synced momentum weights.
+        max_epochs = trainer.max_epochs
+        if max_epochs is not None and max_epochs > 0 and trainer.current_epoch + 1 >= max_epochs:
+            self._finish(pl_module)
+
+    def on_train_end(self, trainer: Any, pl_module: nn.Module) -> None:
+        self._finish(pl_module)
+
+    def teardown(self, trainer: Any, pl_module: nn.Module, stage: str) -> None:
+        if stage != "fit":
+            return
+        self._restore()
+        self._batch = None
+        if self._datamodule is not None:
+            self._datamodule.configure("all")

@@ -1,0 +1,111 @@
+"""Alignment Calibration (AC) objective and its drop-in criterion (SPEC §3).
+
+Reference: Wang et al., "Machine Unlearning in Contrastive Learning" (Alignment Calibration).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from lightly.loss import NTXentLoss
+from torch import Tensor
+
+from lightly_unlearn.losses.rows import RowTerms, normalise, ntxent_row_terms, row_mask
+
+
+def alignment_calibration_objective(
+    terms: RowTerms, forget: Tensor, alpha: float = 1.0, gamma: float | None = None
+) -> Tensor:
+    """``[Σ_retain ℓ_r + Σ_forget (α·(−pos_u) + γ·lse_u)] / (#retain rows + α·#forget rows)``.
+
+    Args:
+        terms: Per-row terms of a batch whose forget rows already use partner views (negative
+            alignment calibration happens in the data, see ``data.pairing``).
+        forget: ``(N,)`` bool, per *sample*; expanded to rows with ``concat([m, m])``.
+        alpha: Weight of the forget rows' alignment part.
+        gamma: Weight of their uniformity part; ``None`` ties it to ``alpha`` (the reference),
+            which makes the forget row term ``α·ℓ̃_u``.
+    """
+    gamma = alpha if gamma is None else gamma
+    rows = row_mask(forget.to(terms.positive.device), terms.rows_per_sample)
+    retain_rows = ~rows
+    total = terms.loss[retain_rows].sum() + (
+        -alpha * terms.positive[rows] + gamma * terms.logsumexp[rows]
+    ).sum()
+    denominator = retain_rows.sum() + alpha * rows.sum()
+    return normalise(total, denominator)
+
+
+def positive_calibration(anchor: Tensor, extra: Tensor) -> Tensor:
+    """``mean_i cos(f(t1 x_i), f(t3 x_i))`` over the forget samples in the (global) batch.
+
+    ``anchor`` and ``extra`` are ``(F, D)`` embeddings of two views of the same ``F`` forget
+    samples. With no forget sample the term is exactly zero (not NaN).
+    """
+    if anchor.shape[0] == 0:
+        return anchor.sum() * 0.0
+    cos = torch.nn.functional.cosine_similarity(anchor, extra, dim=1)
+    return normalise(cos.sum(), torch.tensor(float(anchor.shape[0]), device=anchor.device))
+
+
+class AlignmentCalibrationLoss(NTXentLoss):
+    """NT-Xent with Alignment Calibration for forget samples: a drop-in for ``NTXentLoss``.
+
+    Without a forget mask it *is* ``NTXentLoss`` (same constructor, same value). With one it
+    returns ``L_AC`` of SPEC §3::
+
+        [Σ_retain ℓ_r + Σ_forget (α·(−s(z_u, z_π(u))/τ) + γ·lse_u)] / (#retain + α·#forget rows)
+            + β·forget_fraction · mean_forget cos(z_u, f(t3 x_u))
+
+    The caller supplies forget samples' second views from *another* forget sample (negative
+    calibration; ``ForgetRetainDataModule`` does this for ``UnlearnCallback(method="ac")``) and
+    the embeddings of their extra view (positive calibration).
+
+    Args:
+        temperature, memory_bank_size, gather_distributed: as in ``lightly.loss.NTXentLoss``.
+        alpha: Weight of the forget rows' alignment part.
+        beta: Weight of the positive-calibration penalty (scaled by ``forget_fraction``).
+        gamma: Weight of the forget rows' uniformity part; ``None`` means ``gamma = alpha``.
+        forget_fraction: ``|D_forget| / |D_train|``; the reference scales β by it.
+
+    Example:
+        >>> criterion = AlignmentCalibrationLoss(temperature=0.5, alpha=1.0, beta=1.0)
+        >>> loss = criterion(z0, z1, forget_mask=is_forget, extra=model(x_extra[is_forget]))
+    """
+
+    def __init__(
+        self,
+        temperature: float = 0.5,
+        memory_bank_size: int | Sequence[int] = 0,
+        gather_distributed: bool = False,
+        alpha: float = 1.0,
+        beta: float = 0.0,
+        gamma: float | None = None,
+        forget_fraction: float = 1.0,
+    ) -> None:
+        super().__init__(temperature, memory_bank_size, gather_distributed)
+        if alpha < 0 or beta < 0 or (gamma is not None and gamma < 0):
+            raise ValueError(f"alpha, beta, gamma must be >= 0; got {alpha}, {beta}, {gamma}.")
+        if not 0.0 <= forget_fraction <= 1.0:
+            raise ValueError(f"forget_fraction must lie in [0, 1]; got {forget_fraction}.")
+        self.alpha, self.beta, self.gamma = alpha, beta, gamma
+        self.forget_fraction = forget_fraction
+
+    def forward(
+        self,
+        out0: Tensor,
+        out1: Tensor,
+        forget_mask: Tensor | None = None,
+        extra: Tensor | None = None,
+    ) -> Tensor:
+        """``out0, out1``: ``(N, D)`` views; ``forget_mask``: ``(N,)`` bool; ``extra``: ``(F, D)``
+        embeddings of the forget samples' extra views (in ``forget_mask`` order)."""
+        if forget_mask is None:
+            return super().forward(out0, out1)
+        terms = ntxent_row_terms(self, out0, out1, forward=NTXentLoss.forward)
+        loss = alignment_calibration_objective(terms, forget_mask, self.alpha, self.gamma)
+        if self.beta > 0 and extra is not None:
+            anchor = out0[forget_mask.to(out0.device)]
+            loss = loss + self.beta * self.forget_fraction * positive_calibration(anchor, extra)
+        return loss

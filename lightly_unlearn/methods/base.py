@@ -1,0 +1,95 @@
+"""What an unlearning method is: the data it trains on and how it weighs retain and forget rows.
+
+A method is one small class (see the siblings of this module) registered in the
+``lightly_unlearn.methods`` entry-point group. ``UnlearnCallback`` asks the datamodule for the
+method's ``data`` stream, computes per-row contrastive terms on the full batch and calls
+:meth:`UnlearningMethod.objective` in place of the user's criterion.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from torch import Tensor, nn
+
+from lightly_unlearn.losses.rows import RowTerms
+
+
+@dataclass
+class StepContext:
+    """Everything a method may use to build one step's objective.
+
+    Attributes:
+        terms: Per-row terms of the whole (local) batch.
+        forget: ``(N,)`` bool per sample: which samples of the batch are forget samples.
+        anchor: ``(N, D)`` the first embedding handed to the criterion (``z0`` / query / image).
+        extra: ``(F, D)`` embeddings of the forget samples' extra views, if the method asked.
+        module: The LightningModule being unlearned.
+        progress: Fraction of the unlearning run completed, in ``[0, 1]``.
+        forget_fraction: ``|D_forget| / |D_train|``.
+    """
+
+    terms: RowTerms
+    forget: Tensor
+    anchor: Tensor
+    extra: Tensor | None
+    module: nn.Module
+    progress: float
+    forget_fraction: float
+
+
+class UnlearningMethod:
+    """Base class. Subclasses set the class attributes and implement :meth:`objective`."""
+
+    #: Canonical name (the entry-point name).
+    name: ClassVar[str] = ""
+    #: One line for ``lightly-unlearn list``.
+    summary: ClassVar[str] = ""
+    #: Which samples each step sees: ``"retain"``, ``"forget"`` or ``"mixed"`` (both).
+    data: ClassVar[str] = "retain"
+    #: Whether forget samples need AC's partner view and extra own view.
+    extra_view: ClassVar[bool] = False
+    #: Whether all weights are re-initialised first (Retrain).
+    reinitialise: ClassVar[bool] = False
+    #: Hyper-parameters with their defaults, and a short help text for each.
+    defaults: ClassVar[dict[str, Any]] = {}
+    help: ClassVar[dict[str, str]] = {}
+
+    def __init__(self, **hyperparameters: Any) -> None:
+        unknown = sorted(set(hyperparameters) - set(self.defaults))
+        if unknown:
+            valid = ", ".join(f"{k}={v!r}" for k, v in self.defaults.items()) or "none"
+            raise TypeError(
+                f"Method {self.name!r} got unknown hyper-parameter(s) {', '.join(unknown)}. "
+                f"Its hyper-parameters (with defaults) are: {valid}."
+            )
+        self.hparams: dict[str, Any] = {**self.defaults, **hyperparameters}
+        self.validate()
+
+    @property
+    def needs_forget(self) -> bool:
+        return self.data in ("forget", "mixed")
+
+    @property
+    def needs_retain(self) -> bool:
+        return self.data in ("retain", "mixed")
+
+    def validate(self) -> None:
+        """Check hyper-parameter values; raise ``ValueError`` saying which and why."""
+        for key, value in self.hparams.items():
+            default = self.defaults[key]
+            if isinstance(default, float) and isinstance(value, (int, float)) and value < 0:
+                raise ValueError(f"{self.name}: {key} must be >= 0; got {value}.")
+
+    def objective(self, ctx: StepContext) -> Tensor:
+        """The scalar loss that replaces the user's criterion for one step."""
+        raise NotImplementedError
+
+    def regularizer(self, module: nn.Module, progress: float) -> Tensor | None:
+        """An extra term on the weights (ℓ1-sparse); ``None`` for most methods."""
+        return None
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.hparams.items())
+        return f"{type(self).__name__}({args})"

@@ -1,0 +1,17 @@
+"""Gradient ascent: maximise the contrastive loss of the forget samples."""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from lightly_unlearn.methods.base import StepContext, UnlearningMethod
+from lightly_unlearn.methods.retrain import mean_row_loss
+
+
+class GradientAscent(UnlearningMethod):
+    name = "gradient_ascent"
+    summary = "Minus the contrastive loss on D_forget (diverges easily: keep epochs and lr small)."
+    data = "forget"
+
+    def objective(self, ctx: StepContext) -> Tensor:
+        return -mean_row_loss(ctx)

@@ -1,0 +1,136 @@
+"""Shared fixtures: tiny real data (scikit-learn digits) and lightly-docs-style modules."""
+
+from __future__ import annotations
+
+import copy
+import os
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+torch.set_num_threads(1)
+
+
+def digits_dataset(n: int = 64, offset: int = 0):
+    """``n`` real digits as ``(PIL RGB 8x8 image, label)`` items (a plain list is a map-style dataset)."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    imgs = (d.images[offset : offset + n] * (255 / 16)).astype(np.uint8)
+    return [
+        (Image.fromarray(img).convert("RGB"), int(t))
+        for img, t in zip(imgs, d.target[offset : offset + n])
+    ]
+
+
+def tiny_transform():
+    from lightly.transforms import SimCLRTransform
+
+    return SimCLRTransform(input_size=8, gaussian_blur=0.0, random_gray_scale=0.0, cj_prob=0.0)
+
+
+def make_simclr(namespace: str = "pl"):
+    """A module written exactly like lightly's SimCLR example, scaled down."""
+    from lightly.loss import NTXentLoss
+    from lightly.models.modules import SimCLRProjectionHead
+
+    if namespace == "pl":
+        import pytorch_lightning as base
+    else:
+        import lightning.pytorch as base
+
+    class SimCLR(base.LightningModule):
+        def __init__(self, hidden: int = 32):
+            super().__init__()
+            self.save_hyperparameters()
+            self.backbone = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, hidden), nn.ReLU())
+            self.projection_head = SimCLRProjectionHead(hidden, hidden, 16)
+            self.criterion = NTXentLoss()
+
+        def forward(self, x):
+            x = self.backbone(x).flatten(start_dim=1)
+            return self.projection_head(x)
+
+        def training_step(self, batch, batch_index):
+            (x0, x1) = batch[0]
+            z0 = self.forward(x0)
+            z1 = self.forward(x1)
+            loss = self.criterion(z0, z1)
+            self.log("train_loss", loss, batch_size=len(x0))
+            return loss
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.06)
+
+    return SimCLR
+
+
+def make_moco(namespace: str = "pl"):
+    """A module written exactly like lightly's MoCo example, scaled down."""
+    from lightly.loss import NTXentLoss
+    from lightly.models.modules import MoCoProjectionHead
+    from lightly.models.utils import deactivate_requires_grad, update_momentum
+    from lightly.utils.scheduler import cosine_schedule
+
+    if namespace == "pl":
+        import pytorch_lightning as base
+    else:
+        import lightning.pytorch as base
+
+    class MoCo(base.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.backbone = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 32), nn.ReLU())
+            self.projection_head = MoCoProjectionHead(32, 32, 16)
+            self.backbone_momentum = copy.deepcopy(self.backbone)
+            self.projection_head_momentum = copy.deepcopy(self.projection_head)
+            deactivate_requires_grad(self.backbone_momentum)
+            deactivate_requires_grad(self.projection_head_momentum)
+            self.criterion = NTXentLoss(memory_bank_size=(64, 16))
+
+        def forward(self, x):
+            query = self.backbone(x).flatten(start_dim=1)
+            return self.projection_head(query)
+
+        def forward_momentum(self, x):
+            key = self.backbone_momentum(x).flatten(start_dim=1)
+            return self.projection_head_momentum(key).detach()
+
+        def training_step(self, batch, batch_idx):
+            momentum = cosine_schedule(self.current_epoch, 10, 0.996, 1)
+            update_momentum(self.backbone, self.backbone_momentum, m=momentum)
+            update_momentum(self.projection_head, self.projection_head_momentum, m=momentum)
+            x_query, x_key = batch[0]
+            query = self.forward(x_query)
+            key = self.forward_momentum(x_key)
+            loss = self.criterion(query, key)
+            return loss
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.06)
+
+    return MoCo
+
+
+def trainer_kwargs(tmp_path, **kw):
+    base = dict(
+        max_epochs=1,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=str(tmp_path),
+    )
+    base.update(kw)
+    return base
+
+
+@pytest.fixture
+def digits():
+    return digits_dataset(64)
