@@ -19,7 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Machine unlearning for contrastive models (lightly / Lightning plugin).",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, module in COMMANDS.items():
+    for module in COMMANDS.values():
         importlib.import_module(module).add_parser(sub)
     return parser
 
