@@ -1,0 +1,92 @@
+"""The audit interface: a named callable over cached features that returns numbers (SPEC §4).
+
+An audit declares what it reads (``needs``: the ``"retain"`` and ``"holdout"`` splits beside
+``forget``, ``"clean"`` features, augmented ``"views"``, ``"labels"``), so the caller computes each kind of feature once for all
+selected audits. ``__call__(inputs, before=None)`` returns an :class:`AuditResult`; ``before``
+is the same audit's result on the model before unlearning, for audits that compare the two (the
+alignment gap matrix). Third-party audits subclass :class:`Audit` and are declared in the
+``lightly_unlearn.audits`` entry-point group.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from lightly_unlearn.audits.features import AuditInputs
+
+
+@dataclass
+class AuditResult:
+    """Scalar metrics (logged) and arrays (saved to ``audit.json`` / plotted), of one audit run."""
+
+    metrics: dict[str, float] = field(default_factory=dict)
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def to_state(self) -> dict[str, Any]:
+        """Plain Python types only (checkpoints load with ``weights_only=True``)."""
+        return {
+            "metrics": {k: float(v) for k, v in self.metrics.items()},
+            "arrays": {k: np.asarray(v, dtype=float).tolist() for k, v in self.arrays.items()},
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> AuditResult:
+        return cls(
+            metrics={k: float(v) for k, v in state.get("metrics", {}).items()},
+            arrays={k: np.asarray(v, dtype=float) for k, v in state.get("arrays", {}).items()},
+        )
+
+
+class Audit:
+    """Base class: set ``name`` and ``needs``, implement ``__call__``."""
+
+    name: ClassVar[str] = "audit"
+    #: subset of {"retain", "clean", "views", "holdout", "labels"}
+    needs: ClassVar[frozenset[str]] = frozenset()
+
+    def __call__(self, inputs: AuditInputs, before: AuditResult | None = None) -> AuditResult:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class AuditInputError(ValueError):
+    """The data given to an audit cannot produce its metric (missing split, labels, features)."""
+
+
+def require_inputs(audit: Audit, inputs: AuditInputs) -> None:
+    """Raise :class:`AuditInputError` saying what is missing and how to provide it."""
+    splits = [("forget", inputs.forget)]
+    if "retain" in audit.needs or "labels" in audit.needs:
+        if inputs.retain is None:
+            raise AuditInputError(
+                f"The {audit.name!r} audit needs member samples (a sample of the retain split)."
+            )
+        splits.append(("retain", inputs.retain))
+    if "holdout" in audit.needs:
+        if inputs.holdout is None:
+            raise AuditInputError(
+                f"The {audit.name!r} audit needs non-member samples: pass `holdout=` (e.g. the "
+                "test split) to ForgetRetainDataModule, or drop this audit."
+            )
+        splits.append(("holdout", inputs.holdout))
+    for kind in ("clean", "views"):
+        if kind in audit.needs:
+            for split_name, split in splits:
+                if getattr(split, kind) is None:
+                    raise AuditInputError(
+                        f"The {audit.name!r} audit needs {kind!r} features of the {split_name} "
+                        "split; compute them with extract_features(..., "
+                        + ("eval_transform=...)." if kind == "clean" else "view_transform=...).")
+                    )
+    if "labels" in audit.needs:
+        if bool((inputs.retain.targets < 0).all()):
+            raise AuditInputError(
+                f"The {audit.name!r} audit trains a classifier on retain labels, but the dataset "
+                "yields no integer targets. Use a dataset whose items are (image, target), or "
+                "drop this audit."
+            )

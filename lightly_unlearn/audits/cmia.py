@@ -1,0 +1,63 @@
+"""Classifier-level membership inference (CMIA) on the probe's true-label confidence (SPEC §4).
+
+The only feature is the linear probe's softmax probability of the true label. An
+``SVC(C=3, kernel="rbf", gamma="auto")`` is fit on retain-sample confidences (members, label 1)
+vs holdout confidences (non-members, label 0); ``CMIA`` is the % of forget samples it predicts
+non-member (higher = more forgotten; compare to Retrain, not to 100).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.svm import SVC
+
+from lightly_unlearn.audits.base import Audit, AuditResult, require_inputs
+from lightly_unlearn.audits.features import AuditInputs
+from lightly_unlearn.audits.probe import ProbeMode, get_probe
+
+
+def cmia_efficacy(
+    member_conf: np.ndarray, nonmember_conf: np.ndarray, forget_conf: np.ndarray
+) -> float:
+    """% of ``forget_conf`` that an RBF SVC (C=3, gamma="auto") fit on members vs non-members
+    classifies as non-member."""
+    members = np.asarray(member_conf, dtype=np.float64).reshape(-1, 1)
+    nonmembers = np.asarray(nonmember_conf, dtype=np.float64).reshape(-1, 1)
+    if len(members) == 0 or len(nonmembers) == 0:
+        raise ValueError("CMIA needs at least one member and one non-member confidence.")
+    x = np.concatenate([members, nonmembers])
+    y = np.concatenate([np.ones(len(members)), np.zeros(len(nonmembers))])
+    svc = SVC(C=3, kernel="rbf", gamma="auto").fit(x, y)
+    pred = svc.predict(np.asarray(forget_conf, dtype=np.float64).reshape(-1, 1))
+    return 100.0 * float(np.mean(pred == 0))
+
+
+class CMIA(Audit):
+    """CMIA efficacy (%) from the linear probe's confidences; reuses the probe fitted in this run.
+
+    Members and non-members are truncated to the same size (at most ``max_samples``).
+    """
+
+    name = "cmia"
+    needs = frozenset({"retain", "clean", "holdout", "labels"})
+
+    def __init__(self, probe_mode: ProbeMode = "logreg", max_samples: int = 10_000) -> None:
+        self.probe_mode = probe_mode
+        self.max_samples = int(max_samples)
+        if probe_mode == "sgd_augmented":
+            self.needs = frozenset({"retain", "clean", "views", "holdout", "labels"})
+
+    def __call__(self, inputs: AuditInputs, before: AuditResult | None = None) -> AuditResult:
+        require_inputs(self, inputs)
+        assert inputs.holdout is not None
+        probe = get_probe(inputs, self.probe_mode)
+        size = min(len(inputs.retain), len(inputs.holdout), self.max_samples)
+
+        def conf(split, n=None):
+            sub = split if n is None else split.subset(slice(0, n))
+            return probe.true_label_confidence(sub.clean.numpy(), sub.targets.numpy())
+
+        value = cmia_efficacy(
+            conf(inputs.retain, size), conf(inputs.holdout, size), conf(inputs.forget)
+        )
+        return AuditResult(metrics={"cmia": value})

@@ -1,0 +1,116 @@
+"""Encoder membership inference (EMIA) on alignment scores, and forget-vs-holdout AUC (SPEC §4).
+
+Threshold attack after EncoderMI: a sample is called a *member* when its alignment score is at
+least the threshold ``t``. ``t`` is the exact accuracy-optimal cut over all distinct scores,
+found by one sort and a cumulative sum (O(n log n)), not a grid.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+from lightly_unlearn.audits.alignment import alignment_scores
+from lightly_unlearn.audits.base import Audit, AuditResult, require_inputs
+from lightly_unlearn.audits.features import AuditInputs
+
+
+def best_threshold(members: np.ndarray, nonmembers: np.ndarray) -> tuple[float, float]:
+    """The threshold ``t`` maximising accuracy of "member iff score >= t"; returns ``(t, acc)``.
+
+    Every cut between two consecutive distinct sorted scores is tried, plus "all members" and
+    "all non-members"; ``t`` is the midpoint of the cut (``-inf``/``+inf`` at the ends). Ties in
+    accuracy go to the lowest threshold. Accuracy is a fraction over all ``len(members) +
+    len(nonmembers)`` samples.
+    """
+    members = np.asarray(members, dtype=np.float64).ravel()
+    nonmembers = np.asarray(nonmembers, dtype=np.float64).ravel()
+    if len(members) == 0 or len(nonmembers) == 0:
+        raise ValueError("best_threshold needs at least one member and one non-member score.")
+    scores = np.concatenate([members, nonmembers])
+    if not np.isfinite(scores).all():
+        raise ValueError("Alignment scores contain NaN or infinite values.")
+    is_member = np.concatenate([np.ones(len(members)), np.zeros(len(nonmembers))])
+    order = np.argsort(scores, kind="stable")
+    s, m = scores[order], is_member[order]
+    n = len(s)
+    # cut i: indices [0, i) predicted non-member, [i, n) member; i = 0..n
+    nonmembers_below = np.concatenate([[0.0], np.cumsum(1.0 - m)])
+    members_at_or_above = m.sum() - np.concatenate([[0.0], np.cumsum(m)])
+    correct = nonmembers_below + members_at_or_above
+    valid = np.ones(n + 1, dtype=bool)
+    valid[1:n] = s[1:] > s[:-1]  # a cut inside a run of equal scores is not realisable
+    correct[~valid] = -1.0
+    i = int(np.argmax(correct))
+    if i == 0:
+        t = -np.inf
+    elif i == n:
+        t = np.inf
+    else:
+        t = 0.5 * (s[i - 1] + s[i])
+    return float(t), float(correct[i] / n)
+
+
+def attack_accuracy(members: np.ndarray, nonmembers: np.ndarray, threshold: float) -> float:
+    """Accuracy of "member iff score >= threshold" (reference implementation for tests)."""
+    members, nonmembers = np.asarray(members), np.asarray(nonmembers)
+    correct = (members >= threshold).sum() + (nonmembers < threshold).sum()
+    return float(correct / (len(members) + len(nonmembers)))
+
+
+def emia_metrics(
+    member_scores: np.ndarray, nonmember_scores: np.ndarray, forget_scores: np.ndarray
+) -> dict[str, float]:
+    """EMIA efficacy and companions from alignment scores (SPEC §4).
+
+    Returns:
+        ``emia``: % of forget samples below the threshold (judged non-members; compare to
+        Retrain, not to 100); ``emia_threshold``, ``emia_attack_accuracy`` (%), ``emia_auc``
+        (member vs non-member AUC in [0, 1]); ``forget_holdout_auc``: two-sided AUC of forget
+        (positive class) vs holdout scores, about 0.5 when forget samples look never-seen, above
+        0.5 when still recognisably aligned, below 0.5 on overshoot; ``alignment_level_gap``:
+        ``mean(forget) - mean(holdout)`` in cosine units; and the mean score of each split.
+    """
+    members = np.asarray(member_scores, dtype=np.float64).ravel()
+    nonmembers = np.asarray(nonmember_scores, dtype=np.float64).ravel()
+    forget = np.asarray(forget_scores, dtype=np.float64).ravel()
+    t, acc = best_threshold(members, nonmembers)
+    return {
+        "emia": 100.0 * float(np.mean(forget < t)),
+        "emia_threshold": t,
+        "emia_attack_accuracy": 100.0 * acc,
+        "emia_auc": _auc(members, nonmembers),
+        "forget_holdout_auc": _auc(forget, nonmembers),
+        "alignment_level_gap": float(forget.mean() - nonmembers.mean()),
+        "alignment_retain": float(members.mean()),
+        "alignment_forget": float(forget.mean()),
+        "alignment_holdout": float(nonmembers.mean()),
+    }
+
+
+def _auc(positive: np.ndarray, negative: np.ndarray) -> float:
+    labels = np.concatenate([np.ones(len(positive)), np.zeros(len(negative))])
+    return float(roc_auc_score(labels, np.concatenate([positive, negative])))
+
+
+class EMIA(Audit):
+    """EMIA on backbone alignment scores: members = retain sample, non-members = holdout.
+
+    Members and non-members are truncated to the same size (``min`` of the two, at most
+    ``max_samples``), as in SPEC §4; every forget sample given is scored.
+    """
+
+    name = "emia"
+    needs = frozenset({"retain", "views", "holdout"})
+
+    def __init__(self, max_samples: int = 10_000) -> None:
+        self.max_samples = int(max_samples)
+
+    def __call__(self, inputs: AuditInputs, before: AuditResult | None = None) -> AuditResult:
+        require_inputs(self, inputs)
+        assert inputs.holdout is not None
+        size = min(len(inputs.retain), len(inputs.holdout), self.max_samples)
+        members = alignment_scores(inputs.retain.views[:size]).numpy()
+        nonmembers = alignment_scores(inputs.holdout.views[:size]).numpy()
+        forget = alignment_scores(inputs.forget.views).numpy()
+        return AuditResult(metrics=emia_metrics(members, nonmembers, forget))
