@@ -1,0 +1,161 @@
+"""AuditCallback in a real (tiny) fit: logged keys, files, resume state, both Lightning namespaces."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import lightning.pytorch as L
+import numpy as np
+import pytest
+import pytorch_lightning as pl
+import torch
+from lightly.loss import NTXentLoss
+from lightly.models.modules import SimCLRProjectionHead
+from lightly.transforms import SimCLRTransform
+from PIL import Image
+from sklearn.datasets import load_digits
+from torch import nn
+
+from lightly_unlearn import ForgetRetainDataModule
+from lightly_unlearn.callbacks.audit import AuditCallback
+
+
+class _SimCLRBody:
+    """lightly's SimCLR example, shrunk; mixed into a module of either Lightning namespace."""
+
+    def __init__(self):
+        super().__init__()
+        self.backbone = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 32), nn.ReLU())
+        self.projection_head = SimCLRProjectionHead(32, 32, 16)
+        self.criterion = NTXentLoss()
+
+    def forward(self, x):
+        return self.projection_head(self.backbone(x).flatten(1))
+
+    def training_step(self, batch, i):
+        (x0, x1) = batch[0][:2]
+        return self.criterion(self.forward(x0), self.forward(x1))
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.06)
+
+
+class SimCLR(_SimCLRBody, pl.LightningModule):
+    pass
+
+
+class SimCLRLightning(_SimCLRBody, L.LightningModule):
+    pass
+
+
+def digits(start: int, stop: int) -> list[tuple[Image.Image, int]]:
+    x, y = load_digits(return_X_y=True)
+    images = (x[start:stop] / 16 * 255).astype(np.uint8).reshape(-1, 8, 8)
+    return [(Image.fromarray(im).convert("RGB"), int(t)) for im, t in zip(images, y[start:stop])]
+
+
+def datamodule(holdout: bool = True) -> ForgetRetainDataModule:
+    return ForgetRetainDataModule(
+        digits(0, 160),
+        forget_indices=range(0, 160, 5),
+        transform=SimCLRTransform(input_size=8, min_scale=0.5),
+        batch_size=32,
+        holdout=digits(1000, 1080) if holdout else None,
+        seed=0,
+    )
+
+
+def fit(trainer_cls, tmp_path, callback, **kw):
+    module_cls = SimCLR if trainer_cls is pl.Trainer else SimCLRLightning
+    torch.manual_seed(0)
+    trainer = trainer_cls(
+        max_epochs=kw.pop("max_epochs", 1),
+        default_root_dir=tmp_path,
+        callbacks=[callback],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=kw.pop("enable_checkpointing", False),
+        accelerator="cpu",
+        **kw,
+    )
+    trainer.fit(module_cls(), datamodule=datamodule())
+    return trainer
+
+
+@pytest.mark.parametrize(
+    "trainer_cls", [pl.Trainer, L.Trainer], ids=["pytorch_lightning", "lightning"]
+)
+def test_callback_logs_keys_and_writes_files(tmp_path, trainer_cls):
+    callback = AuditCallback(num_samples=40, num_views=3, batch_size=64)
+    trainer = fit(trainer_cls, tmp_path, callback)
+    with open(f"{trainer.log_dir}/metrics.csv") as f:
+        columns = set(next(csv.reader(f)))
+    for when in ("before", "after"):
+        for metric in ("emia", "emia_auc", "forget_holdout_auc", "ra", "ta", "ua", "cmia"):
+            assert f"audit/{when}/{metric}" in columns
+    assert "audit/after/forgetting_score" in columns
+    folder = tmp_path / "lightning_logs" / "version_0" / "audits"
+    assert {p.name for p in folder.iterdir()} == {"audit.json", "report.md", "gap_matrix.png"}
+    report = json.loads((folder / "audit.json").read_text())
+    assert 0 <= report["after"]["emia"] <= 100 and 0 <= report["before"]["ra"] <= 100
+    gap = np.array(report["arrays"]["alignment_matrix"]["gap_matrix"])
+    assert gap.shape == (32, 32)  # the forget set (32 samples), capped at 64
+    assert report["after"]["forgetting_score"] == pytest.approx(
+        np.diag(gap).mean() - gap[~np.eye(32, dtype=bool)].mean(), abs=1e-5
+    )
+    assert Image.open(folder / "gap_matrix.png").size[0] > 300
+    assert "forgetting_score" in (folder / "report.md").read_text()
+
+
+def test_before_numbers_survive_a_resume(tmp_path):
+    callback = AuditCallback(
+        audits=("alignment_matrix", "linear_probe"), num_samples=30, num_views=3
+    )
+    trainer = fit(pl.Trainer, tmp_path, callback, enable_checkpointing=True)
+    ckpt = trainer.checkpoint_callback.best_model_path
+    state = torch.load(ckpt, weights_only=True)  # plain types only
+    saved = next(v for k, v in state["callbacks"].items() if k.startswith("AuditCallback"))
+    before = saved["before"]["linear_probe"]["metrics"]["ra"]
+    assert before == callback.before["linear_probe"].metrics["ra"]
+
+    resumed = AuditCallback(
+        audits=("alignment_matrix", "linear_probe"), num_samples=30, num_views=3
+    )
+    torch.manual_seed(0)
+    trainer = pl.Trainer(
+        max_epochs=2,
+        default_root_dir=tmp_path,
+        callbacks=[resumed],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+    )
+    trainer.fit(SimCLR(), datamodule=datamodule(), ckpt_path=ckpt)
+    assert resumed.before["linear_probe"].metrics["ra"] == before  # not re-measured
+    assert "forgetting_score" in resumed.after["alignment_matrix"].metrics
+
+
+def test_clear_errors_without_datamodule_or_holdout(tmp_path):
+    trainer = pl.Trainer(
+        max_epochs=1,
+        default_root_dir=tmp_path,
+        accelerator="cpu",
+        logger=False,
+        callbacks=[AuditCallback(num_samples=10)],
+        enable_progress_bar=False,
+    )
+    with pytest.raises(ValueError, match="no holdout"):
+        dm = datamodule(holdout=False)
+        trainer.fit(SimCLR(), datamodule=dm)
+    loader = torch.utils.data.DataLoader([([torch.zeros(3, 8, 8)] * 2, 0)] * 4, batch_size=2)
+    trainer = pl.Trainer(
+        max_epochs=1,
+        default_root_dir=tmp_path,
+        accelerator="cpu",
+        logger=False,
+        callbacks=[AuditCallback(num_samples=10)],
+        enable_progress_bar=False,
+    )
+    with pytest.raises(TypeError, match="ForgetRetainDataModule"):
+        trainer.fit(SimCLR(), train_dataloaders=loader)
