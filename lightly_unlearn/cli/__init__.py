@@ -10,6 +10,7 @@ from collections.abc import Sequence
 #: sub-command name -> module in this package exposing ``add_parser(subparsers)`` and ``run(args)``.
 COMMANDS = {
     "list": "lightly_unlearn.cli.list_components",
+    "audit": "lightly_unlearn.cli.audit",
 }
 
 

@@ -1,0 +1,138 @@
+"""``lightly-unlearn audit`` end to end on a folder of digit PNGs written by the test."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from sklearn.datasets import load_digits
+
+from lightly_unlearn.cli import main
+
+MODELS = textwrap.dedent(
+    """
+    import torch
+    from torch import nn
+
+    class Tiny(nn.Module):
+        def __init__(self, dim=16):
+            super().__init__()
+            self.backbone = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, dim), nn.Tanh())
+            self.projection_head = nn.Linear(dim, 8)
+
+    torch.manual_seed(0)
+    _fixed = Tiny()
+
+    def embed(x):
+        return _fixed.backbone(x)
+
+    def constant(x):
+        return torch.ones(len(x), 4)
+
+    def scalar(x):
+        return x.sum()
+    """
+)
+
+
+@pytest.fixture()
+def folders(tmp_path, monkeypatch):
+    x, _ = load_digits(return_X_y=True)
+    images = (x / 16 * 255).astype(np.uint8).reshape(-1, 8, 8)
+    for name, rows in (("mine", range(0, 12)), ("holdout", range(500, 510))):
+        (tmp_path / name).mkdir()
+        for i in rows:
+            Image.fromarray(images[i]).save(tmp_path / name / f"{i:04d}.png")
+    (tmp_path / "models.py").write_text(MODELS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return tmp_path
+
+
+def audit(folders, before, after, *extra):
+    return main(
+        [
+            "audit",
+            "--before",
+            before,
+            "--after",
+            after,
+            "--data",
+            str(folders / "mine"),
+            "--out",
+            str(folders / "out"),
+            "--num-views",
+            "3",
+            "--no-progress",
+            *extra,
+        ]
+    )
+
+
+def test_cli_end_to_end_checkpoint_vs_function(folders, capsys):
+    from models import Tiny  # written by the fixture
+
+    torch.manual_seed(1)
+    ckpt = folders / "after.ckpt"
+    torch.save({"state_dict": Tiny(dim=16).state_dict(), "hyper_parameters": {"dim": 16}}, ckpt)
+    rc = audit(
+        folders, "models:embed", f"models:Tiny@{ckpt}", "--holdout", str(folders / "holdout")
+    )
+    assert rc == 0, capsys.readouterr().err
+    out = folders / "out"
+    assert {p.name for p in out.iterdir()} == {"gap_matrix.png", "audit.json", "report.md"}
+    report = json.loads((out / "audit.json").read_text())
+    gap = np.array(report["gap_matrix"])
+    assert gap.shape == (12, 12)
+    np.testing.assert_allclose(
+        gap,
+        np.array(report["alignment_matrix_before"]) - np.array(report["alignment_matrix_after"]),
+        atol=1e-6,
+    )
+    fs = np.diag(gap).mean() - gap[~np.eye(12, dtype=bool)].mean()
+    assert report["forgetting_score"] == pytest.approx(fs, abs=1e-5)
+    assert 0 <= report["metrics"]["after"]["forget_holdout_auc"] <= 1
+    assert "forgetting score FS" in capsys.readouterr().out
+    assert "Data owner audit" in (out / "report.md").read_text()
+
+
+def test_same_model_gives_zero_gap(folders):
+    assert audit(folders, "models:embed", "models:embed") == 0
+    report = json.loads((folders / "out" / "audit.json").read_text())
+    assert np.abs(np.array(report["gap_matrix"])).max() < 1e-6
+    assert report["forgetting_score"] == pytest.approx(0.0, abs=1e-6)
+    # file path form of MODEL, and a constant embedding: every entry of A is 1
+    assert audit(folders, f"{folders}/models.py:constant", "models:embed") == 0
+    report = json.loads((folders / "out" / "audit.json").read_text())
+    np.testing.assert_allclose(report["alignment_matrix_before"], 1.0, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing", "no such folder"),
+        ("unreadable", "cannot read image"),
+        ("shape", "returned ()"),
+        ("no_module", "cannot import"),
+        ("no_ckpt", "does not exist"),
+    ],
+)
+def test_bad_input_exits_non_zero_with_message(folders, capsys, case, message):
+    before, after, extra = "models:embed", "models:embed", []
+    if case == "missing":
+        extra = ["--data", str(folders / "nope")]
+    elif case == "unreadable":
+        (folders / "mine" / "broken.png").write_bytes(b"not a png")
+    elif case == "shape":
+        after = "models:scalar"
+    elif case == "no_module":
+        before = "no_such_pkg.mod:fn"
+    elif case == "no_ckpt":
+        after = f"models:Tiny@{folders}/missing.ckpt"
+    assert audit(folders, before, after, *extra) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and message in err
+    assert not (folders / "out" / "audit.json").exists()
