@@ -44,11 +44,11 @@ def make_simclr(namespace: str = "pl"):
         import lightning.pytorch as base
 
     class SimCLR(base.LightningModule):
-        def __init__(self, hidden: int = 32):
+        def __init__(self, hidden: int = 32, batch_norm: bool = True):
             super().__init__()
             self.save_hyperparameters()
             self.backbone = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, hidden), nn.ReLU())
-            self.projection_head = SimCLRProjectionHead(hidden, hidden, 16)
+            self.projection_head = SimCLRProjectionHead(hidden, hidden, 16, batch_norm=batch_norm)
             self.criterion = NTXentLoss()
 
         def forward(self, x):

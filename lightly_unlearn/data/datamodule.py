@@ -11,13 +11,20 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from lightly_unlearn.data.pairing import ForgetPairedViews
+from lightly_unlearn.data.pairing import ForgetPairedCaptions, ForgetPairedViews
 from lightly_unlearn.data.validation import (
     check_batches,
     check_views,
     validate_forget_indices,
 )
-from lightly_unlearn.data.views import KeyedViews, RawSubset, split_item, view_transforms
+from lightly_unlearn.data.views import (
+    KeyedPairs,
+    KeyedViews,
+    RawSubset,
+    split_item,
+    split_pair,
+    view_transforms,
+)
 
 DataMode = Literal["all", "retain", "forget", "mixed"]
 
@@ -80,7 +87,14 @@ class ForgetRetainDataModule(L.LightningDataModule, pl.LightningDataModule):
             for test accuracy. Optional.
         seed: Seeds the loaders' shuffling and the sub-sampling done by audits.
         eval_transform: Deterministic single-view transform for clean features; by default
-            derived from ``transform`` (same size and normalisation, no augmentation).
+            derived from ``transform`` (same size and normalisation, no augmentation). For CLIP
+            pass the model's ``preprocess_val``.
+        tokenizer: Image–text (CLIP) mode. Items are ``(image, caption[, target])``; the caption
+            is tokenised here (``tokenizer([caption])[0]``) so the default collate works, and
+            ``transform`` is then the model's **single-view** image transform (open_clip's
+            ``preprocess_train``), applied once per item. Batches are
+            ``[[images, tokens], targets, keys]``; with AC forget images are paired with the
+            caption of another forget pair and their own caption travels as the extra view.
 
     Example:
         >>> dm = ForgetRetainDataModule(cifar10, forget_indices=range(500),
@@ -99,6 +113,7 @@ class ForgetRetainDataModule(L.LightningDataModule, pl.LightningDataModule):
         seed: int = 0,
         *,
         eval_transform: Callable | None = None,
+        tokenizer: Callable | None = None,
     ) -> None:
         super().__init__()
         if not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__"):
@@ -106,7 +121,7 @@ class ForgetRetainDataModule(L.LightningDataModule, pl.LightningDataModule):
                 f"dataset must be a map-style dataset (with __getitem__ and __len__); got "
                 f"{type(dataset).__name__}. Iterable datasets cannot be split by position."
             )
-        if getattr(dataset, "transform", None) is not None and not hasattr(dataset, "get_filenames"):
+        if getattr(dataset, "transform", None) is not None:
             raise ValueError(
                 f"{type(dataset).__name__} already has a transform ({dataset.transform!r}). Pass "
                 "the dataset without a transform and give the multi-view transform to "
@@ -123,14 +138,29 @@ class ForgetRetainDataModule(L.LightningDataModule, pl.LightningDataModule):
         if not callable(transform):
             raise TypeError(f"transform must be callable; got {type(transform).__name__}.")
         self.transform = transform
-        check_views(transform(split_item(dataset[0])[0]))
+        self.tokenizer = tokenizer
+        if tokenizer is not None:
+            image, caption, _ = split_pair(dataset[0])
+            transform(image)
+            tokens = tokenizer([caption])
+            if not isinstance(tokens, torch.Tensor) or tokens.dim() != 2:
+                raise TypeError(
+                    "tokenizer(list_of_captions) must return a LongTensor (n, context_length), "
+                    f"as open_clip tokenizers do; got {type(tokens).__name__}."
+                )
+        else:
+            check_views(transform(split_item(dataset[0])[0]))
         self.batch_size = int(batch_size)
         self.num_workers = int(num_workers)
         self.seed = int(seed)
         self.holdout_dataset = holdout
-        per_view = view_transforms(transform)
+        per_view = view_transforms(transform) if tokenizer is None else None
         self.view_transform: Callable = (
-            per_view[0] if per_view is not None else (lambda image: transform(image)[0])
+            per_view[0]
+            if per_view is not None
+            else transform
+            if tokenizer is not None
+            else (lambda image: transform(image)[0])
         )
         self.eval_transform = eval_transform or default_eval_transform(self.view_transform)
         self.mode: DataMode = "all"
@@ -175,6 +205,8 @@ class ForgetRetainDataModule(L.LightningDataModule, pl.LightningDataModule):
 
     def _train_set(self) -> Dataset:
         n_forget, n_retain = len(self.forget_indices), len(self.retain_indices)
+        if self.tokenizer is not None:
+            return self._pair_set(n_forget, n_retain)
         if self.mode == "retain":
             check_batches(n_retain, self.batch_size, "retain")
             return KeyedViews(self.dataset, self.retain_indices.tolist(), self.transform)
@@ -189,6 +221,23 @@ class ForgetRetainDataModule(L.LightningDataModule, pl.LightningDataModule):
             )
         return KeyedViews(self.dataset, everything, self.transform)
 
+    def _pair_set(self, n_forget: int, n_retain: int) -> Dataset:
+        """Image–caption version of :meth:`_train_set` (``tokenizer`` given)."""
+        if self.mode == "retain":
+            check_batches(n_retain, self.batch_size, "retain")
+            keys = self.retain_indices.tolist()
+        elif self.mode == "forget":
+            check_batches(n_forget, self.batch_size, "forget")
+            keys = self.forget_indices.tolist()
+        else:
+            check_batches(self.num_samples, self.batch_size, "training")
+            keys = list(range(self.num_samples))
+        if self.mode == "mixed" and self.extra_view:
+            return ForgetPairedCaptions(
+                self.dataset, keys, self.forget_indices.tolist(), self.transform, self.tokenizer
+            )
+        return KeyedPairs(self.dataset, keys, self.transform, self.tokenizer)
+
     def train_dataloader(self) -> DataLoader:
         generator = torch.Generator().manual_seed(self.seed)
         return DataLoader(
@@ -200,6 +249,18 @@ class ForgetRetainDataModule(L.LightningDataModule, pl.LightningDataModule):
             persistent_workers=self.num_workers > 0,
             generator=generator,
         )
+
+    # The two Lightning namespaces have different default ``*_dataloader`` hooks, so each Trainer
+    # would see the other's default as "overridden" and call it. Unlearning has no validation
+    # stream of its own: an empty list makes both Trainers skip those loops.
+    def val_dataloader(self) -> list:
+        return []
+
+    def test_dataloader(self) -> list:
+        return []
+
+    def predict_dataloader(self) -> list:
+        return []
 
     # -- checkpoint state: the forget set travels with a resumed run -----------------------------
     def state_dict(self) -> dict[str, Any]:

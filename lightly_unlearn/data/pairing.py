@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from lightly_unlearn.data.views import split_item, view_transforms
+from lightly_unlearn.data.views import split_item, split_pair, tokenize_one, view_transforms
 
 
 class ForgetPairedViews(Dataset):
@@ -76,3 +76,42 @@ class ForgetPairedViews(Dataset):
         if self.extra_view:
             views.append(self._view(image, 1))
         return views, target, key
+
+
+class ForgetPairedCaptions(ForgetPairedViews):
+    """AC for image–caption pairs (SPEC §3, CLIP): ``[image, tokens, extra tokens]`` per item.
+
+    A forget pair ``i`` yields ``[t(image_i), tok(caption_π(i)), tok(caption_i)]``: in the
+    contrastive loss image ``i`` is paired with the caption of another forget pair ``π(i)`` (and
+    that caption with image ``i``; π redrawn on every load), and its own caption is carried as
+    the extra view whose similarity to image ``i`` positive calibration penalises. Retain pairs
+    yield ``[t(image), tok(caption), zeros]``; the callback drops the third entry before the
+    module's step, which therefore sees ``(images, tokens)`` as usual.
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        indices: Sequence[int],
+        forget: Sequence[int],
+        image_transform: Callable,
+        tokenizer: Callable,
+        extra_view: bool = True,
+    ) -> None:
+        super().__init__(dataset, indices, forget, image_transform, extra_view)
+        self.tokenizer = tokenizer
+
+    def __getitem__(self, i: int) -> tuple[list[Any], Any, int]:
+        key = self.indices[i]
+        image, caption, target = split_pair(self.dataset[key])
+        own = tokenize_one(self.tokenizer, caption)
+        if key not in self._forget_pos:
+            pair = [self.transform(image), own]
+            if self.extra_view:
+                pair.append(torch.zeros_like(own))
+            return pair, target, key
+        _, partner_caption, _ = split_pair(self.dataset[self.partner(key)])
+        pair = [self.transform(image), tokenize_one(self.tokenizer, partner_caption)]
+        if self.extra_view:
+            pair.append(own)
+        return pair, target, key

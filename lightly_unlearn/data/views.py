@@ -16,12 +16,35 @@ from torch.utils.data import Dataset
 
 
 def split_item(item: Any) -> tuple[Any, Any]:
-    """``(image, target, ...)`` -> ``(image, target)``; a bare image gets target ``-1``."""
+    """``(image, target, ...)`` -> ``(image, target)``; a bare image gets target ``-1``.
+
+    Image–caption items ``(image, caption: str[, target])`` give ``(image, target)`` too (target
+    ``-1`` without one), so image-side audits read the class label, not the caption.
+    """
     if isinstance(item, (tuple, list)):
+        if len(item) >= 2 and isinstance(item[1], str):
+            return item[0], (item[2] if len(item) >= 3 else -1)
         if len(item) >= 2:
             return item[0], item[1]
         return item[0], -1
     return item, -1
+
+
+def split_pair(item: Any) -> tuple[Any, str, Any]:
+    """``(image, caption[, target, ...])`` -> ``(image, caption, target)`` (target ``-1`` if absent)."""
+    if not isinstance(item, (tuple, list)) or len(item) < 2 or not isinstance(item[1], str):
+        raise TypeError(
+            "With a tokenizer, ForgetRetainDataModule expects items (image, caption[, target]) "
+            f"with a str caption; got {type(item).__name__}"
+            + (f" whose second element is {type(item[1]).__name__}" if isinstance(item, (tuple, list)) and len(item) > 1 else "")
+            + "."
+        )
+    return item[0], item[1], (item[2] if len(item) >= 3 else -1)
+
+
+def tokenize_one(tokenizer: Callable, caption: str) -> torch.Tensor:
+    """One caption -> ``LongTensor (context_length,)`` (open_clip tokenizers take lists)."""
+    return tokenizer([caption])[0]
 
 
 def view_transforms(transform: Callable) -> Sequence[Callable] | None:
@@ -49,6 +72,30 @@ class KeyedViews(Dataset):
         key = self.indices[i]
         image, target = split_item(self.dataset[key])
         return self.transform(image), target, key
+
+
+class KeyedPairs(Dataset):
+    """Image–caption pairs: ``dataset[indices[i]]`` -> ``([image_transform(image), tokens], target, key)``.
+
+    Collated, a batch is ``[[images, tokens], targets, keys]``: ``images, texts = batch[0]`` in
+    ``CLIPModule.training_step``, as ``x0, x1 = batch[0]`` for SimCLR.
+    """
+
+    def __init__(
+        self, dataset: Dataset, indices: Sequence[int], image_transform: Callable, tokenizer: Callable
+    ) -> None:
+        self.dataset = dataset
+        self.indices = [int(i) for i in indices]
+        self.image_transform = image_transform
+        self.tokenizer = tokenizer
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> tuple[list[Any], Any, int]:
+        key = self.indices[i]
+        image, caption, target = split_pair(self.dataset[key])
+        return [self.image_transform(image), tokenize_one(self.tokenizer, caption)], target, key
 
 
 class RawSubset(Dataset):

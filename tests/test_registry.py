@@ -1,0 +1,82 @@
+"""Methods are discovered through entry points; a third-party distribution can add one."""
+
+import textwrap
+
+import pytest
+import pytorch_lightning as pl
+from conftest import digits_dataset, make_simclr, tiny_transform, trainer_kwargs
+
+from lightly_unlearn import ForgetRetainDataModule, UnlearnCallback, registry
+from lightly_unlearn.cli import main
+
+
+def test_builtin_methods_and_aliases_resolve_through_entry_points():
+    names = registry.available("method")
+    for name in ("retrain", "finetune", "gradient_ascent", "neggrad", "l1_sparse", "ac"):
+        assert name in names
+    for alias, target in {"rt": "retrain", "ft": "finetune", "ga": "gradient_ascent", "ng": "neggrad", "l1": "l1_sparse"}.items():
+        assert registry.load("method", alias).name == target
+    assert "alignment_calibration" in registry.available("criterion")
+
+
+def test_unknown_method_lists_the_available_ones():
+    with pytest.raises(registry.UnknownComponentError, match="Available methods: ac, finetune"):
+        UnlearnCallback(method="scrub")
+
+
+@pytest.fixture
+def third_party_plugin(tmp_path, monkeypatch):
+    """A distribution installed on sys.path that declares one more method."""
+    (tmp_path / "halfgrad_plugin.py").write_text(textwrap.dedent('''
+        from lightly_unlearn.methods.base import UnlearningMethod
+        from lightly_unlearn.methods.retrain import mean_row_loss
+
+        class HalfGrad(UnlearningMethod):
+            name = "halfgrad"
+            summary = "Half the fine-tune loss (a test plugin)."
+            data = "retain"
+            defaults = {"scale": 0.5}
+
+            def objective(self, ctx):
+                return self.hparams["scale"] * mean_row_loss(ctx)
+    '''))
+    dist = tmp_path / "halfgrad_plugin-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: halfgrad-plugin\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text(
+        "[lightly_unlearn.methods]\nhalfgrad = halfgrad_plugin:HalfGrad\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return "halfgrad"
+
+
+def test_third_party_distribution_adds_a_method(third_party_plugin, tmp_path, capsys):
+    assert third_party_plugin in registry.available("method")
+    cb = UnlearnCallback(method="halfgrad", scale=0.25)
+    assert cb.method.hparams == {"scale": 0.25}
+    dm = ForgetRetainDataModule(digits_dataset(24), [0, 1], tiny_transform(), batch_size=8)
+    trainer = pl.Trainer(**trainer_kwargs(tmp_path), callbacks=[cb])
+    trainer.fit(make_simclr("pl")(), datamodule=dm)
+    assert float(trainer.callback_metrics["unlearn_loss"]) > 0
+    assert main(["list", "method"]) == 0
+    out = capsys.readouterr().out
+    assert "halfgrad: Half the fine-tune loss" in out and "scale = 0.5" in out
+
+
+def test_runtime_registration_wins_and_can_be_removed():
+    from lightly_unlearn.methods.finetune import FineTune
+
+    registry.register("method", "mine", FineTune)
+    try:
+        assert registry.load("method", "mine") is FineTune
+    finally:
+        registry.unregister("method", "mine")
+    assert "mine" not in registry.available("method")
+
+
+def test_list_prints_every_method_with_hyperparameters(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "ac (aliases: alignment_calibration)" in out
+    assert "alpha = 1.0" in out and "lam = 1.0" in out and "ga" in out
+    assert "criteria (lightly_unlearn.criteria)" in out
