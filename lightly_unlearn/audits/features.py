@@ -94,7 +94,7 @@ def preserved_rng() -> Iterator[None]:
 
 def seeded_call(transform: Callable[[Any], Tensor], image: Any, seed: int) -> Tensor:
     """``transform(image)`` with every global RNG seeded by ``seed`` (call inside :func:`preserved_rng`)."""
-    torch.manual_seed(seed)
+    torch.default_generator.manual_seed(seed)  # CPU only: torch.manual_seed also seeds CUDA (slow)
     np.random.seed(seed % 2**32)
     random.seed(seed)
     return transform(image)
