@@ -17,6 +17,7 @@ from lightly_unlearn.adapters import (
     require,
     reset_memory_banks,
 )
+from lightly_unlearn.losses.clip_rows import clip_row_terms, is_clip_criterion
 from lightly_unlearn.losses.rows import RowTerms, ntxent_row_terms, row_mask
 from lightly_unlearn.methods.base import StepContext, UnlearningMethod
 
@@ -63,7 +64,9 @@ class UnlearnCallback(L.Callback):
             ``rt``, ``ft``, ``ga``, ``ng``, ``l1``) or an ``UnlearningMethod`` instance.
         embed_fn: Images -> embeddings for AC's extra view. Default: the module's
             ``forward_momentum`` (no gradient, as in the MoCo reference) if it has one, else its
-            ``forward``.
+            ``forward``. With a CLIP criterion (open_clip ``ClipLoss``) the extra view is the
+            forget pairs' own caption tokens and the default is ``encode_text(tokens,
+            normalize=True)``.
         sync_momentum: Copy online -> momentum weights when training ends (MoCo).
         reset_memory_bank: Re-initialise lightly memory banks when unlearning starts.
         **hyperparameters: The method's hyper-parameters (``alpha=1.0, beta=0.5`` for AC, ...).
@@ -171,14 +174,22 @@ class UnlearnCallback(L.Callback):
                 "your training_step."
             )
         if self.method.extra_view and self.embed_fn is None:
-            if not hasattr(pl_module, "forward_momentum"):
+            if is_clip_criterion(self._criterion):  # CLIP: the extra view is the own caption
+                require(pl_module, "encode_text")
+            elif not hasattr(pl_module, "forward_momentum"):
                 require(pl_module, "backbone", "projection_head")
         dm.configure(self.method.data, extra_view=self.method.extra_view)
         self._datamodule, self._module = dm, pl_module
         self._forget_keys = dm.forget_indices
         self._install(self._criterion)
         if self.method.reinitialise:
-            reinitialise(pl_module)
+            # a module that knows how to re-create its weights (CLIPModule: open_clip's own
+            # initialisation of embeddings and projections) does it itself
+            reset = getattr(pl_module, "reinitialise_parameters", None)
+            if callable(reset):
+                reset()
+            else:
+                reinitialise(pl_module)
 
     def on_fit_start(self, trainer: Any, pl_module: nn.Module) -> None:
         if self.reset_memory_bank and not self.method.reinitialise:
@@ -222,9 +233,19 @@ class UnlearnCallback(L.Callback):
             del self._criterion.forward
 
     def _row_terms(self, criterion: nn.Module, *args: Any, **kwargs: Any) -> RowTerms:
+        if is_clip_criterion(criterion):  # criterion(image_features, text_features, scale[, bias])
+            bias = args[3] if len(args) > 3 else kwargs.get("logit_bias")
+            return clip_row_terms(criterion, args[0], args[1], args[2], bias)
         return ntxent_row_terms(criterion, args[0], args[1])
 
     def _extra_embeddings(self, module: nn.Module, extra_views: Tensor) -> Tensor | None:
+        if is_clip_criterion(self._criterion):
+            # CLIP: the extra "view" is the forget pairs' own caption tokens (SPEC §3)
+            if extra_views.shape[0] == 0:
+                return None
+            if self.embed_fn is not None:
+                return self.embed_fn(extra_views)
+            return module.encode_text(extra_views, normalize=True)
         if extra_views.shape[0] < 2:  # BatchNorm heads cannot embed a batch of one
             return None
         if self.embed_fn is not None:

@@ -1,0 +1,33 @@
+"""CLIP (open_clip) support: ``CLIPModule``, offline loading, caption datasets and forget-set helpers."""
+
+from lightly_unlearn.clip.data import (
+    DIGIT_NAMES,
+    DIGIT_TEMPLATES,
+    CaptionDataset,
+    forget_by_class,
+    forget_by_concept,
+)
+from lightly_unlearn.clip.loading import (
+    PretrainedWeightsUnavailable,
+    create_clip,
+    create_tokenizer,
+    load_clip_weights,
+    resolve_pretrained,
+)
+from lightly_unlearn.clip.module import CLIPModule, PLCLIPModule, init_open_clip_parameters
+
+__all__ = [
+    "CLIPModule",
+    "CaptionDataset",
+    "PLCLIPModule",
+    "DIGIT_NAMES",
+    "DIGIT_TEMPLATES",
+    "PretrainedWeightsUnavailable",
+    "create_clip",
+    "create_tokenizer",
+    "forget_by_class",
+    "forget_by_concept",
+    "init_open_clip_parameters",
+    "load_clip_weights",
+    "resolve_pretrained",
+]

@@ -1,0 +1,141 @@
+"""CLIPModule: every method runs on it, logit-scale clamp, checkpoints, offline loading."""
+
+import math
+import time
+
+import lightning.pytorch as L
+import pytest
+import pytorch_lightning as pl
+import torch
+from conftest import digits_dataset, trainer_kwargs
+
+from lightly_unlearn import CLIPModule, ForgetRetainDataModule, PLCLIPModule, UnlearnCallback
+from lightly_unlearn.clip import (
+    DIGIT_NAMES,
+    DIGIT_TEMPLATES,
+    CaptionDataset,
+    PretrainedWeightsUnavailable,
+    create_clip,
+    init_open_clip_parameters,
+    load_clip_weights,
+)
+from lightly_unlearn.clip.data import tiny_clip_kwargs
+
+METHODS = ["retrain", "finetune", "gradient_ascent", "neggrad", "l1_sparse", "ac"]
+NAME = "ViT-B-32"
+
+
+def _module(cls=CLIPModule, **kw):
+    torch.manual_seed(0)
+    return cls(model_name=NAME, model_kwargs=tiny_clip_kwargs(width=32, embed_dim=16), **kw)
+
+
+def _dm(module, n=32, forget=tuple(range(0, 32, 4)), batch_size=8):
+    pairs = CaptionDataset(digits_dataset(n), DIGIT_NAMES, DIGIT_TEMPLATES)
+    return ForgetRetainDataModule(
+        pairs, list(forget), module.preprocess_train, batch_size=batch_size,
+        tokenizer=module.tokenizer, eval_transform=module.preprocess_val,
+    )
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_each_method_runs_one_epoch(tmp_path, method):
+    module = _module()
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    cb = UnlearnCallback(method=method, **({"beta": 1.0} if method == "ac" else {}))
+    trainer = L.Trainer(**trainer_kwargs(tmp_path), callbacks=[cb])
+    trainer.fit(module, datamodule=_dm(module))
+    loss = trainer.callback_metrics["unlearn_loss"]
+    assert torch.isfinite(loss)
+    after = module.state_dict()
+    assert after.keys() == before.keys()
+    assert not torch.equal(before["model.visual.conv1.weight"], after["model.visual.conv1.weight"])
+    assert "forward" not in vars(module.criterion)
+    assert 0.0 <= module.model.logit_scale.item() <= math.log(100)
+    if method == "gradient_ascent":
+        assert loss < 0
+    if method == "retrain":  # positional embeddings are re-drawn too (not only reset_parameters layers)
+        assert not torch.equal(before["model.positional_embedding"], after["model.positional_embedding"])
+
+
+def test_pytorch_lightning_namespace_and_ac_beta_uses_own_caption(tmp_path):
+    module = _module(PLCLIPModule)
+    seen = {}
+    cb = UnlearnCallback(method="ac", beta=1.0)
+    original = cb._extra_embeddings
+
+    def spy(m, extra):
+        out = original(m, extra)
+        seen["shape"] = None if out is None else tuple(out.shape)
+        seen["norm"] = None if out is None else out.norm(dim=-1)
+        return out
+
+    cb._extra_embeddings = spy
+    trainer = pl.Trainer(**trainer_kwargs(tmp_path, max_steps=1), callbacks=[cb])
+    trainer.fit(module, datamodule=_dm(module))
+    assert seen["shape"] is not None and seen["shape"][1] == 16  # text embeddings of forget pairs
+    torch.testing.assert_close(seen["norm"], torch.ones_like(seen["norm"]))
+
+
+def test_logit_scale_clamped_after_step(tmp_path):
+    module = _module(lr=0.5)
+    with torch.no_grad():
+        module.model.logit_scale.fill_(math.log(100) + 0.5)
+    trainer = L.Trainer(**trainer_kwargs(tmp_path, max_steps=1))
+    trainer.fit(module, datamodule=_dm(module))
+    assert module.model.logit_scale.item() <= math.log(100) + 1e-6
+    assert module.criterion.rank == 0 and module.criterion.world_size == 1
+
+
+def test_lightning_checkpoint_round_trip(tmp_path):
+    module = _module()
+    trainer = L.Trainer(**trainer_kwargs(tmp_path, max_steps=1))
+    trainer.fit(module, datamodule=_dm(module))
+    path = tmp_path / "clip.ckpt"
+    trainer.save_checkpoint(path)
+    loaded = CLIPModule.load_from_checkpoint(path)
+    for k, v in module.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[k], v)
+    # the same checkpoint feeds a plain open_clip model
+    model = create_clip(NAME, with_transforms=False, **tiny_clip_kwargs(width=32, embed_dim=16))
+    load_clip_weights(model, torch.load(path, map_location="cpu", weights_only=True))
+    torch.testing.assert_close(model.logit_scale, module.model.logit_scale)
+    # and a module built around an existing model loads with model=
+    again = CLIPModule.load_from_checkpoint(path, model=model)
+    torch.testing.assert_close(again.model.positional_embedding, module.model.positional_embedding)
+
+
+def test_open_clip_checkpoint_file_and_state_dict(tmp_path):
+    source = _module()
+    path = tmp_path / "epoch_1.pt"
+    torch.save({"epoch": 1, "state_dict": {f"module.{k}": v for k, v in source.model.state_dict().items()}}, path)
+    module = _module(checkpoint=str(path))
+    torch.testing.assert_close(module.model.text_projection, source.model.text_projection)
+    module2 = CLIPModule(model=create_clip(NAME, with_transforms=False, **tiny_clip_kwargs(width=32, embed_dim=16)),
+                         checkpoint=source.model.state_dict())
+    torch.testing.assert_close(module2.model.text_projection, source.model.text_projection)
+
+
+def test_uncached_pretrained_tag_fails_fast(tmp_path):
+    start = time.perf_counter()
+    with pytest.raises(PretrainedWeightsUnavailable, match="not in the local cache"):
+        create_clip("ViT-B-32", pretrained="laion2b_s34b_b79k", cache_dir=str(tmp_path))
+    with pytest.raises(PretrainedWeightsUnavailable, match="known tags"):
+        create_clip("ViT-B-32", pretrained="no_such_tag", cache_dir=str(tmp_path))
+    assert time.perf_counter() - start < 5
+
+
+def test_init_open_clip_parameters_covers_every_parameter():
+    model = create_clip(NAME, with_transforms=False, **tiny_clip_kwargs(width=32, embed_dim=16))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        model.logit_scale.fill_(3.0)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        missed = init_open_clip_parameters(model)
+    assert missed == []
+    assert abs(model.logit_scale.item() - math.log(1 / 0.07)) < 1e-6
+    for key in ("positional_embedding", "text_projection", "visual.class_embedding", "visual.proj"):
+        assert not torch.equal(before[key], model.state_dict()[key])
