@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from lightly_unlearn.io import atomic_write  # noqa: F401  (re-exported: one implementation)
 
 #: How each metric reads, for the Markdown report.
 DESCRIPTIONS = {
@@ -31,22 +32,6 @@ DESCRIPTIONS = {
     "forgetting_score_vs_holdout": "separation(A_after holdout) - separation(A_after forget) (about 0 = like never seen)",
     "holdout_drift_score": "FS of the holdout's own gap matrix (change on never-seen data)",
 }
-
-
-def atomic_write(path: str | os.PathLike, data: bytes | str) -> Path:
-    """Write ``data`` to ``path`` through a temporary file and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode("utf-8") if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 def _jsonable(obj: Any) -> Any:

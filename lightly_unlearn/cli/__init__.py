@@ -11,6 +11,7 @@ from collections.abc import Sequence
 COMMANDS = {
     "list": "lightly_unlearn.cli.list_components",
     "audit": "lightly_unlearn.cli.audit",
+    "verify-receipt": "lightly_unlearn.cli.verify_receipt",
 }
 
 

@@ -1,0 +1,167 @@
+"""``ReceiptCallback``: write an unlearning receipt (``lightly_unlearn.receipt``) when fit ends."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as L
+from torch import nn
+
+from lightly_unlearn.audits.runner import flat_metrics
+from lightly_unlearn.receipt import build_receipt, file_record, now, write_receipt
+
+RECEIPT_NAME = "unlearning_receipt.json"
+
+
+def _find(trainer: Any, *attrs: str) -> Any:
+    for cb in getattr(trainer, "callbacks", []) or []:
+        if all(hasattr(cb, a) for a in attrs):
+            return cb
+    return None
+
+
+class ReceiptCallback(L.Callback):
+    """Write ``unlearning_receipt.json`` at the end of an ``UnlearnCallback`` run.
+
+    The receipt records the method and hyper-parameters, the forget-set hash, SHA-256 of the
+    input checkpoint (``input_checkpoint=``, or the ``ckpt_path`` given to ``fit``) and of the
+    output checkpoint (the file the trainer's ``ModelCheckpoint`` wrote last, if any), library
+    versions, the "before"/"after" audit numbers of an ``AuditCallback`` in the same trainer,
+    and timestamps. Only global rank 0 hashes and writes.
+
+    Fit-end hooks run after the last epoch's checkpoint is written, so the hashed output
+    checkpoint exists and holds the final weights. Without a ``ModelCheckpoint``, save the
+    weights yourself and call :meth:`write` (``trainer.save_checkpoint`` is collective under DDP:
+    call it, and ``write``, on every rank)::
+
+        trainer.fit(model, datamodule=dm)
+        trainer.save_checkpoint("unlearned.ckpt")
+        receipt_cb.write(trainer, "unlearned.ckpt")
+
+    The input checkpoint is only read; it is hashed before training and again at the end, and a
+    ``ModelCheckpoint`` that could overwrite it (same folder, a ``last``/``epoch=`` file name) is
+    refused before training.
+
+    Args:
+        path: Where to write; default ``<trainer.log_dir>/unlearning_receipt.json``.
+        input_checkpoint: The checkpoint the unlearned model was loaded from (pretrained
+            weights). Default: the ``ckpt_path`` passed to ``trainer.fit``, if any.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike | None = None,
+        input_checkpoint: str | os.PathLike | None = None,
+    ) -> None:
+        super().__init__()
+        self.path = None if path is None else Path(path)
+        self.input_checkpoint = None if input_checkpoint is None else Path(input_checkpoint)
+        self.started_at: str | None = None
+        self.input_record: dict[str, Any] | None = None
+        self._source: Path | None = None
+        self.receipt: dict[str, Any] | None = None
+        self.written: Path | None = None
+
+    # -- before training: everything that can be refused is refused here -----------------------
+    def setup(self, trainer: Any, pl_module: nn.Module, stage: str) -> None:
+        if stage != "fit":
+            return
+        if _find(trainer, "method", "hyperparameters", "state_dict") is None:
+            raise ValueError(
+                "ReceiptCallback records an unlearning run, but the trainer has no "
+                "UnlearnCallback: add `UnlearnCallback(method=...)` to `callbacks`."
+            )
+        if self.input_checkpoint is not None and not self.input_checkpoint.is_file():
+            raise FileNotFoundError(
+                f"ReceiptCallback(input_checkpoint={str(self.input_checkpoint)!r}): no such file. "
+                "Pass the checkpoint the model's weights were loaded from."
+            )
+        self.started_at = now()
+        self.receipt = self.written = None
+
+    def on_fit_start(self, trainer: Any, pl_module: nn.Module) -> None:
+        source = self.input_checkpoint
+        if source is None and getattr(trainer, "ckpt_path", None):
+            source = Path(trainer.ckpt_path)
+        self._source = source
+        if source is None:
+            self.input_record = None
+            return
+        for cb in getattr(trainer, "callbacks", []) or []:
+            dirpath = getattr(cb, "dirpath", None)
+            if dirpath is None or not hasattr(cb, "save_last"):
+                continue
+            if Path(dirpath).resolve() == source.resolve().parent and (
+                source.name.startswith("last") or source.name.startswith("epoch=")
+            ):
+                raise ValueError(
+                    f"{type(cb).__name__}(dirpath={str(dirpath)!r}) writes into the folder of the "
+                    f"input checkpoint {source}, and could overwrite it. Inputs are never "
+                    "modified: give ModelCheckpoint another dirpath (or copy the input first)."
+                )
+        if trainer.is_global_zero:
+            self.input_record = file_record(source)
+
+    # -- after training ----------------------------------------------------------------------------
+    def on_fit_end(self, trainer: Any, pl_module: nn.Module) -> None:
+        ckpt_cb = getattr(trainer, "checkpoint_callback", None)
+        output = None
+        for attr in ("last_model_path", "best_model_path"):
+            candidate = getattr(ckpt_cb, attr, "") if ckpt_cb is not None else ""
+            if candidate and Path(candidate).is_file():
+                output = candidate
+                break
+        self.write(trainer, output)
+
+    def write(self, trainer: Any, checkpoint_path: str | os.PathLike | None) -> Path | None:
+        """Build the receipt for ``checkpoint_path`` (the unlearned checkpoint) and write it.
+
+        Call on every rank; only global rank 0 writes. Returns the receipt's path (rank 0).
+        """
+        if not getattr(trainer, "is_global_zero", True):
+            return None
+        unlearn = _find(trainer, "method", "hyperparameters", "state_dict")
+        if unlearn is None:
+            raise ValueError("No UnlearnCallback in this trainer; nothing to write a receipt for.")
+        state = unlearn.state_dict()
+        dm = getattr(trainer, "datamodule", None)
+        audit = _find(trainer, "before", "after", "history")
+        audits = None
+        if audit is not None and (audit.before is not None or audit.after is not None):
+            audits = {
+                "before": flat_metrics(audit.before or {}) if audit.before else None,
+                "after": flat_metrics(audit.after or {}) if audit.after else None,
+            }
+        input_record = self.input_record
+        if input_record is not None:
+            current = file_record(input_record["path"])
+            input_record = {**input_record, "unchanged": current["sha256"] == input_record["sha256"]}
+            if not input_record["unchanged"]:
+                warnings.warn(
+                    f"The input checkpoint {input_record['path']} changed during the run "
+                    "(another process or a checkpoint callback wrote to it).",
+                    stacklevel=2,
+                )
+        receipt = build_receipt(
+            method=state["method"],
+            hyperparameters=state["hyperparameters"],
+            forget_sha256=state["forget_sha256"],
+            num_forget=state["num_forget"],
+            num_samples=getattr(dm, "num_samples", -1),
+            input_checkpoint=input_record,
+            output_checkpoint=file_record(checkpoint_path) if checkpoint_path else None,
+            audits=audits,
+            training={
+                "current_epoch": int(trainer.current_epoch),
+                "global_step": int(trainer.global_step),
+                "world_size": int(getattr(trainer, "world_size", 1) or 1),
+                "max_epochs": trainer.max_epochs,
+            },
+            started_at=self.started_at,
+        )
+        path = self.path or Path(trainer.log_dir or trainer.default_root_dir) / RECEIPT_NAME
+        self.receipt, self.written = receipt, write_receipt(path, receipt)
+        return self.written

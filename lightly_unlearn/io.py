@@ -1,0 +1,144 @@
+"""Files in and out without data loss.
+
+* Outputs are written to a temporary file in the destination folder and moved into place with
+  ``os.replace`` (atomic on POSIX and Windows within one file system): a crash or a full disk
+  never leaves a half-written checkpoint, receipt or report, and never destroys the previous
+  version of the file.
+* Inputs are only read. :func:`sha256_file` fingerprints them so tests and receipts can show
+  they were not modified.
+* :func:`load_checkpoint` uses ``torch.load(weights_only=True)`` by default: a checkpoint is
+  data, and unpickling arbitrary objects from it can run code. Old checkpoints that pickled
+  custom classes (or numpy arrays) need an explicit ``trusted=True``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = [
+    "UntrustedCheckpointError",
+    "atomic_write",
+    "atomic_write_json",
+    "atomic_torch_save",
+    "load_checkpoint",
+    "sha256_bytes",
+    "sha256_file",
+]
+
+
+class UntrustedCheckpointError(RuntimeError):
+    """A checkpoint holds pickled objects that ``weights_only=True`` refuses to load."""
+
+
+def atomic_write(path: str | os.PathLike, data: bytes | str) -> Path:
+    """Write ``data`` to ``path`` through a temporary sibling file and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode("utf-8") if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, torch.Tensor):
+        return _jsonable(obj.tolist())
+    if hasattr(obj, "tolist") and hasattr(obj, "dtype"):  # numpy arrays and scalars
+        return _jsonable(obj.tolist())
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else str(obj)  # strict JSON has no inf/nan
+    return obj
+
+
+def atomic_write_json(path: str | os.PathLike, payload: Any, *, sort_keys: bool = False) -> Path:
+    """Strict JSON (``inf``/``nan`` as strings), written atomically."""
+    text = json.dumps(_jsonable(payload), indent=2, allow_nan=False, sort_keys=sort_keys)
+    return atomic_write(path, text + "\n")
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save`` to a temporary sibling file, then ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's bytes, read in chunks (checkpoints can be large)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(chunk_size), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_checkpoint(
+    path: str | os.PathLike, *, trusted: bool = False, map_location: Any = "cpu"
+) -> Any:
+    """Load a checkpoint read-only; ``weights_only=True`` unless ``trusted=True``.
+
+    Args:
+        path: The checkpoint file. It is opened for reading only, never modified.
+        trusted: Allow full unpickling (``weights_only=False``). Only for files you produced
+            yourself or otherwise trust: unpickling can execute arbitrary code.
+        map_location: As in ``torch.load``.
+
+    Raises:
+        FileNotFoundError: No such file.
+        UntrustedCheckpointError: The file holds objects ``weights_only=True`` refuses (custom
+            classes, numpy arrays, ...); the message says how to opt in.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Checkpoint {path} does not exist.")
+    if trusted:
+        return torch.load(path, map_location=map_location, weights_only=False)
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises pickle.UnpicklingError (and others) here
+        if "weights_only" not in str(err) and "Unsupported global" not in str(err):
+            raise
+        raise UntrustedCheckpointError(
+            f"{path} cannot be loaded with torch.load(weights_only=True): it contains pickled "
+            "Python objects, which could run code when loaded. If you produced this file "
+            "yourself or otherwise trust it, load it with "
+            "`lightly_unlearn.io.load_checkpoint(path, trusted=True)` (or pass "
+            "`weights_only=False` to Lightning's `trainer.fit(..., weights_only=False)`). "
+            f"torch said: {str(err).splitlines()[0]}"
+        ) from err
