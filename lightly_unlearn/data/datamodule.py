@@ -9,7 +9,7 @@ from typing import Any, Literal
 import lightning.pytorch as L
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from lightly_unlearn.data.pairing import ForgetPairedCaptions, ForgetPairedViews
 from lightly_unlearn.data.validation import (
@@ -239,15 +239,29 @@ class ForgetRetainDataModule(L.LightningDataModule, pl.LightningDataModule):
         return KeyedPairs(self.dataset, keys, self.transform, self.tokenizer)
 
     def train_dataloader(self) -> DataLoader:
-        generator = torch.Generator().manual_seed(self.seed)
+        """Shuffled, ``drop_last`` batches through a ``DistributedSampler`` on every device count.
+
+        The sampler's order depends only on ``(seed, epoch)`` (Lightning calls ``set_epoch``), so
+        a run resumed from a checkpoint sees the same batches as an uninterrupted one. Under DDP
+        it uses ``drop_last=True``: the default padding would repeat samples and count them twice
+        in an epoch; at most ``world_size - 1`` samples per epoch are left out instead. Lightning
+        keeps a ``DistributedSampler`` it is given.
+        """
+        dataset = self._train_set()
+        world, rank = 1, 0
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            world, rank = torch.distributed.get_world_size(), torch.distributed.get_rank()
+        sampler = DistributedSampler(
+            dataset, num_replicas=world, rank=rank, shuffle=True, seed=self.seed, drop_last=True
+        )
+        check_batches(len(sampler), self.batch_size, f"per-device ({world} devices) training")
         return DataLoader(
-            self._train_set(),
+            dataset,
             batch_size=self.batch_size,
-            shuffle=True,
+            sampler=sampler,
             drop_last=True,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
-            generator=generator,
         )
 
     # The two Lightning namespaces have different default ``*_dataloader`` hooks, so each Trainer
