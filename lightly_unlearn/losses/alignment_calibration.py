@@ -37,16 +37,21 @@ def alignment_calibration_objective(
     return normalise(total, denominator)
 
 
-def positive_calibration(anchor: Tensor, extra: Tensor) -> Tensor:
+def positive_calibration(anchor: Tensor, extra: Tensor | None) -> Tensor:
     """``mean_i cos(f(t1 x_i), f(t3 x_i))`` over the forget samples in the (global) batch.
 
     ``anchor`` and ``extra`` are ``(F, D)`` embeddings of two views of the same ``F`` forget
-    samples. With no forget sample the term is exactly zero (not NaN).
+    samples. With no forget sample (or ``extra=None``: no extra embeddings on this device) the
+    term is exactly zero (not NaN). Every rank must call this when β > 0, also with nothing to
+    add: the global count is an all-reduce, and a rank that skipped it would pair the other
+    ranks' all-reduce with DDP's gradient all-reduce (a hang or a wrong result).
     """
-    if anchor.shape[0] == 0:
-        return anchor.sum() * 0.0
-    cos = torch.nn.functional.cosine_similarity(anchor, extra, dim=1)
-    return normalise(cos.sum(), torch.tensor(float(anchor.shape[0]), device=anchor.device))
+    if extra is None or anchor.shape[0] == 0 or extra.shape[0] == 0:
+        total, count = anchor.sum() * 0.0, 0.0
+    else:
+        total = torch.nn.functional.cosine_similarity(anchor, extra, dim=1).sum()
+        count = float(anchor.shape[0])
+    return normalise(total, torch.tensor(count, device=anchor.device))
 
 
 class AlignmentCalibrationLoss(NTXentLoss):
@@ -105,7 +110,7 @@ class AlignmentCalibrationLoss(NTXentLoss):
             return super().forward(out0, out1)
         terms = ntxent_row_terms(self, out0, out1, forward=NTXentLoss.forward)
         loss = alignment_calibration_objective(terms, forget_mask, self.alpha, self.gamma)
-        if self.beta > 0 and extra is not None:
+        if self.beta > 0:  # also without extra: every rank joins the all-reduce
             anchor = out0[forget_mask.to(out0.device)]
             loss = loss + self.beta * self.forget_fraction * positive_calibration(anchor, extra)
         return loss

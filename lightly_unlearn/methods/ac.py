@@ -35,7 +35,7 @@ class AlignmentCalibration(UnlearningMethod):
     def objective(self, ctx: StepContext) -> Tensor:
         hp = self.hparams
         loss = alignment_calibration_objective(ctx.terms, ctx.forget, hp["alpha"], hp["gamma"])
-        if hp["beta"] > 0 and ctx.extra is not None:
+        if hp["beta"] > 0:  # every rank joins the all-reduce, also with no extra view
             anchor = ctx.anchor[ctx.forget.to(ctx.anchor.device)]
             loss = loss + hp["beta"] * ctx.forget_fraction * positive_calibration(anchor, ctx.extra)
         return loss
