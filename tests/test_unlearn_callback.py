@@ -180,3 +180,17 @@ def test_split_that_cannot_serve_the_method_fails_before_training(tmp_path, meth
         trainer.fit(model, datamodule=dm)
     for k, v in model.state_dict().items():
         assert torch.equal(before[k], v)
+
+
+def test_method_and_hyperparameters_reach_the_logger(tmp_path, digits):
+    from pytorch_lightning.loggers import CSVLogger
+
+    dm = ForgetRetainDataModule(digits, list(range(8)), tiny_transform(), batch_size=16)
+    logger = CSVLogger(tmp_path)
+    kw = trainer_kwargs(tmp_path, logger=logger, log_every_n_steps=1)
+    trainer = pl.Trainer(**kw, callbacks=[UnlearnCallback("ac", alpha=0.8, beta=0.5)])
+    trainer.fit(make_simclr("pl")(), datamodule=dm)
+    hparams = (tmp_path / "lightning_logs" / "version_0" / "hparams.yaml").read_text()
+    assert "unlearn/method: ac" in hparams and "unlearn/alpha: 0.8" in hparams
+    metrics = (tmp_path / "lightning_logs" / "version_0" / "metrics.csv").read_text()
+    assert "unlearn/forget_row_loss" in metrics and "unlearn/retain_row_loss" in metrics
