@@ -102,6 +102,7 @@ class UnlearnCallback(L.Callback):
         self._datamodule: Any = None
         self._forget_keys: Tensor | None = None
         self._finished = False
+        self._total_steps = 1
 
     # -- description, logging, checkpoint state ----------------------------------------------
     @property
@@ -195,6 +196,8 @@ class UnlearnCallback(L.Callback):
         if self.reset_memory_bank and not self.method.reinitialise:
             reset_memory_banks(pl_module)
         self._forget_keys = self._forget_keys.to(pl_module.device)
+        total = trainer.estimated_stepping_batches
+        self._total_steps = max(int(total), 1) if total != float("inf") else 1
         params = {"unlearn/method": self.method.name, "unlearn/num_forget": len(self._forget_keys)}
         params.update({f"unlearn/{k}": v for k, v in self.hyperparameters.items()})
         for logger in trainer.loggers:
@@ -273,8 +276,7 @@ class UnlearnCallback(L.Callback):
         if ctx.calls == 1 and ctx.extra_views is not None:
             extra = self._extra_embeddings(module, ctx.extra_views)
         trainer = module.trainer
-        total = max(int(trainer.estimated_stepping_batches or 1), 1)
-        progress = min(trainer.global_step / total, 1.0)
+        progress = min(trainer.global_step / self._total_steps, 1.0)
         loss = self.method.objective(
             StepContext(
                 terms=terms,
