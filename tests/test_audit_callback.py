@@ -159,3 +159,83 @@ def test_clear_errors_without_datamodule_or_holdout(tmp_path):
     )
     with pytest.raises(TypeError, match="ForgetRetainDataModule"):
         trainer.fit(SimCLR(), train_dataloaders=loader)
+
+
+@pytest.mark.slow
+def test_forgetting_score_positive_after_ac_with_beta(tmp_path):
+    """AC with positive calibration (β > 0) lowers the own-view alignment of forget samples more
+    than their cross-sample alignment: FS > 0, and more than the drift on never-seen data."""
+    from lightly_unlearn import UnlearnCallback
+
+    torch.manual_seed(0)
+    model = SimCLR()
+    common = dict(
+        default_root_dir=tmp_path,
+        enable_progress_bar=False,
+        logger=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        accelerator="cpu",
+    )
+    pl.Trainer(max_epochs=3, **common).fit(model, datamodule=datamodule())  # "pretraining"
+    audit = AuditCallback(
+        audits=("alignment_matrix",), num_samples=80, num_views=4, save_files=False
+    )
+    unlearn = UnlearnCallback(method="ac", alpha=1.0, beta=50.0, gamma=None)
+    pl.Trainer(max_epochs=3, callbacks=[unlearn, audit], **common).fit(
+        model, datamodule=datamodule()
+    )
+    metrics = audit.after["alignment_matrix"].metrics
+    assert metrics["forgetting_score"] > 0
+    assert metrics["forgetting_score"] > metrics["holdout_drift_score"]
+
+
+class _FigureExperiment:
+    def __init__(self):
+        self.figures = []
+
+    def add_figure(self, tag, figure, step):
+        self.figures.append((tag, step))
+
+
+class _RecordingLogger(pl.loggers.Logger):
+    """A logger whose experiment takes figures (like TensorBoard's SummaryWriter)."""
+
+    def __init__(self, root):
+        super().__init__()
+        self.metrics, self._experiment, self._root = [], _FigureExperiment(), str(root)
+
+    name, version = "rec", 0
+
+    @property
+    def experiment(self):
+        return self._experiment
+
+    @property
+    def save_dir(self):  # trainer.log_dir of a non-CSV/TensorBoard logger
+        return self._root
+
+    def log_metrics(self, metrics, step=None):
+        self.metrics.append((dict(metrics), step))
+
+    def log_hyperparams(self, params, *args, **kwargs):
+        pass
+
+
+def test_every_n_epochs_and_figure_logging(tmp_path):
+    logger = _RecordingLogger(tmp_path / "rec")
+    callback = AuditCallback(
+        audits=("alignment_matrix",), num_samples=20, num_views=2, every_n_epochs=1
+    )
+    fit(pl.Trainer, tmp_path, callback, max_epochs=2, logger=logger)
+    whens = [
+        next(iter(m)).split("/")[1] for m, _ in logger.metrics if next(iter(m)).startswith("audit/")
+    ]
+    assert whens == ["before", "epoch", "after"]
+    assert [tag for tag, _ in logger.experiment.figures] == [
+        "audit/epoch/gap_matrix",
+        "audit/after/gap_matrix",
+    ]
+    files = {p.name for p in (tmp_path / "rec" / "audits").iterdir()}
+    assert {"audit.json", "gap_matrix.png", "audit_epoch0.json", "gap_matrix_epoch0.png"} <= files
+    assert [h["when"] for h in callback.history] == ["before", "epoch", "after"]

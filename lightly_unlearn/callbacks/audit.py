@@ -193,6 +193,8 @@ class AuditCallback(L.Callback):
             world_size=world,
             all_gather=(lambda t: trainer.strategy.all_gather(t.to(device))) if world > 1 else None,
         )
+        # trainer.log_dir broadcasts under DDP: every rank must read it, before rank 0 goes on
+        folder = Path(trainer.log_dir or trainer.default_root_dir) / "audits"
         if not getattr(trainer, "is_global_zero", True):
             return None  # the audits are run once, on the gathered features, by rank 0
         results = run_audits(self.audits, inputs, before=None if when == "before" else self.before)
@@ -205,10 +207,12 @@ class AuditCallback(L.Callback):
             {"when": when, "epoch": int(trainer.current_epoch), "step": step, "metrics": metrics}
         )
         if when != "before":
-            self._write(trainer, results, when)
+            self._write(trainer, results, when, folder)
         return results
 
-    def _write(self, trainer: Any, results: dict[str, AuditResult], when: str) -> None:
+    def _write(
+        self, trainer: Any, results: dict[str, AuditResult], when: str, folder: Path
+    ) -> None:
         gap = results.get("alignment_matrix")
         gap = None if gap is None else gap.arrays.get("gap_matrix")
         figure = None
@@ -221,7 +225,6 @@ class AuditCallback(L.Callback):
                     experiment.add_figure(f"audit/{when}/gap_matrix", figure, trainer.global_step)
         if not self.save_files:
             return
-        folder = Path(trainer.log_dir or trainer.default_root_dir) / "audits"
         suffix = "" if when == "after" else f"_epoch{trainer.current_epoch}"
         if figure is not None:
             save_figure(figure, folder / f"gap_matrix{suffix}.png")
