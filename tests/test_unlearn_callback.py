@@ -49,9 +49,17 @@ def test_retrain_reinitialises_before_training(tmp_path):
     with torch.no_grad():
         for p in model.parameters():
             p.fill_(0.5)
+    seen = {}
+
+    class BeforeAudit(pl.Callback):  # listed after UnlearnCallback, like an AuditCallback
+        def on_fit_start(self, trainer, pl_module):
+            seen["w"] = pl_module.backbone[1].weight.detach().clone()
+
     dm = ForgetRetainDataModule(digits_dataset(32), [0, 1], tiny_transform(), batch_size=10)
-    trainer = pl.Trainer(**trainer_kwargs(tmp_path, max_steps=1), callbacks=[UnlearnCallback("rt")])
+    callbacks = [UnlearnCallback("rt"), BeforeAudit()]
+    trainer = pl.Trainer(**trainer_kwargs(tmp_path, max_steps=1), callbacks=callbacks)
     trainer.fit(model, datamodule=dm)
+    torch.testing.assert_close(seen["w"], torch.full_like(seen["w"], 0.5))  # "before" = given model
     w = model.backbone[1].weight
     assert not torch.allclose(w, torch.full_like(w, 0.5), atol=0.05)
 

@@ -1,5 +1,6 @@
 """Lightning callbacks: the only place (with the CLI) that touches the Trainer."""
 
+from lightly_unlearn.callbacks.audit import AuditCallback
 from lightly_unlearn.callbacks.unlearn import NonFiniteLossError, UnlearnCallback
 
-__all__ = ["NonFiniteLossError", "UnlearnCallback"]
+__all__ = ["AuditCallback", "NonFiniteLossError", "UnlearnCallback"]

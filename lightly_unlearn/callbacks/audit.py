@@ -52,9 +52,8 @@ class AuditCallback(L.Callback):
     multi-device training each rank embeds a shard, features are gathered and de-duplicated by
     sample key, and the audits run once on rank 0.
 
-    Note: "before" is measured in ``on_fit_start``, i.e. after every callback's ``setup``; an
-    unlearning method that re-initialises the model in ``setup`` (Retrain) is audited after
-    the re-initialisation.
+    Note: "before" is measured in ``on_fit_start``; ``UnlearnCallback(method="retrain")``
+    re-initialises the model later (``on_train_start``), so "before" is the given model.
 
     Args:
         audits: Registered audit names (``lightly-unlearn list``) or :class:`Audit` instances.

@@ -102,6 +102,7 @@ class UnlearnCallback(L.Callback):
         self._datamodule: Any = None
         self._forget_keys: Tensor | None = None
         self._finished = False
+        self._resumed = False
         self._total_steps = 1
 
     # -- description, logging, checkpoint state ----------------------------------------------
@@ -119,6 +120,7 @@ class UnlearnCallback(L.Callback):
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._resumed = True
         if state_dict.get("method") not in (None, self.method.name):
             raise ValueError(
                 f"The checkpoint comes from an unlearning run with method "
@@ -183,7 +185,12 @@ class UnlearnCallback(L.Callback):
         self._datamodule, self._module = dm, pl_module
         self._forget_keys = dm.forget_indices
         self._install(self._criterion)
-        if self.method.reinitialise:
+
+    def on_train_start(self, trainer: Any, pl_module: nn.Module) -> None:
+        # Retrain re-initialises here, after every on_fit_start (so AuditCallback's "before"
+        # audit sees the given model whatever the callback order) and after a checkpoint
+        # restore; a resumed unlearning run (our state came back) keeps its restored weights.
+        if self.method.reinitialise and not self._resumed:
             # a module that knows how to re-create its weights (CLIPModule: open_clip's own
             # initialisation of embeddings and projections) does it itself
             reset = getattr(pl_module, "reinitialise_parameters", None)
