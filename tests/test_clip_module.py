@@ -139,3 +139,23 @@ def test_init_open_clip_parameters_covers_every_parameter():
     assert abs(model.logit_scale.item() - math.log(1 / 0.07)) < 1e-6
     for key in ("positional_embedding", "text_projection", "visual.class_embedding", "visual.proj"):
         assert not torch.equal(before[key], model.state_dict()[key])
+
+
+def test_audit_callback_runs_image_side_audits_on_clip(tmp_path):
+    """AuditCallback works on CLIPModule as on SimCLR: image features via encode_image, labels
+    (not captions) as targets."""
+    from lightly_unlearn import AuditCallback
+
+    module = _module()
+    pairs = CaptionDataset(digits_dataset(48), DIGIT_NAMES, DIGIT_TEMPLATES)
+    holdout = CaptionDataset(digits_dataset(16, offset=100), DIGIT_NAMES, DIGIT_TEMPLATES)
+    dm = ForgetRetainDataModule(
+        pairs, list(range(0, 48, 4)), module.preprocess_train, batch_size=8, holdout=holdout,
+        tokenizer=module.tokenizer, eval_transform=module.preprocess_val,
+    )
+    cb = AuditCallback(num_samples=16, num_views=2, save_files=False)
+    trainer = L.Trainer(**trainer_kwargs(tmp_path, max_steps=1), callbacks=[cb, UnlearnCallback("finetune")])
+    trainer.fit(module, datamodule=dm)
+    metrics = {k: v for r in cb.after.values() for k, v in r.metrics.items()}
+    assert {"emia", "ra", "ua", "cmia"} <= set(metrics), metrics
+    assert 0 <= metrics["ra"] <= 100
