@@ -121,6 +121,8 @@ class ReceiptCallback(L.Callback):
 
         Call on every rank; only global rank 0 writes. Returns the receipt's path (rank 0).
         """
+        # trainer.log_dir is a collective (broadcast) under DDP: resolved on every rank
+        log_dir = trainer.log_dir if self.path is None else None
         if not getattr(trainer, "is_global_zero", True):
             return None
         unlearn = _find(trainer, "method", "hyperparameters", "state_dict")
@@ -162,6 +164,6 @@ class ReceiptCallback(L.Callback):
             },
             started_at=self.started_at,
         )
-        path = self.path or Path(trainer.log_dir or trainer.default_root_dir) / RECEIPT_NAME
+        path = self.path or Path(log_dir or trainer.default_root_dir) / RECEIPT_NAME
         self.receipt, self.written = receipt, write_receipt(path, receipt)
         return self.written

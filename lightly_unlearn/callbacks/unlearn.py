@@ -42,6 +42,10 @@ def _plain(value: Any) -> Any:
     return repr(value)
 
 
+def _training_batch_norm(module: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training for m in module.modules())
+
+
 class UnlearnCallback(L.Callback):
     """Unlearn the forget set of a ``ForgetRetainDataModule`` while the user's module trains.
 
@@ -256,7 +260,10 @@ class UnlearnCallback(L.Callback):
             if self.embed_fn is not None:
                 return self.embed_fn(extra_views)
             return module.encode_text(extra_views, normalize=True)
-        if extra_views.shape[0] < 2:  # BatchNorm heads cannot embed a batch of one
+        n = extra_views.shape[0]
+        if n == 0 or (n == 1 and _training_batch_norm(module)):
+            # BatchNorm in training mode cannot embed a batch of one; without BatchNorm a single
+            # forget sample on a device keeps its β term (DDP = 1-process, see tests/test_ddp.py)
             return None
         if self.embed_fn is not None:
             return self.embed_fn(extra_views)
