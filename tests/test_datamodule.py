@@ -111,3 +111,27 @@ def test_state_dict_refuses_another_forget_set(digits):
     b.load_state_dict(b.state_dict())
     with pytest.raises(ValueError, match="different forget set"):
         b.load_state_dict(a.state_dict())
+
+
+@pytest.mark.parametrize("namespace", ["pl", "L"])
+def test_users_batch_transfer_hook_still_runs_in_both_trainers(tmp_path, digits, namespace):
+    import lightning.pytorch as L
+    import pytorch_lightning as pl
+    from conftest import make_simclr, trainer_kwargs
+
+    Base = make_simclr(namespace)
+    calls = []
+
+    class WithGpuAugmentation(Base):
+        def on_after_batch_transfer(self, batch, dataloader_idx):
+            calls.append(dataloader_idx)
+            return batch
+
+    dm = ForgetRetainDataModule(digits, [0, 1], tiny_transform(), batch_size=16)
+    trainer_cls = pl.Trainer if namespace == "pl" else L.Trainer
+    with __import__("warnings").catch_warnings(record=True) as caught:
+        __import__("warnings").simplefilter("always")
+        trainer_cls(**trainer_kwargs(tmp_path)).fit(WithGpuAugmentation(), datamodule=dm)
+    assert len(calls) == 4
+    assert not any("from `LightningDataModule`" in str(w.message) for w in caught)
+    assert not any("length of `list`" in str(w.message) or "val_dataloader" in str(w.message) for w in caught)

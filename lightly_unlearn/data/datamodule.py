@@ -264,17 +264,24 @@ class ForgetRetainDataModule(L.LightningDataModule, pl.LightningDataModule):
             persistent_workers=self.num_workers > 0,
         )
 
-    # The two Lightning namespaces have different default ``*_dataloader`` hooks, so each Trainer
-    # would see the other's default as "overridden" and call it. Unlearning has no validation
-    # stream of its own: an empty list makes both Trainers skip those loops.
-    def val_dataloader(self) -> list:
-        return []
+    # The class has both Lightning namespaces as bases, and Lightning decides whether a hook is
+    # user-defined by comparing its code with the *Trainer's* namespace default. Unlearning has no
+    # validation stream of its own, so those loaders are absent (None: "not overridden" in both
+    # namespaces); the batch-transfer hooks are re-bound to the running Trainer's defaults in
+    # `setup`, so a user's `on_after_batch_transfer` on the module (GPU augmentation) still runs.
+    val_dataloader = None  # type: ignore[assignment]
+    test_dataloader = None  # type: ignore[assignment]
+    predict_dataloader = None  # type: ignore[assignment]
 
-    def test_dataloader(self) -> list:
-        return []
-
-    def predict_dataloader(self) -> list:
-        return []
+    def setup(self, stage: str) -> None:
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return
+        is_pl = type(trainer).__module__.startswith("pytorch_lightning")
+        base = pl.LightningDataModule if is_pl else L.LightningDataModule
+        for hook in ("on_before_batch_transfer", "transfer_batch_to_device", "on_after_batch_transfer"):
+            if getattr(type(self), hook) is getattr(L.LightningDataModule, hook):  # not a subclass's
+                setattr(self, hook, getattr(base, hook).__get__(self))
 
     # -- checkpoint state: the forget set travels with a resumed run -----------------------------
     def state_dict(self) -> dict[str, Any]:
