@@ -265,23 +265,14 @@ class ForgetRetainDataModule(L.LightningDataModule, pl.LightningDataModule):
         )
 
     # The class has both Lightning namespaces as bases, and Lightning decides whether a hook is
-    # user-defined by comparing its code with the *Trainer's* namespace default. Unlearning has no
-    # validation stream of its own, so those loaders are absent (None: "not overridden" in both
-    # namespaces); the batch-transfer hooks are re-bound to the running Trainer's defaults in
-    # `setup`, so a user's `on_after_batch_transfer` on the module (GPU augmentation) still runs.
+    # user-defined by comparing its code with the *Trainer's* namespace default; the default
+    # loaders of the two namespaces differ, so each Trainer would call the other's and fail.
+    # Unlearning has no validation stream of its own: None reads as "not defined" in both.
+    # (The batch-transfer hooks compare equal across namespaces; a test guards that the user's
+    # module hooks still run.)
     val_dataloader = None  # type: ignore[assignment]
     test_dataloader = None  # type: ignore[assignment]
     predict_dataloader = None  # type: ignore[assignment]
-
-    def setup(self, stage: str) -> None:
-        trainer = getattr(self, "trainer", None)
-        if trainer is None:
-            return
-        is_pl = type(trainer).__module__.startswith("pytorch_lightning")
-        base = pl.LightningDataModule if is_pl else L.LightningDataModule
-        for hook in ("on_before_batch_transfer", "transfer_batch_to_device", "on_after_batch_transfer"):
-            if getattr(type(self), hook) is getattr(L.LightningDataModule, hook):  # not a subclass's
-                setattr(self, hook, getattr(base, hook).__get__(self))
 
     # -- checkpoint state: the forget set travels with a resumed run -----------------------------
     def state_dict(self) -> dict[str, Any]:
