@@ -159,3 +159,26 @@ def test_audit_callback_runs_image_side_audits_on_clip(tmp_path):
     metrics = {k: v for r in cb.after.values() for k, v in r.metrics.items()}
     assert {"emia", "ra", "ua", "cmia"} <= set(metrics), metrics
     assert 0 <= metrics["ra"] <= 100
+
+
+def test_audit_callback_runs_the_clip_audits(tmp_path):
+    """The four CLIP audits run from AuditCallback on CLIPModule, with the gap heat map file."""
+    from lightly_unlearn import AuditCallback
+
+    module = _module()
+    pairs = CaptionDataset(digits_dataset(48), DIGIT_NAMES, DIGIT_TEMPLATES)
+    holdout = CaptionDataset(digits_dataset(16, offset=100), DIGIT_NAMES, DIGIT_TEMPLATES)
+    dm = ForgetRetainDataModule(
+        pairs, list(range(0, 48, 4)), module.preprocess_train, batch_size=8, holdout=holdout,
+        tokenizer=module.tokenizer, eval_transform=module.preprocess_val,
+    )
+    audits = ("clip_mia", "clip_retrieval", "clip_zero_shot", "clip_alignment_matrix", "emia")
+    cb = AuditCallback(audits=audits, num_samples=16, num_views=2, classnames=DIGIT_NAMES,
+                       templates=DIGIT_TEMPLATES[:2])
+    kw = trainer_kwargs(tmp_path, max_steps=2, logger=L.loggers.CSVLogger(tmp_path))
+    trainer = L.Trainer(**kw, callbacks=[UnlearnCallback("ac", beta=1.0), cb])
+    trainer.fit(module, datamodule=dm)
+    metrics = {k: v for r in cb.after.values() for k, v in r.metrics.items()}
+    assert {"clip_mia", "clip_forgetting_score", "emia"} <= set(metrics), sorted(metrics)
+    assert any(k.startswith("zero_shot") or "zs" in k for k in metrics), sorted(metrics)
+    assert (tmp_path / "lightning_logs" / "version_0" / "audits" / "gap_matrix.png").is_file()

@@ -65,6 +65,9 @@ class AuditCallback(L.Callback):
             (projection-head outputs) or a callable images -> embeddings.
         batch_size: Images per forward pass.
         save_files: Write ``audit.json``, ``report.md`` and the heat map.
+        classnames, templates: Zero-shot prompts for the ``clip_zero_shot`` audit (CLIP only);
+            the CLIP audits (``clip_mia``, ``clip_retrieval``, ``clip_zero_shot``,
+            ``clip_alignment_matrix``) embed image-caption pairs of the datamodule's splits.
     """
 
     def __init__(
@@ -77,6 +80,8 @@ class AuditCallback(L.Callback):
         embed_fn: EmbedSpec = "backbone",
         batch_size: int = 256,
         save_files: bool = True,
+        classnames: Sequence[str] | None = None,
+        templates: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
         self.audits = resolve_audits(audits)
@@ -96,6 +101,8 @@ class AuditCallback(L.Callback):
         self.embed_fn = embed_fn
         self.batch_size = int(batch_size)
         self.save_files = save_files
+        self.classnames = list(classnames) if classnames is not None else None
+        self.templates = list(templates) if templates is not None else None
         self.before: dict[str, AuditResult] | None = None
         self.after: dict[str, AuditResult] | None = None
         self.history: list[dict[str, Any]] = []
@@ -145,6 +152,25 @@ class AuditCallback(L.Callback):
             return head_embed_fn(pl_module)
         return self.embed_fn  # type: ignore[return-value]
 
+    def _clip_inputs(self, dm: Any, pl_module: nn.Module, device: Any) -> Any:
+        """Image and caption embeddings for the CLIP audits (computed whole on every rank)."""
+        from lightly_unlearn.audits.clip_features import compute_clip_inputs
+
+        return compute_clip_inputs(
+            pl_module,
+            forget=dm.forget,
+            retain=dm.retain,
+            holdout=getattr(dm, "holdout", None),
+            image_transform=dm.eval_transform,
+            tokenizer=getattr(dm, "tokenizer", None),
+            classnames=self.classnames,
+            templates=self.templates,
+            num_samples=self.num_samples,
+            seed=int(getattr(dm, "seed", 0)),
+            batch_size=self.batch_size,
+            device=device,
+        )
+
     def _datamodule(self, trainer: Any) -> Any:
         dm = getattr(trainer, "datamodule", None)
         missing = [
@@ -174,9 +200,10 @@ class AuditCallback(L.Callback):
         start = time.perf_counter()
         world = int(getattr(trainer, "world_size", 1) or 1)
         device = getattr(pl_module, "device", None)
+        needs = needs_of(self.audits)
         inputs = compute_inputs(
             self._embed(pl_module),
-            needs_of(self.audits),
+            needs - {"clip"},
             forget=dm.forget,
             retain=dm.retain,
             holdout=getattr(dm, "holdout", None),
@@ -192,6 +219,8 @@ class AuditCallback(L.Callback):
             world_size=world,
             all_gather=(lambda t: trainer.strategy.all_gather(t.to(device))) if world > 1 else None,
         )
+        if "clip" in needs:
+            inputs.cache.update(self._clip_inputs(dm, pl_module, device).cache)
         # trainer.log_dir broadcasts under DDP: every rank must read it, before rank 0 goes on
         folder = Path(trainer.log_dir or trainer.default_root_dir) / "audits"
         if not getattr(trainer, "is_global_zero", True):
@@ -212,11 +241,11 @@ class AuditCallback(L.Callback):
     def _write(
         self, trainer: Any, results: dict[str, AuditResult], when: str, folder: Path
     ) -> None:
-        gap = results.get("alignment_matrix")
-        gap = None if gap is None else gap.arrays.get("gap_matrix")
+        name = next((n for n in ("alignment_matrix", "clip_alignment_matrix") if n in results), None)
+        gap = None if name is None else results[name].arrays.get("gap_matrix")
         figure = None
         if gap is not None:
-            fs = results["alignment_matrix"].metrics.get("forgetting_score")
+            fs = results[name].metrics.get("forgetting_score", results[name].metrics.get("clip_forgetting_score"))
             figure = gap_figure(gap, f"Alignment gap matrix (forget samples, {when})", fs)
             for logger in getattr(trainer, "loggers", []) or []:
                 experiment = getattr(logger, "experiment", None)
