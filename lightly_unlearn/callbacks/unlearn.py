@@ -18,7 +18,7 @@ from lightly_unlearn.adapters import (
     reset_memory_banks,
 )
 from lightly_unlearn.losses.clip_rows import clip_row_terms, is_clip_criterion
-from lightly_unlearn.losses.rows import RowTerms, ntxent_row_terms, row_mask
+from lightly_unlearn.losses.rows import RowTerms, global_sum, ntxent_row_terms, row_mask
 from lightly_unlearn.methods.base import StepContext, UnlearningMethod
 
 
@@ -73,6 +73,12 @@ class UnlearnCallback(L.Callback):
             normalize=True)``.
         sync_momentum: Copy online -> momentum weights when training ends (MoCo).
         reset_memory_bank: Re-initialise lightly memory banks when unlearning starts.
+        keep_finite_weights: Keep a copy of the weights and buffers after each finite step;
+            when the objective turns NaN/inf (before backward) or a step makes weights NaN/inf,
+            put that copy back and raise ``NonFiniteLossError``, so the module ends with the
+            last finite state. Costs one copy of the module's state (freed at teardown); with
+            ``False`` a NaN/inf loss still stops the run, but its forward may have left NaN in
+            BatchNorm statistics.
         **hyperparameters: The method's hyper-parameters (``alpha=1.0, beta=0.5`` for AC, ...).
 
     Example:
@@ -87,6 +93,7 @@ class UnlearnCallback(L.Callback):
         embed_fn: Callable[[Tensor], Tensor] | None = None,
         sync_momentum: bool = True,
         reset_memory_bank: bool = True,
+        keep_finite_weights: bool = True,
         **hyperparameters: Any,
     ) -> None:
         super().__init__()
@@ -100,6 +107,8 @@ class UnlearnCallback(L.Callback):
         self.embed_fn = embed_fn
         self.sync_momentum = sync_momentum
         self.reset_memory_bank = reset_memory_bank
+        self.keep_finite_weights = keep_finite_weights
+        self._snapshot: list[tuple[str, Tensor, Tensor]] | None = None
         self._batch: _BatchContext | None = None
         self._criterion: nn.Module | None = None
         self._module: nn.Module | None = None
@@ -202,6 +211,7 @@ class UnlearnCallback(L.Callback):
                 reset()
             else:
                 reinitialise(pl_module)
+        self._take_snapshot(pl_module)  # the weights the non-finite guard falls back to
 
     def on_fit_start(self, trainer: Any, pl_module: nn.Module) -> None:
         if self.reset_memory_bank and not self.method.reinitialise:
@@ -232,8 +242,50 @@ class UnlearnCallback(L.Callback):
             extra = views.pop(2)[forget.to(views[0].device)]  # the user's step sees two views
         self._batch = _BatchContext(forget, extra)
 
-    def on_train_batch_end(self, *args: Any, **kwargs: Any) -> None:
+    def on_train_batch_end(self, trainer: Any, pl_module: nn.Module, *args: Any, **kwargs: Any) -> None:
         self._batch = None
+        self._check_weights(trainer, pl_module)
+
+    # -- non-finite guard: the module always keeps its last finite weights ------------------------
+    def _state(self, pl_module: nn.Module) -> list[tuple[str, Tensor]]:
+        # buffers too (BatchNorm running stats and counters move in the forward pass)
+        return list(pl_module.named_parameters()) + list(pl_module.named_buffers())
+
+    def _take_snapshot(self, pl_module: nn.Module) -> None:
+        self._snapshot = None
+        if self.keep_finite_weights:
+            self._snapshot = [(n, t, t.detach().clone()) for n, t in self._state(pl_module)]
+            # tensors that must stay finite (not e.g. a causal attention mask full of -inf)
+            self._finite = {
+                n for n, t, _ in self._snapshot if t.is_floating_point() and torch.isfinite(t).all()
+            }
+
+    def _check_weights(self, trainer: Any, pl_module: nn.Module) -> None:
+        """After a step: remember the weights if finite, else put the last finite ones back."""
+        if self._snapshot is None:
+            return
+        bad = [n for n, t, _ in self._snapshot if n in self._finite and not torch.isfinite(t).all()]
+        if not bad:
+            for _, t, saved in self._snapshot:
+                saved.copy_(t.detach())
+            return
+        self._restore_finite()
+        raise NonFiniteLossError(
+            f"The optimizer step at step {trainer.global_step} made {len(bad)} weight tensor(s) "
+            f"NaN/inf (first: {bad[0]}) although the {self.method.name} objective was finite; "
+            "the weights from before that step were put back. Lower the learning rate or the "
+            "number of epochs (gradient ascent and NegGrad diverge easily)."
+        )
+
+    @torch.no_grad()
+    def _restore_finite(self) -> None:
+        # also buffers: the failed forward may have written NaN into BatchNorm running stats
+        for _, t, saved in self._snapshot or []:
+            t.copy_(saved)
+
+    def on_exception(self, trainer: Any, pl_module: nn.Module, exception: BaseException) -> None:
+        # Lightning does not call teardown on errors: give the user their criterion back
+        self.teardown(trainer, pl_module, "fit")
 
     # -- the patched criterion --------------------------------------------------------------------
     def _install(self, criterion: nn.Module) -> None:
@@ -305,7 +357,9 @@ class UnlearnCallback(L.Callback):
         reg = self.method.regularizer(module, progress)
         if reg is not None:
             loss = loss + reg
-        if not torch.isfinite(loss):
+        # all ranks stop together: a rank raising alone would leave the others in backward
+        if global_sum(torch.isfinite(loss).logical_not().float()) > 0:
+            self._restore_finite()
             raise NonFiniteLossError(
                 f"The {self.method.name} objective became {loss.item()} at step "
                 f"{trainer.global_step}; training stopped before this step, so the module keeps "
@@ -347,5 +401,6 @@ class UnlearnCallback(L.Callback):
             return
         self._restore()
         self._batch = None
+        self._snapshot = None
         if self._datamodule is not None:
             self._datamodule.configure("all")
