@@ -8,6 +8,7 @@ is only loaded when they are used).
 from typing import Any
 
 from lightly_unlearn.callbacks.audit import AuditCallback
+from lightly_unlearn.callbacks.receipt import ReceiptCallback
 from lightly_unlearn.callbacks.unlearn import NonFiniteLossError, UnlearnCallback
 from lightly_unlearn.data.datamodule import ForgetRetainDataModule
 from lightly_unlearn.data.validation import ForgetSetError
@@ -34,6 +35,7 @@ __all__ = [
     "ForgetSetError",
     "NonFiniteLossError",
     "PLCLIPModule",
+    "ReceiptCallback",
     "UnlearnCallback",
     "__version__",
 ]

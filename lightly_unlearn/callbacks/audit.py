@@ -125,6 +125,10 @@ class AuditCallback(L.Callback):
         self.history = [dict(h) for h in state_dict.get("history", [])]
 
     # -- hooks ----------------------------------------------------------------------------------
+    def setup(self, trainer: Any, pl_module: nn.Module, stage: str) -> None:
+        if stage == "fit":  # refuse a datamodule without the needed splits before anything runs
+            self._datamodule(trainer)
+
     def on_fit_start(self, trainer: Any, pl_module: nn.Module) -> None:
         if self._restored and self.before is not None:
             return  # resumed: the model is no longer the "before" model
