@@ -259,16 +259,19 @@ class UnlearnCallback(L.Callback):
             self._finite = {
                 n for n, t, _ in self._snapshot if t.is_floating_point() and torch.isfinite(t).all()
             }
+            self._watched = [t for n, t, _ in self._snapshot if n in self._finite]
 
+    @torch.no_grad()
     def _check_weights(self, trainer: Any, pl_module: nn.Module) -> None:
         """After a step: remember the weights if finite, else put the last finite ones back."""
         if self._snapshot is None:
             return
-        bad = [n for n, t, _ in self._snapshot if n in self._finite and not torch.isfinite(t).all()]
-        if not bad:
-            for _, t, saved in self._snapshot:
-                saved.copy_(t.detach())
+        # one device sync for the whole model, one fused copy
+        finite = [torch.isfinite(t).all() for t in self._watched]
+        if not finite or bool(torch.stack(finite).all()):
+            torch._foreach_copy_([s for _, _, s in self._snapshot], [t for _, t, _ in self._snapshot])
             return
+        bad = [n for n, t, _ in self._snapshot if n in self._finite and not torch.isfinite(t).all()]
         self._restore_finite()
         raise NonFiniteLossError(
             f"The optimizer step at step {trainer.global_step} made {len(bad)} weight tensor(s) "
