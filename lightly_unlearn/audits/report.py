@@ -7,8 +7,6 @@ backend (no display needed).
 
 from __future__ import annotations
 
-import json
-import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from lightly_unlearn.io import atomic_write  # noqa: F401  (re-exported: one implementation)
+from lightly_unlearn.io import atomic_write, atomic_write_json  # noqa: F401  (one implementation)
 
 #: How each metric reads, for the Markdown report.
 DESCRIPTIONS = {
@@ -34,24 +32,9 @@ DESCRIPTIONS = {
 }
 
 
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, (np.floating, float)):
-        value = float(obj)
-        return value if math.isfinite(value) else str(value)  # JSON has no inf/nan
-    if isinstance(obj, np.integer):
-        return int(obj)
-    return obj
-
-
 def write_json(path: str | os.PathLike, payload: Mapping[str, Any]) -> Path:
     """Atomic, strict JSON (``inf``/``nan`` written as strings)."""
-    return atomic_write(path, json.dumps(_jsonable(payload), indent=2, allow_nan=False) + "\n")
+    return atomic_write_json(path, payload)
 
 
 def gap_figure(gap: np.ndarray, title: str = "Alignment gap matrix", fs: float | None = None):

@@ -12,6 +12,7 @@ COMMANDS = {
     "list": "lightly_unlearn.cli.list_components",
     "audit": "lightly_unlearn.cli.audit",
     "verify-receipt": "lightly_unlearn.cli.verify_receipt",
+    "demo": "lightly_unlearn.cli.demo",
 }
 
 

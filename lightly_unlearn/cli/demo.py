@@ -1,0 +1,76 @@
+"""``lightly-unlearn demo``: the main job on embedded real data (scikit-learn digits).
+
+Pretrains a SimCLR model that leaks membership, retrains it without the forget set (the gold
+standard), runs every unlearning method from the pretrained weights, audits them all with the
+same seeds, prints the comparison table and writes ``report.md``, ``results.json``, one gap heat
+map per method and ``comparison.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+DEFAULT_OUT = "unlearn_demo_out"
+
+
+def add_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser("demo", help="pretrain, retrain and unlearn on embedded digits; audit and report",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default: {DEFAULT_OUT})")
+    p.add_argument("--seeds", type=int, default=3, help="independent repetitions (mean ± std; default 3)")
+    p.add_argument("--model", choices=["simclr", "moco"], default="simclr")
+    p.add_argument("--forget", default="random", help="'random' (10 %%) or 'class:<digit>'")
+    p.add_argument("--quick", action="store_true", help="1 seed, shorter pretraining: a smoke run")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from lightly_unlearn.demo.experiment import (
+        DEFAULT_METHODS,
+        Experiment,
+        Setting,
+        setting_dict,
+        summarise,
+    )
+    from lightly_unlearn.demo.report import aggregate, table, write_outputs
+
+    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    seeds = 1 if args.quick else max(1, args.seeds)
+    out = Path(args.out)
+    start = time.perf_counter()
+    per_seed, gap_matrices = [], {}
+    for seed in range(seeds):
+        setting = Setting(model=args.model, forget=args.forget, seed=seed,
+                          pretrain_epochs=100 if args.quick else Setting.pretrain_epochs)
+        print(f"[seed {seed + 1}/{seeds}] {setting.model}, {setting.n_train} training digits, "
+              f"forget {args.forget}", flush=True)
+        exp = Experiment(setting, progress=lambda line: print("  " + line, flush=True))
+        runs = [exp.pretrain(), exp.unlearn("retrain")]
+        for method, (hp, fraction) in DEFAULT_METHODS.items():
+            runs.append(exp.unlearn(method, hp, max(1, round(fraction * setting.pretrain_epochs))))
+        per_seed.append(summarise(runs))
+        if seed == 0:
+            gap_matrices = {r.name: r.gap_matrix for r in runs if r.gap_matrix is not None}
+    rows = aggregate(per_seed)
+    notes = [
+        f"{seeds} seed(s), mean ± std. Efficacy (EMIA, CMIA) and accuracies are compared to Retrain's, "
+        "never to 100; Avg.Gap = mean |Δ| to Retrain over RA, TA, UA, EMIA, CMIA; "
+        "Indist.Gap = |AUC − AUC(Retrain)|·100 of the forget-vs-holdout AUC, which catches overshoot.",
+        "Membership is read from projection-head alignment scores (K = 10 views); the probe and CMIA "
+        "from backbone features (logistic regression on cached features).",
+        "Method hyper-parameters and epochs: " + "; ".join(
+            f"{m} {hp or ''} {round(f * Setting.pretrain_epochs)} epochs" for m, (hp, f) in DEFAULT_METHODS.items()),
+    ]
+    print()
+    print(table(rows))
+    print()
+    for note in notes:
+        print("* " + note)
+    write_outputs(out, setting_dict(setting) | {"seeds": seeds}, rows, per_seed, gap_matrices, notes)
+    print(f"\nWrote report.md, results.json, comparison.png and {len(gap_matrices)} gap heat maps to "
+          f"{out.resolve()}  ({time.perf_counter() - start:.0f} s)")
+    return 0

@@ -1,0 +1,83 @@
+"""The demo's contrastive models: lightly-style modules, exactly as a lightly user writes them.
+
+They follow lightly's SimCLR / MoCo examples (``backbone``, ``projection_head``, ``criterion``,
+``training_step`` on ``batch[0]``) with a 2-layer MLP backbone for 8x8 digits, so the demo
+exercises the same code path as a user's module: nothing here knows about unlearning.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytorch_lightning as pl
+import torch
+from lightly.loss import NTXentLoss
+from lightly.models.modules import MoCoProjectionHead, SimCLRProjectionHead
+from lightly.models.utils import deactivate_requires_grad, update_momentum
+from torch import nn
+
+
+def mlp_backbone(width: int, pixels: int = 64) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Flatten(), nn.Linear(pixels, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU()
+    )
+
+
+class DigitsSimCLR(pl.LightningModule):
+    """SimCLR on 8x8 digits: MLP backbone, lightly projection head and ``NTXentLoss``."""
+
+    def __init__(self, width: int = 256, out_dim: int = 128, temperature: float = 0.2, lr: float = 2e-3):
+        super().__init__()
+        self.save_hyperparameters()
+        self.backbone = mlp_backbone(width)
+        self.projection_head = SimCLRProjectionHead(width, width, out_dim)
+        self.criterion = NTXentLoss(temperature=temperature)
+
+    def forward(self, x):
+        return self.projection_head(self.backbone(x).flatten(start_dim=1))
+
+    def training_step(self, batch, batch_index):
+        (x0, x1) = batch[0]
+        loss = self.criterion(self.forward(x0), self.forward(x1))
+        self.log("train_loss", loss, batch_size=len(x0))
+        return loss
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+
+
+class DigitsMoCo(pl.LightningModule):
+    """MoCo v2 on 8x8 digits: momentum encoder and a memory bank of keys."""
+
+    def __init__(self, width: int = 256, out_dim: int = 128, temperature: float = 0.2,
+                 lr: float = 2e-3, bank_size: int = 512, momentum: float = 0.99):
+        super().__init__()
+        self.save_hyperparameters()
+        self.backbone = mlp_backbone(width)
+        self.projection_head = MoCoProjectionHead(width, width, out_dim)
+        self.backbone_momentum = copy.deepcopy(self.backbone)
+        self.projection_head_momentum = copy.deepcopy(self.projection_head)
+        deactivate_requires_grad(self.backbone_momentum)
+        deactivate_requires_grad(self.projection_head_momentum)
+        self.criterion = NTXentLoss(temperature=temperature, memory_bank_size=(bank_size, out_dim))
+
+    def forward(self, x):
+        return self.projection_head(self.backbone(x).flatten(start_dim=1))
+
+    def forward_momentum(self, x):
+        return self.projection_head_momentum(self.backbone_momentum(x).flatten(start_dim=1)).detach()
+
+    def training_step(self, batch, batch_index):
+        m = self.hparams.momentum
+        update_momentum(self.backbone, self.backbone_momentum, m=m)
+        update_momentum(self.projection_head, self.projection_head_momentum, m=m)
+        x_query, x_key = batch[0]
+        loss = self.criterion(self.forward(x_query), self.forward_momentum(x_key))
+        self.log("train_loss", loss, batch_size=len(x_query))
+        return loss
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+
+
+MODELS = {"simclr": DigitsSimCLR, "moco": DigitsMoCo}

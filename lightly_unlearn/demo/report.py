@@ -1,0 +1,117 @@
+"""The demo's outputs: the printed table, ``report.md``, ``results.json`` and the plots."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lightly_unlearn.audits.report import gap_figure, save_figure
+from lightly_unlearn.io import atomic_write, atomic_write_json
+
+#: (key, header, format) of the table columns, in SPEC §5's order.
+COLUMNS = (
+    ("ra", "RA", "{:.1f}"),
+    ("ta", "TA", "{:.1f}"),
+    ("ua", "UA", "{:.1f}"),
+    ("emia", "EMIA", "{:.1f}"),
+    ("cmia", "CMIA", "{:.1f}"),
+    ("forget_holdout_auc", "F-vs-H AUC", "{:.3f}"),
+    ("avg_gap", "Avg.Gap", "{:.1f}"),
+    ("indist_gap", "Indist.Gap", "{:.1f}"),
+    ("forgetting_score", "FS", "{:.3f}"),
+    ("time_vs_retrain", "time/RT", "{:.3f}"),
+    ("steps_vs_retrain", "steps/RT", "{:.3f}"),
+)
+
+
+def aggregate(per_seed: Sequence[Sequence[Mapping[str, Any]]]) -> list[dict[str, Any]]:
+    """Mean and std over seeds of every numeric column, per method (order of the first seed)."""
+    out = []
+    for i, first in enumerate(per_seed[0]):
+        rows = [seed_rows[i] for seed_rows in per_seed]
+        row: dict[str, Any] = {"method": first["method"], "hyperparameters": first["hyperparameters"],
+                               "epochs": first["epochs"], "seeds": len(rows)}
+        for key, value in first.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "epochs":
+                values = np.array([r.get(key, np.nan) for r in rows], dtype=float)
+                row[key] = float(np.nanmean(values)) if not np.isnan(values).all() else math.nan
+                row[f"{key}_std"] = float(np.nanstd(values)) if len(values) > 1 else 0.0
+        out.append(row)
+    return out
+
+
+def _cell(row: Mapping[str, Any], key: str, fmt: str, with_std: bool) -> str:
+    value = row.get(key)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    text = fmt.format(value)
+    std = row.get(f"{key}_std")
+    if with_std and std:
+        text += " ± " + fmt.format(std)
+    return text
+
+
+def table(rows: Sequence[Mapping[str, Any]], with_std: bool = True, markdown: bool = False) -> str:
+    """The results table: one row per method, the columns of :data:`COLUMNS`."""
+    headers = ["method", *(h for _, h, _ in COLUMNS)]
+    cells = [[str(r["method"]), *(_cell(r, k, f, with_std) for k, _, f in COLUMNS)] for r in rows]
+    if markdown:
+        lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+        lines += ["| " + " | ".join(c) + " |" for c in cells]
+        return "\n".join(lines)
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
+    fmt = lambda cs: "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(cs, widths)))  # noqa: E731
+    return "\n".join([fmt(headers), fmt(["-" * w for w in widths]), *map(fmt, cells)])
+
+
+def comparison_plot(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
+    """Forget-vs-holdout AUC and Avg. Gap per method, with Retrain's level marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [r["method"] for r in rows]
+    x = np.arange(len(rows))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, key, label in (
+        (axes[0], "forget_holdout_auc", "forget-vs-holdout AUC (0.5: never seen)"),
+        (axes[1], "avg_gap", "Avg. Gap to Retrain (RA, TA, UA, EMIA, CMIA)"),
+    ):
+        values = [r.get(key, np.nan) for r in rows]
+        errors = [r.get(f"{key}_std", 0.0) for r in rows]
+        colors = ["tab:gray" if n == "original" else "tab:green" if n == "retrain" else "tab:blue"
+                  for n in names]
+        ax.bar(x, values, yerr=errors, color=colors, capsize=3)
+        retrain = next((r.get(key) for r in rows if r["method"] == "retrain"), None)
+        if retrain is not None:
+            ax.axhline(retrain, color="tab:green", linestyle="--", label="Retrain")
+            ax.legend()
+        ax.set_xticks(x, names, rotation=30, ha="right")
+        ax.set_title(label)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def write_outputs(out: Path, setting: Mapping[str, Any], rows: Sequence[Mapping[str, Any]],
+                  per_seed: Sequence[Sequence[Mapping[str, Any]]],
+                  gap_matrices: Mapping[str, np.ndarray], notes: Sequence[str] = ()) -> list[Path]:
+    """``results.json``, ``report.md``, ``gap_<method>.png`` and ``comparison.png`` under ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = [atomic_write_json(out / "results.json",
+                          {"setting": dict(setting), "summary": list(rows), "per_seed": list(per_seed)})]
+    for name, gap in gap_matrices.items():
+        fs = float(np.trace(gap) / len(gap) - (gap.sum() - np.trace(gap)) / (len(gap) * (len(gap) - 1)))
+        written.append(save_figure(gap_figure(gap, f"Alignment gap matrix: {name} (forget samples)", fs),
+                                   out / f"gap_{name}.png"))
+    written.append(comparison_plot(rows, out / "comparison.png"))
+    lines = ["# lightly-unlearn demo", "", "Setting: " + ", ".join(f"{k}={v}" for k, v in setting.items()), "",
+             table(rows, markdown=True), "", *[f"* {n}" for n in notes], "",
+             "![comparison](comparison.png)", ""]
+    lines += [f"![{name}](gap_{name}.png)" for name in gap_matrices]
+    written.append(atomic_write(out / "report.md", "\n".join(lines) + "\n"))
+    return written
