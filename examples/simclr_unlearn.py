@@ -22,7 +22,7 @@ from lightly.models.modules import SimCLRProjectionHead
 from lightly.transforms import SimCLRTransform
 from torch import nn
 
-from lightly_unlearn import AuditCallback, ForgetRetainDataModule, UnlearnCallback
+from lightly_unlearn import AuditCallback, ForgetRetainDataModule, ReceiptCallback, UnlearnCallback
 
 
 # ---- the user's existing module: unchanged -------------------------------------------------
@@ -78,6 +78,7 @@ def main() -> None:
 
     # 2. unlearning: reuse the checkpoint, add the callback, keep the training script
     model = SimCLR.load_from_checkpoint(pretrained, weights_only=True)
+    receipt = ReceiptCallback(input_checkpoint=pretrained)  # evidence of what was removed
     trainer = pl.Trainer(
         max_epochs=args.unlearn_epochs,
         accelerator="cpu",
@@ -85,11 +86,15 @@ def main() -> None:
         callbacks=[
             UnlearnCallback(method=args.method),
             AuditCallback(audits=("emia", "linear_probe", "alignment_matrix"), num_samples=200, num_views=4),
+            receipt,
         ],
     )
     trainer.fit(model, datamodule=datamodule)
     trainer.save_checkpoint(out / f"unlearned_{args.method}.ckpt")
+    receipt_path = receipt.write(trainer, out / f"unlearned_{args.method}.ckpt")
     print(f"\nUnlearned checkpoint: {out / f'unlearned_{args.method}.ckpt'}")
+    print(f"Receipt: {receipt_path}  (check: lightly-unlearn verify-receipt {receipt_path} "
+          f"--checkpoint {out / f'unlearned_{args.method}.ckpt'})")
     print(f"Audit report: {Path(trainer.log_dir) / 'audits' / 'report.md'}")
     SimCLR.load_from_checkpoint(out / f"unlearned_{args.method}.ckpt", weights_only=True)  # the user's class
 
