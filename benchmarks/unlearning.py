@@ -5,6 +5,7 @@ Protocol, per setting (model ∈ {SimCLR, MoCo} × forget set ∈ {10 % random, 
 1. *Tuning* seeds: pretrain, Retrain, and run each method's grid from the pretrained weights.
    Every method gets the same budget: six configurations, all within 10 % of the pretraining
    epochs. The configuration with the smallest mean ``Avg.Gap + Indist.Gap`` to Retrain wins.
+   The calibrated mode (``ac+stop``: AC stopped by ``HoldoutAlignmentStopping``) is not tuned.
 2. *Evaluation* seeds (disjoint from the tuning seeds, so the winner is not graded on the data it
    was chosen on): pretrain, Retrain, the chosen configuration of each method; report
    mean ± std of every column and the cost relative to Retrain.
@@ -33,12 +34,16 @@ from lightly_unlearn.io import atomic_write_json
 
 #: Six configurations per method, all ≤ 30 epochs (10 % of the 300 pretraining epochs).
 GRIDS: dict[str, list[tuple[dict[str, Any], int]]] = {
-    "finetune": [({}, e) for e in (3, 6, 9, 15, 20, 30)],
+    "finetune": [({}, e) for e in (6, 9, 15, 20, 25, 30)],
     "gradient_ascent": [({}, e) for e in (1, 2, 3, 4, 6, 9)],
-    "neggrad": [({"lam": lam}, e) for lam, e in itertools.product((0.5, 1.0), (3, 9, 15))],
-    "l1_sparse": [({"lam": lam}, e) for lam, e in itertools.product((5e-5, 5e-4), (3, 9, 15))],
-    "ac": [({"alpha": 1.0, "beta": b}, e) for b, e in itertools.product((0.25, 0.5, 1.0), (3, 9))],
+    "neggrad": [({"lam": lam}, e) for lam, e in itertools.product((0.5, 1.0), (6, 9, 15))],
+    "l1_sparse": [({"lam": lam}, e) for lam, e in itertools.product((5e-5, 5e-4), (6, 9, 15))],
+    "ac": [({"alpha": 1.0, "beta": b}, e) for b, e in itertools.product((0.25, 0.5, 1.0), (6, 9))],
 }
+
+#: The calibrated mode is not tuned: AC with β = 1 for at most 30 epochs, stopped by
+#: HoldoutAlignmentStopping when the forget samples align like never-seen ones.
+CALIBRATED = {"ac": ({"alpha": 1.0, "beta": 1.0}, 30)}
 
 
 def score(row: dict[str, Any]) -> float:
@@ -82,6 +87,7 @@ def evaluate(base: Setting, seeds: list[int], best: dict, log) -> tuple[list[dic
         exp = Experiment(Setting(**{**base.__dict__, "seed": seed}), progress=lambda _: None)
         runs = [exp.pretrain(), exp.unlearn("retrain")]
         runs += [exp.unlearn(m, hp, epochs) for m, (hp, epochs, _) in best.items()]
+        runs += [exp.unlearn(m, hp, epochs, calibrated=True) for m, (hp, epochs) in CALIBRATED.items()]
         per_seed.append(summarise(runs))
         log(f"    evaluated seed {seed}")
     return aggregate(per_seed), per_seed

@@ -8,6 +8,7 @@ is only loaded when they are used).
 from typing import Any
 
 from lightly_unlearn.callbacks.audit import AuditCallback
+from lightly_unlearn.callbacks.holdout_stopping import HoldoutAlignmentStopping
 from lightly_unlearn.callbacks.receipt import ReceiptCallback
 from lightly_unlearn.callbacks.unlearn import NonFiniteLossError, UnlearnCallback
 from lightly_unlearn.data.datamodule import ForgetRetainDataModule
@@ -33,6 +34,7 @@ __all__ = [
     "AuditCallback",
     "ForgetRetainDataModule",
     "ForgetSetError",
+    "HoldoutAlignmentStopping",
     "NonFiniteLossError",
     "PLCLIPModule",
     "ReceiptCallback",

@@ -1,7 +1,14 @@
 """Lightning callbacks: the only place (with the CLI) that touches the Trainer."""
 
 from lightly_unlearn.callbacks.audit import AuditCallback
+from lightly_unlearn.callbacks.holdout_stopping import HoldoutAlignmentStopping
 from lightly_unlearn.callbacks.receipt import ReceiptCallback
 from lightly_unlearn.callbacks.unlearn import NonFiniteLossError, UnlearnCallback
 
-__all__ = ["AuditCallback", "NonFiniteLossError", "ReceiptCallback", "UnlearnCallback"]
+__all__ = [
+    "AuditCallback",
+    "HoldoutAlignmentStopping",
+    "NonFiniteLossError",
+    "ReceiptCallback",
+    "UnlearnCallback",
+]

@@ -33,6 +33,7 @@ from lightly_unlearn.adapters import backbone_embed_fn, head_embed_fn
 from lightly_unlearn.audits.base import AuditResult
 from lightly_unlearn.audits.features import AuditInputs, SplitFeatures
 from lightly_unlearn.audits.runner import compute_inputs, flat_metrics, resolve_audits, run_audits
+from lightly_unlearn.callbacks.holdout_stopping import HoldoutAlignmentStopping
 from lightly_unlearn.callbacks.unlearn import UnlearnCallback
 from lightly_unlearn.data.datamodule import ForgetRetainDataModule
 from lightly_unlearn.demo.data import DigitsViewTransform, load_digits_dataset
@@ -49,6 +50,12 @@ DEFAULT_METHODS: dict[str, tuple[dict[str, Any], float]] = {
     "neggrad": ({"lam": 1.0}, 0.03),
     "l1_sparse": ({"lam": 5e-5}, 0.03),
     "ac": ({"alpha": 1.0, "beta": 0.5}, 0.03),
+}
+
+#: The calibrated mode: AC run for at most 10 % of the pretraining epochs, stopped by
+#: ``HoldoutAlignmentStopping`` once the forget samples align like never-seen samples.
+CALIBRATED_METHODS: dict[str, tuple[dict[str, Any], float]] = {
+    "ac": ({"alpha": 1.0, "beta": 1.0}, 0.1),
 }
 
 #: Columns of the Avg. Gap to Retrain (the paper's headline comparison).
@@ -149,7 +156,8 @@ class Experiment:
         return MODELS[s.model](width=s.width, temperature=s.temperature, lr=s.lr)
 
     def fit(self, model: pl.LightningModule, dm: ForgetRetainDataModule, epochs: int,
-            callbacks: list) -> tuple[float, int]:
+            callbacks: list) -> tuple[int, float, int]:
+        """Train; returns the epochs actually run, wall seconds and optimizer steps."""
         trainer = pl.Trainer(
             max_epochs=epochs, accelerator="cpu", devices=1, logger=False,
             enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
@@ -157,7 +165,7 @@ class Experiment:
         )
         start = time.perf_counter()
         trainer.fit(model, datamodule=dm)
-        return time.perf_counter() - start, int(trainer.global_step)
+        return int(trainer.current_epoch), time.perf_counter() - start, int(trainer.global_step)
 
     def audit(self, model: pl.LightningModule) -> dict[str, AuditResult]:
         """Backbone clean features (probe, CMIA) and head views (EMIA, alignment matrix)."""
@@ -193,7 +201,7 @@ class Experiment:
         s = self.setting
         torch.manual_seed(s.seed)
         model = self.new_model()
-        seconds, steps = self.fit(model, self.datamodule(), s.pretrain_epochs, [])
+        _, seconds, steps = self.fit(model, self.datamodule(), s.pretrain_epochs, [])
         self._pretrained_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         results = self.audit(model)
         self._before = results
@@ -202,22 +210,26 @@ class Experiment:
         return self.original
 
     def unlearn(self, method: str, hyperparameters: Mapping[str, Any] | None = None,
-                epochs: int | None = None) -> Run:
-        """Run ``method`` from the pretrained weights (Retrain: from scratch, same recipe)."""
+                epochs: int | None = None, calibrated: bool = False) -> Run:
+        """Run ``method`` from the pretrained weights (Retrain: from scratch, same recipe).
+
+        ``calibrated``: at most ``epochs``, stopped by :class:`HoldoutAlignmentStopping`.
+        """
         if self._pretrained_state is None:
             self.pretrain()
         s = self.setting
         hp = dict(hyperparameters or {})
         callback = UnlearnCallback(method, **hp)
-        name = callback.method.name
+        name = callback.method.name + ("+stop" if calibrated else "")
+        callbacks: list = [callback] + ([HoldoutAlignmentStopping()] if calibrated else [])
         epochs = epochs if epochs is not None else s.pretrain_epochs
         batch = min(s.batch_size, len(self.forget)) if callback.method.data == "forget" else None
         torch.manual_seed(s.seed + 1000)
         model = self.new_model()
         model.load_state_dict(self._pretrained_state)
-        seconds, steps = self.fit(model, self.datamodule(batch), epochs, [callback])
-        run = self._row(name, hp, epochs, seconds, steps, self.audit(model))
-        self.progress(f"{name:<16} {epochs:4d} epochs in {seconds:5.1f} s")
+        trained, seconds, steps = self.fit(model, self.datamodule(batch), epochs, callbacks)
+        run = self._row(name, hp, trained, seconds, steps, self.audit(model))
+        self.progress(f"{name:<16} {trained:4d} epochs in {seconds:5.1f} s")
         return run
 
 
