@@ -30,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from lightly_unlearn.demo.experiment import (
+        CALIBRATED_METHODS,
         DEFAULT_METHODS,
         Experiment,
         Setting,
@@ -52,6 +53,9 @@ def run(args: argparse.Namespace) -> int:
         runs = [exp.pretrain(), exp.unlearn("retrain")]
         for method, (hp, fraction) in DEFAULT_METHODS.items():
             runs.append(exp.unlearn(method, hp, max(1, round(fraction * setting.pretrain_epochs))))
+        for method, (hp, fraction) in CALIBRATED_METHODS.items():
+            epochs = max(1, round(fraction * setting.pretrain_epochs))
+            runs.append(exp.unlearn(method, hp, epochs, calibrated=True))
         per_seed.append(summarise(runs))
         if seed == 0:
             gap_matrices = {r.name: r.gap_matrix for r in runs if r.gap_matrix is not None}
@@ -63,7 +67,10 @@ def run(args: argparse.Namespace) -> int:
         "Membership is read from projection-head alignment scores (K = 10 views); the probe and CMIA "
         "from backbone features (logistic regression on cached features).",
         "Method hyper-parameters and epochs: " + "; ".join(
-            f"{m} {hp or ''} {round(f * Setting.pretrain_epochs)} epochs" for m, (hp, f) in DEFAULT_METHODS.items()),
+            f"{m} {hp or ''} {round(f * setting.pretrain_epochs)} epochs" for m, (hp, f) in DEFAULT_METHODS.items())
+        + "; " + "; ".join(
+            f"{m}+stop {hp} at most {round(f * setting.pretrain_epochs)} epochs, stopped by "
+            "HoldoutAlignmentStopping" for m, (hp, f) in CALIBRATED_METHODS.items()),
     ]
     print()
     print(table(rows))
