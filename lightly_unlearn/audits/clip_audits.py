@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from lightly_unlearn.audits.alignment import diag_offdiag_means
 from lightly_unlearn.audits.base import Audit, AuditInputError, AuditResult
 from lightly_unlearn.audits.clip_features import PairFeatures, clip_features
 from lightly_unlearn.audits.emia import emia_metrics
@@ -181,15 +182,6 @@ def image_text_matrix(pairs: PairFeatures) -> Tensor:
     return (pairs.image.double() @ pairs.text.double().T).float()
 
 
-def diag_offdiag(matrix: Tensor) -> tuple[float, float]:
-    m = torch.as_tensor(matrix, dtype=torch.float64)
-    n = m.shape[0]
-    if m.dim() != 2 or m.shape[1] != n or n < 2:
-        raise ValueError(f"Need a square matrix with n >= 2; got {tuple(m.shape)}.")
-    d = torch.diagonal(m)
-    return float(d.mean()), float((m.sum() - d.sum()) / (n * (n - 1)))
-
-
 class ClipAlignmentGap(Audit):
     """Image × caption alignment matrix of forget pairs; with ``before``, the gap matrix and FS."""
 
@@ -204,7 +196,7 @@ class ClipAlignmentGap(Audit):
         if len(pairs) < 2:
             raise AuditInputError("The image-text alignment matrix needs at least 2 forget pairs.")
         a = image_text_matrix(pairs)
-        diag, off = diag_offdiag(a)
+        diag, off = diag_offdiag_means(a)
         result = AuditResult(
             metrics={"clip_diag_alignment": diag, "clip_offdiag_alignment": off},
             arrays={"matrix": a.numpy(), "keys": pairs.keys.numpy()},
@@ -216,7 +208,7 @@ class ClipAlignmentGap(Audit):
                     "both models on the same pairs (same seed)."
                 )
             g = torch.as_tensor(before.arrays["matrix"], dtype=torch.float32) - a
-            d, o = diag_offdiag(g)
+            d, o = diag_offdiag_means(g)
             result.arrays["gap_matrix"] = g.numpy()
             result.metrics["clip_forgetting_score"] = d - o
         return result
