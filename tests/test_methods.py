@@ -72,13 +72,13 @@ def test_ac_gamma_equal_alpha_gives_alpha_times_row_loss():
 
 
 def test_ac_alpha1_beta0_is_plain_training_on_the_batch():
-    assert method("ac", alpha=1.0).objective(ctx()).item() == pytest.approx(2.0)
+    assert method("ac", alpha=1.0, beta=0.0).objective(ctx(extra=torch.ones(1, 2))).item() == pytest.approx(2.0)
 
 
 def test_ac_beta_adds_scaled_cosine_of_forget_views():
     anchor = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
     extra = torch.tensor([[1.0, 1.0]])  # cos with anchor[1] = 1/sqrt(2)
-    base = method("ac").objective(ctx()).item()
+    base = method("ac", beta=0.0).objective(ctx()).item()
     got = method("ac", beta=2.0).objective(ctx(anchor=anchor, extra=extra)).item()
     assert got == pytest.approx(base + 2.0 * 0.25 * 2**-0.5)
 

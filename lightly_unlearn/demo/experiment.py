@@ -45,11 +45,11 @@ AUGMENTATION = {"scale": (0.8, 1.0), "shift": 0.05, "noise": 0.02, "jitter": 0.1
 #: Methods run from the pretrained weights: hyper-parameters and epochs as a fraction of the
 #: pretraining epochs. Set from the sweep in ``benchmarks/unlearning.py`` (see the README).
 DEFAULT_METHODS: dict[str, tuple[dict[str, Any], float]] = {
-    "finetune": ({}, 0.03),
-    "gradient_ascent": ({}, 0.01),
-    "neggrad": ({"lam": 1.0}, 0.03),
-    "l1_sparse": ({"lam": 5e-5}, 0.03),
-    "ac": ({"alpha": 1.0, "beta": 0.5}, 0.03),
+    "finetune": ({}, 0.1),  # 30 epochs
+    "gradient_ascent": ({}, 0.02),  # 6 epochs
+    "neggrad": ({"lam": 1.0}, 0.05),  # 15 epochs
+    "l1_sparse": ({"lam": 5e-5}, 0.02),  # 6 epochs
+    "ac": ({"alpha": 1.0, "beta": 1.0}, 0.03),  # 9 epochs
 }
 
 #: The calibrated mode: AC run for at most 10 % of the pretraining epochs, stopped by
