@@ -40,6 +40,10 @@ class UntrustedCheckpointError(RuntimeError):
     """A checkpoint holds pickled objects that ``weights_only=True`` refuses to load."""
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 @contextlib.contextmanager
 def _atomic_file(path: str | os.PathLike) -> Iterator[BinaryIO]:
     """A temporary sibling of ``path`` to write into; renamed over ``path`` only on success."""
@@ -51,6 +55,7 @@ def _atomic_file(path: str | os.PathLike) -> Iterator[BinaryIO]:
             yield f
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual permissions
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

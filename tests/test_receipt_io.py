@@ -130,3 +130,16 @@ def test_checkpoint_callback_that_could_overwrite_the_input_is_refused(tmp_path)
     with pytest.raises(ValueError, match="could overwrite it"):
         trainer_b.fit(model, datamodule=dm, ckpt_path=str(last))
     assert sha256_file(last) == digest
+
+
+def test_atomic_outputs_get_ordinary_permissions(tmp_path):
+    import os
+    import stat
+
+    from lightly_unlearn.io import atomic_write
+
+    path = atomic_write(tmp_path / "report.md", "hello")
+    mode = stat.S_IMODE(os.stat(path).st_mode)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert mode == 0o666 & ~umask and path.read_text() == "hello"
