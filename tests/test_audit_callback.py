@@ -137,28 +137,15 @@ def test_before_numbers_survive_a_resume(tmp_path):
 
 
 def test_clear_errors_without_datamodule_or_holdout(tmp_path):
-    trainer = pl.Trainer(
-        max_epochs=1,
-        default_root_dir=tmp_path,
-        accelerator="cpu",
-        logger=False,
-        callbacks=[AuditCallback(num_samples=10)],
-        enable_progress_bar=False,
-    )
+    def trainer():
+        return pl.Trainer(max_epochs=1, default_root_dir=tmp_path, accelerator="cpu", logger=False,
+                          callbacks=[AuditCallback(num_samples=10)], enable_progress_bar=False)
+
     with pytest.raises(ValueError, match="no holdout"):
-        dm = datamodule(holdout=False)
-        trainer.fit(SimCLR(), datamodule=dm)
+        trainer().fit(SimCLR(), datamodule=datamodule(holdout=False))
     loader = torch.utils.data.DataLoader([([torch.zeros(3, 8, 8)] * 2, 0)] * 4, batch_size=2)
-    trainer = pl.Trainer(
-        max_epochs=1,
-        default_root_dir=tmp_path,
-        accelerator="cpu",
-        logger=False,
-        callbacks=[AuditCallback(num_samples=10)],
-        enable_progress_bar=False,
-    )
     with pytest.raises(TypeError, match="ForgetRetainDataModule"):
-        trainer.fit(SimCLR(), train_dataloaders=loader)
+        trainer().fit(SimCLR(), train_dataloaders=loader)
 
 
 @pytest.mark.slow

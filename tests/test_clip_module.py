@@ -38,6 +38,16 @@ def _dm(module, n=32, forget=tuple(range(0, 32, 4)), batch_size=8):
     )
 
 
+def _audited_dm(module):
+    """48 caption pairs (every 4th forgotten) and 16 never-seen pairs as holdout."""
+    pairs = CaptionDataset(digits_dataset(48), DIGIT_NAMES, DIGIT_TEMPLATES)
+    holdout = CaptionDataset(digits_dataset(16, offset=100), DIGIT_NAMES, DIGIT_TEMPLATES)
+    return ForgetRetainDataModule(
+        pairs, list(range(0, 48, 4)), module.preprocess_train, batch_size=8, holdout=holdout,
+        tokenizer=module.tokenizer, eval_transform=module.preprocess_val,
+    )
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_each_method_runs_one_epoch(tmp_path, method):
     module = _module()
@@ -147,12 +157,7 @@ def test_audit_callback_runs_image_side_audits_on_clip(tmp_path):
     from lightly_unlearn import AuditCallback
 
     module = _module()
-    pairs = CaptionDataset(digits_dataset(48), DIGIT_NAMES, DIGIT_TEMPLATES)
-    holdout = CaptionDataset(digits_dataset(16, offset=100), DIGIT_NAMES, DIGIT_TEMPLATES)
-    dm = ForgetRetainDataModule(
-        pairs, list(range(0, 48, 4)), module.preprocess_train, batch_size=8, holdout=holdout,
-        tokenizer=module.tokenizer, eval_transform=module.preprocess_val,
-    )
+    dm = _audited_dm(module)
     cb = AuditCallback(num_samples=16, num_views=2, save_files=False)
     trainer = L.Trainer(**trainer_kwargs(tmp_path, max_steps=1), callbacks=[cb, UnlearnCallback("finetune")])
     trainer.fit(module, datamodule=dm)
@@ -166,12 +171,7 @@ def test_audit_callback_runs_the_clip_audits(tmp_path):
     from lightly_unlearn import AuditCallback
 
     module = _module()
-    pairs = CaptionDataset(digits_dataset(48), DIGIT_NAMES, DIGIT_TEMPLATES)
-    holdout = CaptionDataset(digits_dataset(16, offset=100), DIGIT_NAMES, DIGIT_TEMPLATES)
-    dm = ForgetRetainDataModule(
-        pairs, list(range(0, 48, 4)), module.preprocess_train, batch_size=8, holdout=holdout,
-        tokenizer=module.tokenizer, eval_transform=module.preprocess_val,
-    )
+    dm = _audited_dm(module)
     audits = ("clip_mia", "clip_retrieval", "clip_zero_shot", "clip_alignment_matrix", "emia")
     cb = AuditCallback(audits=audits, num_samples=16, num_views=2, classnames=DIGIT_NAMES,
                        templates=DIGIT_TEMPLATES[:2])
