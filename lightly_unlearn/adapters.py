@@ -96,18 +96,34 @@ def reset_memory_banks(module: nn.Module) -> int:
 def reinitialise(module: nn.Module) -> int:
     """Re-initialise every sub-module that has ``reset_parameters`` (Retrain). Returns the count.
 
+    Also calls ``_reset_parameters`` (``nn.MultiheadAttention``) and resets BatchNorm statistics.
     Momentum copies are then synced from the re-initialised online weights, as a fresh MoCo
-    starts with ``momentum = deepcopy(online)``.
+    starts with ``momentum = deepcopy(online)``. A parameter that no reset covers (e.g. a ViT's
+    class token set directly on a module) would keep its trained value, so that is an error
+    telling the user to define ``reinitialise_parameters()`` on the module.
     """
-    count = 0
+    count, covered = 0, set()
     for child in module.modules():
-        reset = getattr(child, "reset_parameters", None)
+        reset = getattr(child, "reset_parameters", None) or getattr(child, "_reset_parameters", None)
         if callable(reset) and child is not module:
             reset()
             count += 1
+            covered.update(id(p) for p in child.parameters(recurse=False))
         reset_stats = getattr(child, "reset_running_stats", None)
         if callable(reset_stats):
             reset_stats()
+    pairs = momentum_pairs(module)
+    for _, momentum in pairs:
+        covered.update(id(p) for p in momentum.parameters())
+    missed = [n for n, p in module.named_parameters() if id(p) not in covered]
+    if missed:
+        raise ModuleContractError(
+            f"Retrain cannot re-initialise {len(missed)} parameter(s) of {type(module).__name__} "
+            f"({', '.join(missed[:5])}{', ...' if len(missed) > 5 else ''}): no sub-module with "
+            "`reset_parameters` owns them, so they would keep values trained on the forget set. "
+            "Define `reinitialise_parameters()` on your module (re-create all weights as in "
+            "__init__); UnlearnCallback calls it instead."
+        )
     copy_online_to_momentum(module)
     reset_memory_banks(module)
     return count

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import lightning.pytorch as L
@@ -20,6 +21,25 @@ from lightly_unlearn.adapters import (
 from lightly_unlearn.losses.clip_rows import clip_row_terms, is_clip_criterion
 from lightly_unlearn.losses.rows import RowTerms, global_sum, ntxent_row_terms, row_mask
 from lightly_unlearn.methods.base import StepContext, UnlearningMethod
+
+
+@contextlib.contextmanager
+def frozen_batch_norm_stats(module: nn.Module) -> Iterator[None]:
+    """BatchNorm layers in training mode still normalise with batch statistics, but their running
+    statistics (and counters) are left as they were: an extra forward pass leaves no trace."""
+    saved = []
+    for m in module.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training and m.track_running_stats:
+            tracked = None if m.num_batches_tracked is None else m.num_batches_tracked.clone()
+            saved.append((m, m.momentum, tracked))
+            m.momentum = 0.0  # running = (1 - 0) * running + 0 * batch
+    try:
+        yield
+    finally:
+        for m, momentum, tracked in saved:
+            m.momentum = momentum
+            if tracked is not None:
+                m.num_batches_tracked.copy_(tracked)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -194,7 +214,9 @@ class UnlearnCallback(L.Callback):
                 require(pl_module, "encode_text")
             elif not hasattr(pl_module, "forward_momentum"):
                 require(pl_module, "backbone", "projection_head")
-        dm.configure(self.method.data, extra_view=self.method.extra_view)
+        dm.configure(
+            self.method.data, extra_view=self.method.extra_view, pair_forget=self.method.pairs_forget
+        )
         self._datamodule, self._module = dm, pl_module
         self._forget_keys = dm.forget_indices
         self._install(self._criterion)
@@ -320,12 +342,16 @@ class UnlearnCallback(L.Callback):
             # BatchNorm in training mode cannot embed a batch of one; without BatchNorm a single
             # forget sample on a device keeps its β term (DDP = 1-process, see tests/test_ddp.py)
             return None
-        if self.embed_fn is not None:
-            return self.embed_fn(extra_views)
-        if hasattr(module, "forward_momentum"):
-            with torch.no_grad():
-                return module.forward_momentum(extra_views).detach()
-        return module(extra_views)
+        # The extra views are forget samples only: normalise them with their batch statistics
+        # (train mode) but keep them out of BatchNorm's running statistics, which the audits
+        # and the unlearned model use in eval mode.
+        with frozen_batch_norm_stats(module):
+            if self.embed_fn is not None:
+                return self.embed_fn(extra_views)
+            if hasattr(module, "forward_momentum"):
+                with torch.no_grad():
+                    return module.forward_momentum(extra_views).detach()
+            return module(extra_views)
 
     def _objective(self, criterion: nn.Module, *args: Any, **kwargs: Any) -> Tensor:
         ctx = self._batch
@@ -385,8 +411,11 @@ class UnlearnCallback(L.Callback):
 
     # -- the end ------------------------------------------------------------------------------------
     def _finish(self, pl_module: nn.Module) -> None:
-        if not self._finished and self.sync_momentum:
-            copy_online_to_momentum(pl_module)
+        if not self._finished:
+            if self.sync_momentum:
+                copy_online_to_momentum(pl_module)
+            if self.reset_memory_bank:  # the live bank holds keys of forget / partner views
+                reset_memory_banks(pl_module)
         self._finished = True
 
     def on_train_epoch_end(self, trainer: Any, pl_module: nn.Module) -> None:

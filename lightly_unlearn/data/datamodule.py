@@ -165,6 +165,7 @@ class ForgetRetainDataModule(L.LightningDataModule, pl.LightningDataModule):
         self.eval_transform = eval_transform or default_eval_transform(self.view_transform)
         self.mode: DataMode = "all"
         self.extra_view = False
+        self.pair_forget = False
 
     # -- the splits the audits read -----------------------------------------------------------
     @property
@@ -192,15 +193,18 @@ class ForgetRetainDataModule(L.LightningDataModule, pl.LightningDataModule):
         return forget_set_sha256(self.forget_indices)
 
     # -- what the unlearning method asks for ---------------------------------------------------
-    def configure(self, mode: DataMode, extra_view: bool = False) -> None:
+    def configure(self, mode: DataMode, extra_view: bool = False, pair_forget: bool | None = None) -> None:
         """Choose the training stream; called by ``UnlearnCallback`` before loaders are built.
 
-        ``mode="mixed"`` with ``extra_view=True`` serves Alignment Calibration's views.
-        Raises before any training if the chosen stream cannot fill a batch.
+        ``mode="mixed"`` with ``pair_forget=True`` serves Alignment Calibration's partner views
+        for forget samples, plus their extra own view with ``extra_view=True`` (β > 0).
+        ``pair_forget`` defaults to ``extra_view``. Raises before any training if the chosen
+        stream cannot fill a batch.
         """
         if mode not in ("all", "retain", "forget", "mixed"):
             raise ValueError(f"Unknown data mode {mode!r}.")
         self.mode, self.extra_view = mode, bool(extra_view)
+        self.pair_forget = self.extra_view if pair_forget is None else bool(pair_forget)
         self._train_set()  # validates now rather than when the first epoch starts
 
     def _train_set(self) -> Dataset:
@@ -215,9 +219,10 @@ class ForgetRetainDataModule(L.LightningDataModule, pl.LightningDataModule):
             return KeyedViews(self.dataset, self.forget_indices.tolist(), self.transform)
         check_batches(self.num_samples, self.batch_size, "training")
         everything = list(range(self.num_samples))
-        if self.mode == "mixed" and self.extra_view:
+        if self.mode == "mixed" and self.pair_forget:
             return ForgetPairedViews(
-                self.dataset, everything, self.forget_indices.tolist(), self.transform
+                self.dataset, everything, self.forget_indices.tolist(), self.transform,
+                extra_view=self.extra_view,
             )
         return KeyedViews(self.dataset, everything, self.transform)
 
@@ -232,9 +237,10 @@ class ForgetRetainDataModule(L.LightningDataModule, pl.LightningDataModule):
         else:
             check_batches(self.num_samples, self.batch_size, "training")
             keys = list(range(self.num_samples))
-        if self.mode == "mixed" and self.extra_view:
+        if self.mode == "mixed" and self.pair_forget:
             return ForgetPairedCaptions(
-                self.dataset, keys, self.forget_indices.tolist(), self.transform, self.tokenizer
+                self.dataset, keys, self.forget_indices.tolist(), self.transform, self.tokenizer,
+                extra_view=self.extra_view,
             )
         return KeyedPairs(self.dataset, keys, self.transform, self.tokenizer)
 

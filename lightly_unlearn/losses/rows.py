@@ -124,4 +124,6 @@ def normalise(total: Tensor, denominator: Tensor) -> Tensor:
     gradient of ``Σ_all total / Σ_all denominator``. A zero denominator gives zero.
     """
     denominator = global_sum(denominator.to(total.dtype)) / world_size()
-    return total / denominator.clamp_min(torch.finfo(total.dtype).tiny)
+    # nothing to weigh (e.g. alpha = 0 on an all-forget batch) gives zero, without a host sync
+    safe = denominator.clamp_min(torch.finfo(total.dtype).tiny)
+    return torch.where(denominator > 0, total / safe, total * 0.0)

@@ -18,7 +18,7 @@ class AlignmentCalibration(UnlearningMethod):
         "(α alignment, γ uniformity) + β' · cos of their own two views."
     )
     data = "mixed"
-    extra_view = True
+    pairs_forget = True
     defaults = {"alpha": 1.0, "beta": 1.0, "gamma": None}
     help = {
         "alpha": "weight of the forget rows' alignment part",
@@ -26,6 +26,11 @@ class AlignmentCalibration(UnlearningMethod):
         "(default 1.0: the project's sweep, benchmarks/unlearning.py; the MoCo/CIFAR reference used 0)",
         "gamma": "weight of the forget rows' uniformity part (None: tied to alpha)",
     }
+
+    @property
+    def extra_view(self) -> bool:  # type: ignore[override]
+        """The extra own view is only needed (and embedded) for positive calibration, β > 0."""
+        return self.hparams["beta"] > 0
 
     def validate(self) -> None:
         super().validate()

@@ -48,8 +48,10 @@ class UnlearningMethod:
     summary: ClassVar[str] = ""
     #: Which samples each step sees: ``"retain"``, ``"forget"`` or ``"mixed"`` (both).
     data: ClassVar[str] = "retain"
-    #: Whether forget samples need AC's partner view and extra own view.
-    extra_view: ClassVar[bool] = False
+    #: Whether forget samples' second view comes from another forget sample (AC).
+    pairs_forget: ClassVar[bool] = False
+    #: Whether forget samples need an extra own view (AC's positive calibration).
+    extra_view: bool = False
     #: Whether all weights are re-initialised first (Retrain).
     reinitialise: ClassVar[bool] = False
     #: Hyper-parameters with their defaults, and a short help text for each.
