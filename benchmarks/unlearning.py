@@ -38,12 +38,12 @@ GRIDS: dict[str, list[tuple[dict[str, Any], int]]] = {
     "gradient_ascent": [({}, e) for e in (1, 2, 3, 4, 6, 9)],
     "neggrad": [({"lam": lam}, e) for lam, e in itertools.product((0.5, 1.0), (6, 9, 15))],
     "l1_sparse": [({"lam": lam}, e) for lam, e in itertools.product((5e-5, 5e-4), (6, 9, 15))],
-    "ac": [({"alpha": 1.0, "beta": b}, e) for b, e in itertools.product((0.25, 0.5, 1.0), (6, 9))],
+    "ac": [({"alpha": 1.0, "beta": b}, e) for b, e in itertools.product((1.0, 4.0, 16.0), (9, 15))],
 }
 
-#: The calibrated mode is not tuned: AC with β = 1 for at most 30 epochs, stopped by
+#: The calibrated mode is not tuned: AC with β = 4 for at most 30 epochs, stopped by
 #: HoldoutAlignmentStopping when the forget samples align like never-seen ones.
-CALIBRATED = {"ac": ({"alpha": 1.0, "beta": 1.0}, 30)}
+CALIBRATED = {"ac": ({"alpha": 1.0, "beta": 4.0}, 30)}
 
 
 def score(row: dict[str, Any]) -> float:

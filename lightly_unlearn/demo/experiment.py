@@ -55,7 +55,7 @@ DEFAULT_METHODS: dict[str, tuple[dict[str, Any], float]] = {
 #: The calibrated mode: AC run for at most 10 % of the pretraining epochs, stopped by
 #: ``HoldoutAlignmentStopping`` once the forget samples align like never-seen samples.
 CALIBRATED_METHODS: dict[str, tuple[dict[str, Any], float]] = {
-    "ac": ({"alpha": 1.0, "beta": 1.0}, 0.1),
+    "ac": ({"alpha": 1.0, "beta": 4.0}, 0.1),
 }
 
 #: Columns of the Avg. Gap to Retrain (the paper's headline comparison).
