@@ -118,6 +118,7 @@ def test_same_model_gives_zero_gap(folders):
         ("shape", "returned ()"),
         ("no_module", "cannot import"),
         ("no_ckpt", "does not exist"),
+        ("out_is_file", "is not a folder"),
     ],
 )
 def test_bad_input_exits_non_zero_with_message(folders, capsys, case, message):
@@ -132,6 +133,9 @@ def test_bad_input_exits_non_zero_with_message(folders, capsys, case, message):
         before = "no_such_pkg.mod:fn"
     elif case == "no_ckpt":
         after = f"models:Tiny@{folders}/missing.ckpt"
+    elif case == "out_is_file":
+        (folders / "a_file").write_text("")
+        extra = ["--out", str(folders / "a_file")]
     assert audit(folders, before, after, *extra) == 2
     err = capsys.readouterr().err
     assert "error:" in err and message in err

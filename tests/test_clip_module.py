@@ -182,3 +182,17 @@ def test_audit_callback_runs_the_clip_audits(tmp_path):
     assert {"clip_mia", "clip_forgetting_score", "emia"} <= set(metrics), sorted(metrics)
     assert any(k.startswith("zero_shot") or "zs" in k for k in metrics), sorted(metrics)
     assert (tmp_path / "lightning_logs" / "version_0" / "audits" / "gap_matrix.png").is_file()
+
+
+def test_audit_callback_runs_clip_audits_alone_and_module_built_from_a_model(tmp_path):
+    """Only CLIP audits (no image-side features needed), on a CLIPModule built around a model
+    object: it derives its train/val transforms from the model's preprocessing config."""
+    from lightly_unlearn import AuditCallback
+
+    model = create_clip(NAME, with_transforms=False, **tiny_clip_kwargs(width=32, embed_dim=16))
+    module = CLIPModule(model)
+    assert callable(module.preprocess_train) and callable(module.preprocess_val)
+    cb = AuditCallback(audits=("clip_mia", "clip_alignment_matrix"), num_samples=16, save_files=False)
+    trainer = L.Trainer(**trainer_kwargs(tmp_path, max_steps=1), callbacks=[UnlearnCallback("finetune"), cb])
+    trainer.fit(module, datamodule=_audited_dm(module))
+    assert {"clip_mia", "clip_forgetting_score"} <= {k for r in cb.after.values() for k in r.metrics}

@@ -119,3 +119,31 @@ def test_drop_in_criterion_beta_uses_forget_fraction():
         z0, z1, forget_mask=forget, extra=extra
     )
     torch.testing.assert_close(got, plain + 0.2)
+
+
+def test_drop_in_criterion_swaps_partners_among_forget_rows_when_asked():
+    from lightly_unlearn.losses.alignment_calibration import swap_forget_partners
+
+    z1 = torch.arange(5.0).view(5, 1).repeat(1, 3)
+    forget = torch.tensor([True, False, True, True, False])
+    for _ in range(20):
+        swapped = swap_forget_partners(z1, forget)
+        assert torch.equal(swapped[~forget], z1[~forget])  # retain rows untouched
+        rows = swapped[forget][:, 0].tolist()
+        assert sorted(rows) == [0.0, 2.0, 3.0] and all(r != i for r, i in zip(rows, [0.0, 2.0, 3.0]))
+    torch.manual_seed(0)
+    z0, z1 = torch.randn(5, 8), torch.randn(5, 8)
+    plain = AlignmentCalibrationLoss(alpha=1.0)(z0, z1, forget_mask=forget)
+    swapped = AlignmentCalibrationLoss(alpha=1.0, swap_partners=True)(z0, z1, forget_mask=forget)
+    assert not torch.isclose(plain, swapped)
+
+
+def test_drop_in_criterion_says_what_is_missing():
+    z0, z1 = torch.randn(4, 8), torch.randn(4, 8)
+    forget = torch.tensor([True, True, False, False])
+    with pytest.raises(ValueError, match="pass\\s+extra="):
+        AlignmentCalibrationLoss(beta=1.0)(z0, z1, forget_mask=forget)
+    with pytest.raises(ValueError, match="extra must have shape \\(2, 8\\)"):
+        AlignmentCalibrationLoss(beta=1.0)(z0, z1, forget_mask=forget, extra=torch.randn(3, 8))
+    with pytest.raises(ValueError, match="bool tensor of shape \\(4,\\)"):
+        AlignmentCalibrationLoss()(z0, z1, forget_mask=torch.tensor([1, 0, 0, 0]))

@@ -103,6 +103,7 @@ def test_verify_receipt_cli(run, tmp_path, capsys):
     assert "modified" in capsys.readouterr().err
     (tmp_path / "bad.json").write_text("{not json")
     assert cli_main(["verify-receipt", str(tmp_path / "bad.json"), "--checkpoint", str(ckpt)]) == 2
+    assert cli_main(["verify-receipt", str(path), "--checkpoint", str(tmp_path / "nope.ckpt")]) == 2
 
 
 def test_write_after_save_checkpoint(run, tmp_path):

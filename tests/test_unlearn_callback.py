@@ -164,7 +164,7 @@ def test_module_without_criterion_gets_an_actionable_error(tmp_path, digits):
 
     dm = ForgetRetainDataModule(digits, [0, 1], tiny_transform(), batch_size=8)
     trainer = pl.Trainer(**trainer_kwargs(tmp_path), callbacks=[UnlearnCallback("ft")])
-    with pytest.raises(ModuleContractError, match="criterion.*embed_fn"):
+    with pytest.raises(ModuleContractError, match="criterion.*AlignmentCalibrationLoss"):
         trainer.fit(NoCriterion(), datamodule=dm)
 
 

@@ -205,26 +205,30 @@ class AuditCallback(L.Callback):
         world = int(getattr(trainer, "world_size", 1) or 1)
         device = getattr(pl_module, "device", None)
         needs = needs_of(self.audits)
-        inputs = compute_inputs(
-            self._embed(pl_module),
-            needs - {"clip"},
-            forget=dm.forget,
-            retain=dm.retain,
-            holdout=getattr(dm, "holdout", None),
-            eval_transform=dm.eval_transform,
-            view_transform=dm.view_transform,
-            num_views=self.num_views,
-            num_samples=self.num_samples,
-            seed=int(getattr(dm, "seed", 0)),
-            batch_size=self.batch_size,
-            module=pl_module,
-            device=device,
-            rank=int(getattr(trainer, "global_rank", 0)),
-            world_size=world,
-            all_gather=(lambda t: trainer.strategy.all_gather(t.to(device))) if world > 1 else None,
-        )
-        if "clip" in needs:
-            inputs.cache.update(self._clip_inputs(dm, pl_module, device).cache)
+        image_needs = needs - {"clip"}
+        if {"clean", "views"} & image_needs:
+            inputs = compute_inputs(
+                self._embed(pl_module),
+                image_needs,
+                forget=dm.forget,
+                retain=dm.retain,
+                holdout=getattr(dm, "holdout", None),
+                eval_transform=dm.eval_transform,
+                view_transform=dm.view_transform,
+                num_views=self.num_views,
+                num_samples=self.num_samples,
+                seed=int(getattr(dm, "seed", 0)),
+                batch_size=self.batch_size,
+                module=pl_module,
+                device=device,
+                rank=int(getattr(trainer, "global_rank", 0)),
+                world_size=world,
+                all_gather=(lambda t: trainer.strategy.all_gather(t.to(device))) if world > 1 else None,
+            )
+            if "clip" in needs:
+                inputs.cache.update(self._clip_inputs(dm, pl_module, device).cache)
+        else:  # only CLIP audits: their image-caption embeddings are all they read
+            inputs = self._clip_inputs(dm, pl_module, device)
         # trainer.log_dir broadcasts under DDP: every rank must read it, before rank 0 goes on
         folder = Path(trainer.log_dir or trainer.default_root_dir) / "audits"
         if not getattr(trainer, "is_global_zero", True):

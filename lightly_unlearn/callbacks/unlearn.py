@@ -198,7 +198,14 @@ class UnlearnCallback(L.Callback):
                 f"dataset ({n_forget} samples). Forgetting everything is a re-initialisation, "
                 "not unlearning; keep some retain samples or use `gradient_ascent`."
             )
-        require(pl_module, "criterion")
+        if not hasattr(pl_module, "criterion"):
+            raise ModuleContractError(
+                f"{type(pl_module).__name__} has no attribute 'criterion'. UnlearnCallback changes "
+                "the objective through the module's loss object, as in lightly's examples: store "
+                "it as `self.criterion = NTXentLoss(...)` and call `self.criterion(z0, z1)` in "
+                "training_step. If your step computes the loss another way, use "
+                "`AlignmentCalibrationLoss` there directly instead of the callback."
+            )
         self._criterion = pl_module.criterion
         if not hasattr(self._criterion, "cross_entropy") and not hasattr(
             self._criterion, "get_logits"

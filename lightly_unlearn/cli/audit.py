@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -98,6 +99,8 @@ def _import(target: str, spec: str) -> Any:
             module = importlib.util.module_from_spec(loader)
             loader.loader.exec_module(module)
         else:
+            if os.getcwd() not in sys.path and "" not in sys.path:
+                sys.path.insert(0, os.getcwd())  # like `python -m`: modules in this folder import
             module = importlib.import_module(module_name)
     except AuditCLIError:
         raise
@@ -220,6 +223,13 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.num_views < 2:
         raise AuditCLIError(f"--num-views must be at least 2; got {args.num_views}.")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise AuditCLIError(f"--out {out} exists and is not a folder; choose a folder path.")
+    try:  # before any embedding work: a folder we cannot create fails now
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise AuditCLIError(f"--out {out}: cannot create the output folder ({err}).") from err
     if args.max_samples < 2:
         raise AuditCLIError(f"--max-samples must be at least 2; got {args.max_samples}.")
     data = load_images(args.data, "data", args.max_samples)
@@ -273,7 +283,6 @@ def _run(args: argparse.Namespace) -> int:
     after = results["after"]
     fs = after.metrics["forgetting_score"]
 
-    out = Path(args.out)
     fig = gap_figure(after.arrays["gap_matrix"], f"Alignment gap matrix ({len(data)} images)", fs)
     paths = [save_figure(fig, out / "gap_matrix.png")]
     payload = {

@@ -16,13 +16,38 @@ from typing import Any
 DEFAULT_OUT = "unlearn_demo_out"
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1; got {value}")
+    return value
+
+
+def _forget_spec(text: str) -> dict[str, Any]:
+    """``random``, ``random:<fraction in (0, 1)>`` or ``class:<digit 0-9>`` as Setting fields."""
+    kind, _, value = text.partition(":")
+    try:
+        if kind == "random":
+            fraction = float(value) if value else 0.1
+            if 0 < fraction < 1:
+                return {"forget": "random", "forget_fraction": fraction}
+        elif kind == "class" and int(value) in range(10):
+            return {"forget": f"class:{int(value)}"}
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(
+        f"{text!r}: use 'random', 'random:<fraction between 0 and 1>' or 'class:<digit 0-9>'"
+    )
+
+
 def add_parser(subparsers: Any) -> None:
     p = subparsers.add_parser("demo", help="pretrain, retrain and unlearn on embedded digits; audit and report",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default: {DEFAULT_OUT})")
-    p.add_argument("--seeds", type=int, default=3, help="independent repetitions (mean ± std; default 3)")
+    p.add_argument("--seeds", type=_positive, default=3, help="independent repetitions (mean ± std; default 3)")
     p.add_argument("--model", choices=["simclr", "moco"], default="simclr")
-    p.add_argument("--forget", default="random", help="'random' (10 %%) or 'class:<digit>'")
+    p.add_argument("--forget", type=_forget_spec, default="random",
+                   help="'random' (10 %%), 'random:<fraction>' or 'class:<digit 0-9>'")
     p.add_argument("--quick", action="store_true", help="1 seed, shorter pretraining: a smoke run")
 
 
@@ -45,10 +70,10 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     per_seed, gap_matrices = [], {}
     for seed in range(seeds):
-        setting = Setting(model=args.model, forget=args.forget, seed=seed,
+        setting = Setting(model=args.model, seed=seed, **args.forget,
                           pretrain_epochs=100 if args.quick else Setting.pretrain_epochs)
         print(f"[seed {seed + 1}/{seeds}] {setting.model}, {setting.n_train} training digits, "
-              f"forget {args.forget}", flush=True)
+              f"forget {setting.forget}", flush=True)
         exp = Experiment(setting, progress=lambda line: print("  " + line, flush=True))
         runs = [exp.pretrain(), exp.unlearn("retrain")]
         for method, (hp, fraction) in DEFAULT_METHODS.items():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 
@@ -28,6 +29,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from lightly_unlearn.receipt import ReceiptError, read_receipt, verify_receipt
 
+    if not Path(args.checkpoint).is_file():
+        print(f"lightly-unlearn verify-receipt: error: checkpoint {args.checkpoint} does not exist.",
+              file=sys.stderr)
+        return 2
     try:
         receipt = read_receipt(args.receipt)
         ok, message = verify_receipt(receipt, args.checkpoint)

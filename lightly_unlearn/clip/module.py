@@ -181,8 +181,18 @@ class _CLIPModuleBody:
             model, self.preprocess_train, self.preprocess_val = create_clip(
                 model_name, pretrained, **dict(model_kwargs or {})
             )
-        elif pretrained is not None:
-            raise TypeError("`pretrained` only applies when CLIPModule builds the model; use checkpoint=.")
+        else:
+            if pretrained is not None:
+                raise TypeError(
+                    "`pretrained` only applies when CLIPModule builds the model; use checkpoint=."
+                )
+            # the model's own preprocessing (size, mean, std), as create_model_and_transforms does
+            cfg = open_clip.get_model_preprocess_cfg(model)
+            self.preprocess_train, self.preprocess_val = (
+                open_clip.image_transform(cfg["size"], is_train=train, mean=cfg.get("mean"),
+                                          std=cfg.get("std"))
+                for train in (True, False)
+            )
         if checkpoint is not None:
             load_clip_weights(model, checkpoint)
         if not hasattr(model, "encode_image") or not hasattr(model, "encode_text"):

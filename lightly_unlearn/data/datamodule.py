@@ -149,7 +149,15 @@ class ForgetRetainDataModule(L.LightningDataModule, pl.LightningDataModule):
                     f"as open_clip tokenizers do; got {type(tokens).__name__}."
                 )
         else:
-            check_views(transform(split_item(dataset[0])[0]))
+            first = dataset[0]
+            if isinstance(first, (tuple, list)) and len(first) >= 2 and isinstance(first[1], str):
+                raise ValueError(
+                    "The dataset's items look like (image, caption, ...) pairs: pass the model's "
+                    "tokenizer (ForgetRetainDataModule(..., transform=preprocess_train, "
+                    "tokenizer=tokenizer)) for CLIP; without a tokenizer, items are "
+                    "(image, target, ...) and `transform` must be a multi-view transform."
+                )
+            check_views(transform(split_item(first)[0]))
         self.batch_size = int(batch_size)
         self.num_workers = int(num_workers)
         self.seed = int(seed)

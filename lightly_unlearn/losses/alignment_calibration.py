@@ -54,6 +54,20 @@ def positive_calibration(anchor: Tensor, extra: Tensor | None) -> Tensor:
     return normalise(total, torch.tensor(count, device=anchor.device))
 
 
+def swap_forget_partners(out1: Tensor, forget: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """Negative calibration inside a batch: each forget row's second view becomes the second view
+    of *another* forget sample of the batch (a random cyclic derangement, so π(i) ≠ i).
+
+    With fewer than two forget samples in the batch nothing is swapped. Differentiable: the rows
+    are moved with ``index_copy`` and keep their gradients.
+    """
+    rows = torch.nonzero(forget.to(out1.device), as_tuple=False).flatten()
+    if rows.numel() < 2:
+        return out1
+    order = rows[torch.randperm(rows.numel(), generator=generator).to(rows.device)]
+    return out1.index_copy(0, order, out1[order.roll(-1)])
+
+
 class AlignmentCalibrationLoss(NTXentLoss):
     """NT-Xent with Alignment Calibration for forget samples: a drop-in for ``NTXentLoss``.
 
@@ -63,9 +77,11 @@ class AlignmentCalibrationLoss(NTXentLoss):
         [Σ_retain ℓ_r + Σ_forget (α·(−s(z_u, z_π(u))/τ) + γ·lse_u)] / (#retain + α·#forget rows)
             + β·forget_fraction · mean_forget cos(z_u, f(t3 x_u))
 
-    The caller supplies forget samples' second views from *another* forget sample (negative
-    calibration; ``ForgetRetainDataModule`` does this for ``UnlearnCallback(method="ac")``) and
-    the embeddings of their extra view (positive calibration).
+    Negative calibration needs each forget sample's second view to come from *another* forget
+    sample: ``ForgetRetainDataModule`` builds such batches for ``UnlearnCallback(method="ac")``
+    (a partner drawn from the whole forget set); with your own data pass ``swap_partners=True``
+    and the criterion pairs the batch's forget rows among themselves. Positive calibration needs
+    the embeddings of an extra view of each forget sample (``extra=``) when ``beta > 0``.
 
     Args:
         temperature, memory_bank_size, gather_distributed: as in ``lightly.loss.NTXentLoss``.
@@ -73,9 +89,11 @@ class AlignmentCalibrationLoss(NTXentLoss):
         beta: Weight of the positive-calibration penalty (scaled by ``forget_fraction``).
         gamma: Weight of the forget rows' uniformity part; ``None`` means ``gamma = alpha``.
         forget_fraction: ``|D_forget| / |D_train|``; the reference scales β by it.
+        swap_partners: Pair the batch's forget rows among themselves (see above).
 
     Example:
-        >>> criterion = AlignmentCalibrationLoss(temperature=0.5, alpha=1.0, beta=1.0)
+        >>> criterion = AlignmentCalibrationLoss(temperature=0.5, alpha=1.0, beta=1.0,
+        ...                                      forget_fraction=0.1, swap_partners=True)
         >>> loss = criterion(z0, z1, forget_mask=is_forget, extra=model(x_extra[is_forget]))
     """
 
@@ -88,8 +106,10 @@ class AlignmentCalibrationLoss(NTXentLoss):
         beta: float = 0.0,
         gamma: float | None = None,
         forget_fraction: float = 1.0,
+        swap_partners: bool = False,
     ) -> None:
         super().__init__(temperature, memory_bank_size, gather_distributed)
+        self.swap_partners = swap_partners
         if alpha < 0 or beta < 0 or (gamma is not None and gamma < 0):
             raise ValueError(f"alpha, beta, gamma must be >= 0; got {alpha}, {beta}, {gamma}.")
         if not 0.0 <= forget_fraction <= 1.0:
@@ -108,9 +128,29 @@ class AlignmentCalibrationLoss(NTXentLoss):
         embeddings of the forget samples' extra views (in ``forget_mask`` order)."""
         if forget_mask is None:
             return super().forward(out0, out1)
+        forget_mask = torch.as_tensor(forget_mask, device=out0.device)
+        if forget_mask.dtype != torch.bool or forget_mask.shape != (out0.shape[0],):
+            raise ValueError(
+                f"forget_mask must be a bool tensor of shape ({out0.shape[0]},), one flag per "
+                f"sample of the batch; got dtype {forget_mask.dtype}, shape {tuple(forget_mask.shape)}."
+            )
+        if self.swap_partners:
+            out1 = swap_forget_partners(out1, forget_mask)
         terms = ntxent_row_terms(self, out0, out1, forward=NTXentLoss.forward)
         loss = alignment_calibration_objective(terms, forget_mask, self.alpha, self.gamma)
-        if self.beta > 0:  # also without extra: every rank joins the all-reduce
-            anchor = out0[forget_mask.to(out0.device)]
+        if self.beta > 0:  # every rank joins the all-reduce, also with no forget sample
+            n_forget = int(forget_mask.sum())
+            if extra is None:
+                raise ValueError(
+                    "beta > 0 penalises the similarity of each forget sample's own two views: pass "
+                    "extra=<embeddings of an extra view of the forget samples, in forget_mask "
+                    "order; empty if there are none> (or set beta=0)."
+                )
+            if extra.shape != (n_forget, out0.shape[1]):
+                raise ValueError(
+                    f"extra must have shape ({n_forget}, {out0.shape[1]}): one embedding per forget "
+                    f"sample of the batch; got {tuple(extra.shape)}."
+                )
+            anchor = out0[forget_mask]
             loss = loss + self.beta * self.forget_fraction * positive_calibration(anchor, extra)
         return loss
