@@ -49,7 +49,7 @@ DEFAULT_METHODS: dict[str, tuple[dict[str, Any], float]] = {
     "gradient_ascent": ({}, 0.02),  # 6 epochs
     "neggrad": ({"lam": 1.0}, 0.05),  # 15 epochs
     "l1_sparse": ({"lam": 5e-5}, 0.02),  # 6 epochs
-    "ac": ({"alpha": 1.0, "beta": 1.0}, 0.03),  # 9 epochs
+    "ac": ({"alpha": 1.0, "beta": 4.0}, 0.05),  # 15 epochs
 }
 
 #: The calibrated mode: AC run for at most 10 % of the pretraining epochs, stopped by
