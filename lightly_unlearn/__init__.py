@@ -5,27 +5,39 @@ Public names: ``ForgetRetainDataModule``, ``UnlearnCallback``, ``AuditCallback``
 is only loaded when they are used).
 """
 
+import importlib
 from typing import Any
-
-from lightly_unlearn.callbacks.audit import AuditCallback
-from lightly_unlearn.callbacks.holdout_stopping import HoldoutAlignmentStopping
-from lightly_unlearn.callbacks.receipt import ReceiptCallback
-from lightly_unlearn.callbacks.unlearn import NonFiniteLossError, UnlearnCallback
-from lightly_unlearn.data.datamodule import ForgetRetainDataModule
-from lightly_unlearn.data.validation import ForgetSetError
-from lightly_unlearn.losses.alignment_calibration import AlignmentCalibrationLoss
 
 __version__ = "0.1.0"
 
-_LAZY = {"CLIPModule": "lightly_unlearn.clip.module", "PLCLIPModule": "lightly_unlearn.clip.module"}
+# Public names are imported on first use (PEP 562): ``import lightly_unlearn`` and the
+# ``lightly-unlearn`` command start without loading torch or Lightning, and open_clip is only
+# loaded when the CLIP classes are used.
+_LAZY = {
+    "AlignmentCalibrationLoss": "lightly_unlearn.losses.alignment_calibration",
+    "AuditCallback": "lightly_unlearn.callbacks.audit",
+    "CLIPModule": "lightly_unlearn.clip.module",
+    "ForgetRetainDataModule": "lightly_unlearn.data.datamodule",
+    "ForgetSetError": "lightly_unlearn.data.validation",
+    "HoldoutAlignmentStopping": "lightly_unlearn.callbacks.holdout_stopping",
+    "NonFiniteLossError": "lightly_unlearn.callbacks.unlearn",
+    "PLCLIPModule": "lightly_unlearn.clip.module",
+    "ReceiptCallback": "lightly_unlearn.callbacks.receipt",
+    "UnlearnCallback": "lightly_unlearn.callbacks.unlearn",
+}
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        importlib.import_module("lightly_unlearn.namespaces")  # namespace-mismatch hints
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'lightly_unlearn' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 
 __all__ = [

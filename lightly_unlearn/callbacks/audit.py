@@ -7,7 +7,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import lightning.pytorch as L
 from torch import Tensor, nn
 
 from lightly_unlearn.adapters import backbone_embed_fn, head_embed_fn
@@ -27,11 +26,12 @@ from lightly_unlearn.audits.runner import (
     resolve_audits,
     run_audits,
 )
+from lightly_unlearn.namespaces import DualNamespaceCallback
 
 EmbedSpec = str | Callable[[Tensor], Tensor]
 
 
-class AuditCallback(L.Callback):
+class AuditCallback(DualNamespaceCallback):  # a Callback in both namespaces
     """Run audits at fit start ("before"), at train end ("after") and optionally every n epochs.
 
     Reads the splits from the trainer's ``ForgetRetainDataModule`` (``retain``, ``forget``,

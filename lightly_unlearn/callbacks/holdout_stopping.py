@@ -19,16 +19,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import lightning.pytorch as L
 from torch import Tensor, nn
 
 from lightly_unlearn.adapters import backbone_embed_fn, head_embed_fn
 from lightly_unlearn.audits.alignment import alignment_scores
 from lightly_unlearn.audits.features import extract_features
 from lightly_unlearn.audits.runner import sample_keys
+from lightly_unlearn.namespaces import DualNamespaceCallback
 
 
-class HoldoutAlignmentStopping(L.Callback):
+class HoldoutAlignmentStopping(DualNamespaceCallback):  # a Callback in both namespaces
     """Stop when the forget samples' alignment reaches the holdout's level (the calibrated mode).
 
     Args:

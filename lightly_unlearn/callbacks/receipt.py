@@ -7,10 +7,10 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import lightning.pytorch as L
 from torch import nn
 
 from lightly_unlearn.audits.runner import flat_metrics
+from lightly_unlearn.namespaces import DualNamespaceCallback
 from lightly_unlearn.receipt import build_receipt, file_record, now, write_receipt
 
 RECEIPT_NAME = "unlearning_receipt.json"
@@ -23,7 +23,7 @@ def _find(trainer: Any, *attrs: str) -> Any:
     return None
 
 
-class ReceiptCallback(L.Callback):
+class ReceiptCallback(DualNamespaceCallback):  # a Callback in both namespaces
     """Write ``unlearning_receipt.json`` at the end of an ``UnlearnCallback`` run.
 
     The receipt records the method and hyper-parameters, the forget-set hash, SHA-256 of the

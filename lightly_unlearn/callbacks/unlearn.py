@@ -6,7 +6,6 @@ import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import lightning.pytorch as L
 import torch
 from torch import Tensor, nn
 
@@ -21,6 +20,7 @@ from lightly_unlearn.adapters import (
 from lightly_unlearn.losses.clip_rows import clip_row_terms, is_clip_criterion
 from lightly_unlearn.losses.rows import RowTerms, global_sum, ntxent_row_terms, row_mask
 from lightly_unlearn.methods.base import StepContext, UnlearningMethod
+from lightly_unlearn.namespaces import DualNamespaceCallback
 
 
 @contextlib.contextmanager
@@ -66,7 +66,7 @@ def _training_batch_norm(module: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training for m in module.modules())
 
 
-class UnlearnCallback(L.Callback):
+class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
     """Unlearn the forget set of a ``ForgetRetainDataModule`` while the user's module trains.
 
     The user's ``training_step`` runs unchanged. The callback asks the datamodule for the
