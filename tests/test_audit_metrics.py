@@ -64,7 +64,7 @@ def test_known_threshold_and_efficacy():
 
 def test_threshold_perfect_separation_and_extremes():
     t, acc = best_threshold(np.array([2.0, 3.0]), np.array([0.0, 1.0]))
-    assert acc == 1.0 and t == pytest.approx(1.5)
+    assert acc == 1.0 and t == 2.0  # the lowest member score: always realisable
     # members all below non-members: best is predicting everything one class
     t, acc = best_threshold(np.array([0.0]), np.array([1.0, 2.0]))
     assert acc == pytest.approx(2 / 3) and t == np.inf

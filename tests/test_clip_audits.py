@@ -53,11 +53,11 @@ def _with_cos(cos):
 def test_pair_mia_known_threshold():
     members = _with_cos([0.9, 0.8, 0.85, 0.95])
     nonmembers = _with_cos([0.1, 0.2, 0.3, 0.15])
-    forget = _with_cos([0.9, 0.1, 0.2, 0.05])  # 3 of 4 below the threshold (0.55)
+    forget = _with_cos([0.9, 0.1, 0.2, 0.05])  # 3 of 4 below the threshold (0.8)
     m = ClipPairMIA()(_inputs(forget=forget, retain=members, holdout=nonmembers)).metrics
     assert m["clip_mia"] == pytest.approx(75.0)
     assert m["clip_mia_auc"] == pytest.approx(1.0)
-    assert m["clip_mia_threshold"] == pytest.approx(0.55)
+    assert m["clip_mia_threshold"] == pytest.approx(0.8)  # the lowest member score
     assert m["clip_mia_attack_accuracy"] == pytest.approx(100.0)
     with pytest.raises(AuditInputError, match="holdout"):
         ClipPairMIA()(_inputs(forget=forget, retain=members))

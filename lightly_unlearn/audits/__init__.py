@@ -1,4 +1,4 @@
-"""Audits that measure unlearning (SPEC §4): EMIA, linear probe, CMIA, alignment matrices."""
+"""Audits that measure unlearning: EMIA, linear probe, CMIA, alignment matrices, verdict."""
 
 from lightly_unlearn.audits.alignment import (
     AlignmentMatrix,
@@ -20,6 +20,7 @@ from lightly_unlearn.audits.runner import (
     resolve_audits,
     run_audits,
 )
+from lightly_unlearn.audits.verdict import Verdict, assess
 
 __all__ = [
     "DEFAULT_AUDITS",
@@ -27,6 +28,7 @@ __all__ = [
     "EMIA",
     "AlignmentMatrix",
     "Audit",
+    "Verdict",
     "AuditInputError",
     "AuditInputs",
     "AuditResult",
@@ -34,6 +36,7 @@ __all__ = [
     "SplitFeatures",
     "alignment_matrix",
     "alignment_scores",
+    "assess",
     "best_threshold",
     "cmia_efficacy",
     "compute_inputs",

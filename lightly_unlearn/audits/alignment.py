@@ -75,6 +75,68 @@ def separation(matrix: Tensor) -> float:
     return diag - off
 
 
+def cross_sample_cosine(features: Tensor) -> float:
+    """Mean cosine similarity between the embeddings of *different* samples (in ``[-1, 1]``).
+
+    ``features`` is ``(n, d)`` or views ``(n, K, d)``; views are reduced to the mean of the
+    sample's unit view embeddings first. Close to 1 means every input maps to (almost) the same
+    direction: a collapsed encoder. Computed in O(n d) as ``(||sum u||^2 - sum ||u||^2) /
+    (n (n - 1))`` on unit vectors ``u`` (a zero embedding counts as cosine 0).
+    """
+    x = torch.as_tensor(features).double()
+    if x.dim() == 3:
+        x = F.normalize(x, dim=-1).mean(dim=1)
+    if x.dim() != 2 or x.shape[0] < 2:
+        return float("nan")
+    u = F.normalize(x, dim=-1)
+    n = u.shape[0]
+    total = u.sum(dim=0).pow(2).sum() - u.pow(2).sum()
+    return float(total / (n * (n - 1)))
+
+
+def bootstrap_forgetting_score(
+    gap: np.ndarray, num_boot: int = 1000, seed: int = 0
+) -> np.ndarray:
+    """``num_boot`` bootstrap replicates of :func:`forgetting_score` over samples.
+
+    Each replicate draws ``n`` samples with replacement and recomputes FS on the resampled rows
+    *and* columns; pairs of a sample with a copy of itself are left out of the off-diagonal
+    mean (they are diagonal entries). Replicates where every draw is the same sample are
+    ``nan``. Deterministic for a given ``seed``.
+    """
+    g = np.asarray(gap, dtype=np.float64)
+    n = g.shape[0]
+    rng = np.random.default_rng(seed)
+    out = np.full(int(num_boot), np.nan)
+    for b in range(int(num_boot)):
+        idx = rng.integers(0, n, size=n)
+        sub = g[np.ix_(idx, idx)]
+        off = idx[:, None] != idx[None, :]
+        if off.any():
+            out[b] = float(np.diagonal(sub).mean() - sub[off].mean())
+    return out
+
+
+def forgetting_beyond_drift(
+    gap: np.ndarray, holdout_gap: np.ndarray, num_boot: int = 1000, seed: int = 0
+) -> tuple[float, float]:
+    """``(FS(gap) - FS(holdout_gap), standard error)``: forgetting beyond general drift.
+
+    ``FS(holdout_gap)`` is how much the model changed on never-seen images in the same way, so
+    only the difference is evidence about the forget set. The standard error is the standard
+    deviation of the difference over ``num_boot`` independent bootstrap resamplings of the
+    forget and holdout samples (:func:`bootstrap_forgetting_score`): a bootstrap rather than a
+    formula because the entries of an alignment matrix share samples and are not independent.
+    """
+    diff = forgetting_score(torch.as_tensor(gap)) - forgetting_score(torch.as_tensor(holdout_gap))
+    boot = bootstrap_forgetting_score(gap, num_boot, seed) - bootstrap_forgetting_score(
+        holdout_gap, num_boot, seed + 1
+    )
+    boot = boot[np.isfinite(boot)]
+    se = float(np.std(boot, ddof=1)) if len(boot) > 1 else float("nan")
+    return float(diff), se
+
+
 def forgetting_score(gap: Tensor) -> float:
     """``FS = mean(diag G) - mean(offdiag G)`` (SPEC §4). Positive: own-view alignment fell more
     than cross-sample alignment, i.e. the samples were forgotten. Equals
@@ -86,20 +148,24 @@ class AlignmentMatrix(Audit):
     """Black-box alignment matrix of forget samples; after unlearning, gap matrix and FS.
 
     Reads the cached view embeddings of the first ``num_samples`` forget samples (no extra
-    passes). Metrics: ``diag_alignment``, ``offdiag_alignment``; given the ``before`` result also
+    passes). Metrics: ``diag_alignment``, ``offdiag_alignment``, ``cross_cosine_forget``
+    (:func:`cross_sample_cosine` of the forget samples); given the ``before`` result also
     ``forgetting_score`` (FS of ``G = A_before - A_after``) and, when the holdout split is there,
     ``forgetting_score_vs_holdout = separation(A_after(holdout)) - separation(A_after(forget))``:
     the same quantity with the never-seen holdout as the reference instead of the before-model
     (about 0 for Retrain, negative while forget samples are still over-aligned, positive on
-    overshoot), and ``holdout_drift_score`` (FS of the holdout's own gap matrix: how much the
-    model changed on data it never saw).
+    overshoot), ``holdout_drift_score`` (FS of the holdout's own gap matrix: how much the model
+    changed on data it never saw; the before and after holdout matrices must hold the same
+    samples), and ``forgetting_beyond_drift`` = FS - holdout drift with its bootstrap standard
+    error ``forgetting_beyond_drift_se`` (:func:`forgetting_beyond_drift`).
     """
 
     name = "alignment_matrix"
     needs = frozenset({"views"})
 
-    def __init__(self, num_samples: int = 64) -> None:
+    def __init__(self, num_samples: int = 64, num_boot: int = 1000) -> None:
         self.num_samples = int(num_samples)
+        self.num_boot = int(num_boot)
 
     def __call__(self, inputs: AuditInputs, before: AuditResult | None = None) -> AuditResult:
         require_inputs(self, inputs)
@@ -109,13 +175,19 @@ class AlignmentMatrix(Audit):
         a = alignment_matrix(forget.views)
         diag, off = diag_offdiag_means(a)
         result = AuditResult(
-            metrics={"diag_alignment": diag, "offdiag_alignment": off},
+            metrics={
+                "diag_alignment": diag,
+                "offdiag_alignment": off,
+                "cross_cosine_forget": cross_sample_cosine(forget.views),
+            },
             arrays={"matrix": a.numpy(), "keys": forget.keys.numpy()},
         )
         holdout = inputs.holdout
         if holdout is not None and holdout.views is not None and len(holdout) >= 2:
-            h = alignment_matrix(holdout.subset(slice(0, self.num_samples)).views)
+            held = holdout.subset(slice(0, self.num_samples))
+            h = alignment_matrix(held.views)
             result.arrays["holdout_matrix"] = h.numpy()
+            result.arrays["holdout_keys"] = held.keys.numpy()
             result.metrics["forgetting_score_vs_holdout"] = separation(h) - separation(a)
         if before is not None:
             if not np.array_equal(np.asarray(before.arrays["keys"]), forget.keys.numpy()):
@@ -127,8 +199,26 @@ class AlignmentMatrix(Audit):
             result.arrays["gap_matrix"] = g.numpy()
             result.metrics["forgetting_score"] = forgetting_score(g)
             if "holdout_matrix" in before.arrays and "holdout_matrix" in result.arrays:
+                if "holdout_keys" not in before.arrays:
+                    result.warn(
+                        "holdout_keys_unknown",
+                        "The 'before' holdout matrix does not record which samples it holds "
+                        "(written by an older version); holdout drift was not computed.",
+                    )
+                    return result
+                if not np.array_equal(
+                    np.asarray(before.arrays["holdout_keys"]), result.arrays["holdout_keys"]
+                ):
+                    raise AuditInputError(
+                        "The before and after holdout alignment matrices were computed on "
+                        "different holdout samples, so their difference is not a drift; audit "
+                        "both models on the same holdout samples (same seed, same holdout)."
+                    )
                 hb = torch.as_tensor(before.arrays["holdout_matrix"], dtype=torch.float32)
-                ha = torch.as_tensor(result.arrays["holdout_matrix"])
-                if hb.shape == ha.shape:
-                    result.metrics["holdout_drift_score"] = forgetting_score(hb - ha)
+                hg = gap_matrix(hb, torch.as_tensor(result.arrays["holdout_matrix"]))
+                result.arrays["holdout_gap_matrix"] = hg.numpy()
+                result.metrics["holdout_drift_score"] = forgetting_score(hg)
+                diff, se = forgetting_beyond_drift(g.numpy(), hg.numpy(), self.num_boot)
+                result.metrics["forgetting_beyond_drift"] = diff
+                result.metrics["forgetting_beyond_drift_se"] = se
         return result

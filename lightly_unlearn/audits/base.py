@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
+import torch
 
-from lightly_unlearn.audits.features import AuditInputs
+from lightly_unlearn.audits.features import AuditInputs, SplitFeatures
 
 
 @dataclass
@@ -24,12 +25,19 @@ class AuditResult:
 
     metrics: dict[str, float] = field(default_factory=dict)
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    #: ``{"code": ..., "message": ...}`` items: what this audit skipped or could not trust
+    warnings: list[dict[str, str]] = field(default_factory=list)
+
+    def warn(self, code: str, message: str) -> None:
+        """Record a warning (a data item, not a Python warning: reports and receipts carry it)."""
+        self.warnings.append({"code": str(code), "message": str(message)})
 
     def to_state(self) -> dict[str, Any]:
         """Plain Python types only (checkpoints load with ``weights_only=True``)."""
         return {
             "metrics": {k: float(v) for k, v in self.metrics.items()},
             "arrays": {k: np.asarray(v, dtype=float).tolist() for k, v in self.arrays.items()},
+            "warnings": [dict(w) for w in self.warnings],
         }
 
     @classmethod
@@ -37,6 +45,7 @@ class AuditResult:
         return cls(
             metrics={k: float(v) for k, v in state.get("metrics", {}).items()},
             arrays={k: np.asarray(v, dtype=float) for k, v in state.get("arrays", {}).items()},
+            warnings=[dict(w) for w in state.get("warnings", [])],
         )
 
 
@@ -84,9 +93,36 @@ def require_inputs(audit: Audit, inputs: AuditInputs) -> None:
                         + ("eval_transform=...)." if kind == "clean" else "view_transform=...).")
                     )
     if "labels" in audit.needs:
-        if bool((inputs.retain.targets < 0).all()):
+        if not bool((inputs.retain.targets >= 0).any()):
             raise AuditInputError(
                 f"The {audit.name!r} audit trains a classifier on retain labels, but the dataset "
                 "yields no integer targets. Use a dataset whose items are (image, target), or "
                 "drop this audit."
             )
+
+
+def labelled(split: SplitFeatures, name: str, result: AuditResult, metric: str) -> SplitFeatures | None:
+    """The labelled rows of ``split`` (targets ``>= 0``), for an audit that scores labels.
+
+    Unlabelled samples are never scored as wrong: a partly labelled split is reduced to its
+    labelled samples and a ``partly_labelled`` warning says how many were used; a split with no
+    labels at all gives ``None`` and a ``missing_labels`` warning saying that ``metric`` was
+    skipped.
+    """
+    mask = split.targets >= 0
+    used, total = int(mask.sum()), len(split)
+    if used == 0:
+        result.warn(
+            "missing_labels",
+            f"{metric} skipped: none of the {total} {name} samples has a label (target -1). "
+            "Give the dataset (image, target) items to measure it.",
+        )
+        return None
+    if used < total:
+        result.warn(
+            "partly_labelled",
+            f"{metric} uses the {used} labelled of {total} {name} samples "
+            f"({total - used} have no label and are left out, not counted as wrong).",
+        )
+        return split.subset(torch.nonzero(mask).flatten())
+    return split

@@ -68,7 +68,7 @@ class ClipPairMIA(Audit):
             "alignment_forget": "clip_pair_alignment_forget",
             "alignment_holdout": "clip_pair_alignment_holdout",
         }
-        return AuditResult(metrics={renamed[k]: v for k, v in m.items()})
+        return AuditResult(metrics={renamed.get(k, f"clip_{k}"): v for k, v in m.items()})
 
 
 def retrieval_ranks(query: Tensor, gallery: Tensor, query_ids: Tensor, gallery_ids: Tensor) -> Tensor:

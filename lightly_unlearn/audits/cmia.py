@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.svm import SVC
 
-from lightly_unlearn.audits.base import Audit, AuditResult, require_inputs
+from lightly_unlearn.audits.base import Audit, AuditResult, labelled, require_inputs
 from lightly_unlearn.audits.features import AuditInputs
 from lightly_unlearn.audits.probe import ProbeMode, get_probe
 
@@ -35,29 +35,49 @@ def cmia_efficacy(
 class CMIA(Audit):
     """CMIA efficacy (%) from the linear probe's confidences; reuses the probe fitted in this run.
 
-    Members and non-members are truncated to the same size (at most ``max_samples``).
+    Only labelled samples are used (a true-label confidence needs a true label): members are the
+    labelled retain sample, non-members the labelled holdout, and only labelled forget samples
+    are judged. A split without labels skips CMIA with a ``missing_labels`` warning (an
+    unlabelled sample would otherwise get confidence 0 and look like a non-member); a partly
+    labelled one adds a ``partly_labelled`` warning. Members and non-members are truncated to
+    the same size (at most ``max_samples``). ``fit_kwargs`` are the probe's arguments; the probe
+    is shared with ``LinearProbe`` only when they match.
     """
 
     name = "cmia"
     needs = frozenset({"retain", "clean", "holdout", "labels"})
 
-    def __init__(self, probe_mode: ProbeMode = "logreg", max_samples: int = 10_000) -> None:
+    def __init__(
+        self, probe_mode: ProbeMode = "logreg", max_samples: int = 10_000, **fit_kwargs
+    ) -> None:
         self.probe_mode = probe_mode
         self.max_samples = int(max_samples)
+        self.fit_kwargs = fit_kwargs
         if probe_mode == "sgd_augmented":
             self.needs = frozenset({"retain", "clean", "views", "holdout", "labels"})
 
     def __call__(self, inputs: AuditInputs, before: AuditResult | None = None) -> AuditResult:
         require_inputs(self, inputs)
         assert inputs.holdout is not None
-        probe = get_probe(inputs, self.probe_mode)
-        size = min(len(inputs.retain), len(inputs.holdout), self.max_samples)
+        result = AuditResult()
+        parts = [
+            labelled(split, name, result, "CMIA")
+            for name, split in (
+                ("retain", inputs.retain),
+                ("holdout", inputs.holdout),
+                ("forget", inputs.forget),
+            )
+        ]
+        if any(p is None for p in parts):
+            return result
+        retain, holdout, forget = parts
+        probe = get_probe(inputs, self.probe_mode, **self.fit_kwargs)
+        size = min(len(retain), len(holdout), self.max_samples)
 
         def conf(split, n=None):
             sub = split if n is None else split.subset(slice(0, n))
             return probe.true_label_confidence(sub.clean.numpy(), sub.targets.numpy())
 
-        value = cmia_efficacy(
-            conf(inputs.retain, size), conf(inputs.holdout, size), conf(inputs.forget)
-        )
-        return AuditResult(metrics={"cmia": value})
+        result.metrics["cmia"] = cmia_efficacy(conf(retain, size), conf(holdout, size), conf(forget))
+        result.metrics["cmia_samples"] = float(len(forget))
+        return result

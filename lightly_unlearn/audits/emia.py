@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from lightly_unlearn.audits.alignment import alignment_scores
+from lightly_unlearn.audits.alignment import alignment_scores, cross_sample_cosine
 from lightly_unlearn.audits.base import Audit, AuditResult, require_inputs
 from lightly_unlearn.audits.features import AuditInputs
 
@@ -19,7 +19,10 @@ def best_threshold(members: np.ndarray, nonmembers: np.ndarray) -> tuple[float, 
     """The threshold ``t`` maximising accuracy of "member iff score >= t"; returns ``(t, acc)``.
 
     Every cut between two consecutive distinct sorted scores is tried, plus "all members" and
-    "all non-members"; ``t`` is the midpoint of the cut (``-inf``/``+inf`` at the ends). Ties in
+    "all non-members"; ``t`` is the lowest score on the member side of the cut (``-inf``/``+inf``
+    at the ends), never a midpoint: the midpoint of two adjacent floats rounds to one of them, and
+    the reported accuracy would not be achievable. All comparisons are in float64, so
+    ``attack_accuracy(members, nonmembers, t)`` reproduces the returned accuracy exactly. Ties in
     accuracy go to the lowest threshold. Accuracy is a fraction over all ``len(members) +
     len(nonmembers)`` samples.
     """
@@ -47,13 +50,15 @@ def best_threshold(members: np.ndarray, nonmembers: np.ndarray) -> tuple[float, 
     elif i == n:
         t = np.inf
     else:
-        t = 0.5 * (s[i - 1] + s[i])
+        t = s[i]  # realisable: s[i - 1] < t = s[i], so the cut is exactly [0, i) vs [i, n)
     return float(t), float(correct[i] / n)
 
 
 def attack_accuracy(members: np.ndarray, nonmembers: np.ndarray, threshold: float) -> float:
-    """Accuracy of "member iff score >= threshold" (reference implementation for tests)."""
-    members, nonmembers = np.asarray(members), np.asarray(nonmembers)
+    """Accuracy of "member iff score >= threshold" in float64 (reference implementation)."""
+    members = np.asarray(members, dtype=np.float64)
+    nonmembers = np.asarray(nonmembers, dtype=np.float64)
+    threshold = np.float64(threshold)
     correct = (members >= threshold).sum() + (nonmembers < threshold).sum()
     return float(correct / (len(members) + len(nonmembers)))
 
@@ -69,7 +74,9 @@ def emia_metrics(
         (member vs non-member AUC in [0, 1]); ``forget_holdout_auc``: two-sided AUC of forget
         (positive class) vs holdout scores, about 0.5 when forget samples look never-seen, above
         0.5 when still recognisably aligned, below 0.5 on overshoot; ``alignment_level_gap``:
-        ``mean(forget) - mean(holdout)`` in cosine units; and the mean score of each split.
+        ``mean(forget) - mean(holdout)`` in cosine units; the mean score of each split; and
+        ``forget_holdout_auc_se``, the AUC's standard error (Hanley-McNeil), with the split sizes
+        ``forget_samples`` and ``holdout_samples``.
     """
     members = np.asarray(member_scores, dtype=np.float64).ravel()
     nonmembers = np.asarray(nonmember_scores, dtype=np.float64).ravel()
@@ -80,12 +87,33 @@ def emia_metrics(
         "emia_threshold": t,
         "emia_attack_accuracy": 100.0 * acc,
         "emia_auc": _auc(members, nonmembers),
-        "forget_holdout_auc": _auc(forget, nonmembers),
+        "forget_holdout_auc": (auc := _auc(forget, nonmembers)),
+        "forget_holdout_auc_se": auc_standard_error(auc, len(forget), len(nonmembers)),
+        "forget_samples": float(len(forget)),
+        "holdout_samples": float(len(nonmembers)),
         "alignment_level_gap": float(forget.mean() - nonmembers.mean()),
         "alignment_retain": float(members.mean()),
         "alignment_forget": float(forget.mean()),
         "alignment_holdout": float(nonmembers.mean()),
     }
+
+
+def auc_standard_error(auc: float, n_positive: int, n_negative: int) -> float:
+    """Standard error of an AUC estimated from ``n_positive`` and ``n_negative`` samples.
+
+    Hanley & McNeil (1982): ``SE^2 = (A(1-A) + (n1-1)(Q1-A^2) + (n2-1)(Q2-A^2)) / (n1 n2)``
+    with ``Q1 = A/(2-A)`` and ``Q2 = 2A^2/(1+A)``. Chosen over a bootstrap because it is closed
+    form (no resampling, deterministic) and accurate for the sample sizes audits use; at
+    ``A = 0.5`` it is about ``sqrt((n1 + n2 + 1) / (12 n1 n2))``, e.g. 0.053 for 32 forget vs
+    400 holdout samples.
+    """
+    n1, n2 = int(n_positive), int(n_negative)
+    if n1 < 1 or n2 < 1:
+        return float("nan")
+    a = float(auc)
+    q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
+    var = (a * (1 - a) + (n1 - 1) * (q1 - a * a) + (n2 - 1) * (q2 - a * a)) / (n1 * n2)
+    return float(np.sqrt(max(var, 0.0)))
 
 
 def _auc(positive: np.ndarray, negative: np.ndarray) -> float:
@@ -97,7 +125,9 @@ class EMIA(Audit):
     """EMIA on backbone alignment scores: members = retain sample, non-members = holdout.
 
     Members and non-members are truncated to the same size (``min`` of the two, at most
-    ``max_samples``), as in SPEC §4; every forget sample given is scored.
+    ``max_samples``); every forget sample given is scored. Also reports
+    ``cross_cosine_retain`` / ``cross_cosine_holdout`` (:func:`cross_sample_cosine`), which the
+    verdict reads to detect a collapsed encoder.
     """
 
     name = "emia"
@@ -113,4 +143,7 @@ class EMIA(Audit):
         members = alignment_scores(inputs.retain.views[:size]).numpy()
         nonmembers = alignment_scores(inputs.holdout.views[:size]).numpy()
         forget = alignment_scores(inputs.forget.views).numpy()
-        return AuditResult(metrics=emia_metrics(members, nonmembers, forget))
+        metrics = emia_metrics(members, nonmembers, forget)
+        metrics["cross_cosine_retain"] = cross_sample_cosine(inputs.retain.views)
+        metrics["cross_cosine_holdout"] = cross_sample_cosine(inputs.holdout.views)
+        return AuditResult(metrics=metrics)

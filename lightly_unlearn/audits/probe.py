@@ -20,7 +20,13 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from lightly_unlearn.audits.base import Audit, AuditResult, require_inputs
+from lightly_unlearn.audits.base import (
+    Audit,
+    AuditInputError,
+    AuditResult,
+    labelled,
+    require_inputs,
+)
 from lightly_unlearn.audits.features import AuditInputs
 
 ProbeMode = Literal["logreg", "sgd_augmented"]
@@ -107,11 +113,25 @@ def fit_probe(
     return FittedProbe(scaler, classes, head.weight.detach().numpy(), head.bias.detach().numpy())
 
 
+def probe_cache_key(mode: ProbeMode, fit_kwargs: dict) -> str:
+    """Cache key of a probe: its mode *and* every fit argument (different ``C`` -> different probe)."""
+    args = ",".join(f"{k}={fit_kwargs[k]!r}" for k in sorted(fit_kwargs))
+    return f"probe/{mode}/{args}"
+
+
 def get_probe(inputs: AuditInputs, mode: ProbeMode = "logreg", **kwargs) -> FittedProbe:
-    """The probe of this audit run, fitted once on the retain sample and shared (e.g. by CMIA)."""
-    key = f"probe/{mode}"
+    """The probe of this audit run, fitted once per ``(mode, arguments)`` on the *labelled*
+    retain samples and shared (e.g. by CMIA, when it asks for the same arguments)."""
+    key = probe_cache_key(mode, kwargs)
     if key not in inputs.cache:
         r = inputs.retain
+        r = r.subset(torch.nonzero(r.targets >= 0).flatten())
+        if len(r) == 0:
+            raise AuditInputError(
+                "The linear probe trains on retain labels, but no retain sample has one "
+                "(targets -1). Use a dataset whose items are (image, target), or drop the "
+                "label-based audits (linear_probe, cmia)."
+            )
         feats = r.clean if mode == "logreg" else r.views
         inputs.cache[key] = fit_probe(feats.numpy(), r.targets.numpy(), mode=mode, **kwargs)
     return inputs.cache[key]
@@ -121,8 +141,11 @@ class LinearProbe(Audit):
     """RA / TA / UA (%) of a linear head trained on retain labels over frozen backbone features.
 
     ``RA`` on the retain sample it was trained on, ``TA`` on holdout (the test split; omitted
-    without one), ``UA`` on forget. See the module docstring for how this differs from the
-    reference's 100-epoch augmented SGD probe.
+    without one), ``UA`` on forget. Only labelled samples (target ``>= 0``) are fitted or
+    scored: a partly labelled split is scored on its labelled part (``ra_samples``,
+    ``ta_samples``, ``ua_samples`` say how many, and a ``partly_labelled`` warning is recorded);
+    a split without labels has its accuracy skipped with a ``missing_labels`` warning. See the
+    module docstring for how this differs from the reference's 100-epoch augmented SGD probe.
     """
 
     name = "linear_probe"
@@ -137,11 +160,15 @@ class LinearProbe(Audit):
     def __call__(self, inputs: AuditInputs, before: AuditResult | None = None) -> AuditResult:
         require_inputs(self, inputs)
         probe = get_probe(inputs, self.mode, **self.fit_kwargs)
-        metrics = {
-            "ra": probe.accuracy(inputs.retain.clean.numpy(), inputs.retain.targets.numpy()),
-            "ua": probe.accuracy(inputs.forget.clean.numpy(), inputs.forget.targets.numpy()),
-        }
+        result = AuditResult()
+        splits = [("ra", "retain", inputs.retain), ("ua", "forget", inputs.forget)]
         h = inputs.holdout
-        if h is not None and h.clean is not None and bool((h.targets >= 0).any()):
-            metrics["ta"] = probe.accuracy(h.clean.numpy(), h.targets.numpy())
-        return AuditResult(metrics=metrics)
+        if h is not None and h.clean is not None:
+            splits.append(("ta", "holdout", h))
+        for metric, name, split in splits:
+            part = labelled(split, name, result, metric.upper())
+            if part is None:
+                continue
+            result.metrics[metric] = probe.accuracy(part.clean.numpy(), part.targets.numpy())
+            result.metrics[f"{metric}_samples"] = float(len(part))
+        return result

@@ -29,6 +29,15 @@ DESCRIPTIONS = {
     "forgetting_score": "FS = mean(diag G) - mean(offdiag G), G = A_before - A_after (> 0: forgotten)",
     "forgetting_score_vs_holdout": "separation(A_after holdout) - separation(A_after forget) (about 0 = like never seen)",
     "holdout_drift_score": "FS of the holdout's own gap matrix (change on never-seen data)",
+    "forgetting_beyond_drift": "forgetting_score - holdout_drift_score (> 0 beyond its error: forgotten)",
+    "forgetting_beyond_drift_se": "bootstrap standard error of forgetting_beyond_drift",
+    "forget_holdout_auc_se": "standard error of forget_holdout_auc (Hanley-McNeil)",
+    "cross_cosine_holdout": "mean cosine between different holdout images (near 1: collapsed)",
+    "cross_cosine_retain": "mean cosine between different retain images (near 1: collapsed)",
+    "cross_cosine_forget": "mean cosine between different forget images (near 1: collapsed)",
+    "ra_samples": "labelled retain samples scored for RA",
+    "ta_samples": "labelled holdout samples scored for TA",
+    "ua_samples": "labelled forget samples scored for UA",
 }
 
 
@@ -37,29 +46,94 @@ def write_json(path: str | os.PathLike, payload: Mapping[str, Any]) -> Path:
     return atomic_write_json(path, payload)
 
 
-def gap_figure(gap: np.ndarray, title: str = "Alignment gap matrix", fs: float | None = None):
-    """A heat map of ``G = A_before - A_after``: diverging colours centred on 0, a labelled colour
-    bar and the diagonal (each sample with itself) outlined."""
+#: Axis labels name each sample up to this many samples; beyond, ticks are positions.
+MAX_NAMED_SAMPLES = 40
+
+
+def _wrap(text: str, width: int) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width)) if text else ""
+
+
+def gap_figure(
+    gap: np.ndarray,
+    title: str = "Alignment gap matrix",
+    fs: float | None = None,
+    *,
+    labels: list[str] | None = None,
+    holdout_gap: np.ndarray | None = None,
+    holdout_labels: list[str] | None = None,
+    holdout_fs: float | None = None,
+    verdict: str | None = None,
+    warnings: list[dict[str, str]] | None = None,
+    kind: str = "image",
+):
+    """A heat map of ``G = A_before - A_after`` a data owner can read.
+
+    Diverging colours centred on 0 (one colour scale for every panel), the diagonal (each sample
+    with itself) outlined, axis labels naming the samples (``labels``: file names or ids, shown
+    for up to :data:`MAX_NAMED_SAMPLES` samples), a legend saying what the colours mean and that
+    forgetting shows as a diagonal stronger than the off-diagonal, and, with ``holdout_gap``, a
+    second panel with the same map for never-seen images. The title carries ``verdict`` and the
+    warning codes. ``kind="clip"`` labels rows images and columns captions (image × caption).
+    """
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     from matplotlib.figure import Figure
     from matplotlib.patches import Rectangle
 
-    gap = np.asarray(gap, dtype=float)
-    n = gap.shape[0]
-    limit = float(np.abs(gap).max()) or 1e-6
-    fig = Figure(figsize=(5.6, 4.8), dpi=100)
-    ax = fig.add_subplot()
-    image = ax.imshow(gap, cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
-    for i in range(n):
-        ax.add_patch(Rectangle((i - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="black", lw=0.8))
-    bar = fig.colorbar(image, ax=ax)
-    bar.set_label("A_before - A_after (mean cosine similarity)")
-    ax.set_xlabel("sample j")
-    ax.set_ylabel("sample i")
-    ax.set_title(title if fs is None else f"{title}\nforgetting score FS = {fs:+.4f}")
-    fig.tight_layout()
+    panels = [(np.asarray(gap, dtype=float), labels, fs, "your images (forget set)")]
+    if holdout_gap is not None:
+        panels.append(
+            (np.asarray(holdout_gap, dtype=float), holdout_labels, holdout_fs,
+             "never-seen images (holdout), for comparison")
+        )  # fmt: skip
+    limit = max(float(np.abs(p[0]).max()) for p in panels) or 1e-6
+    named = max(len(p[0]) if p[1] is not None and len(p[0]) <= MAX_NAMED_SAMPLES else 0
+                for p in panels)  # fmt: skip
+    side = 4.6 + 0.06 * named
+    fig = Figure(figsize=(side * len(panels) + 1.2, side + 1.6), dpi=100, layout="constrained")
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    image = None
+    row_name, col_name = ("image", "caption") if kind == "clip" else ("image", "image")
+    for ax, (matrix, names, score, panel_title) in zip(axes, panels, strict=True):
+        n = matrix.shape[0]
+        image = ax.imshow(matrix, cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
+        for i in range(min(n, matrix.shape[1])):
+            ax.add_patch(Rectangle((i - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="black", lw=0.8))
+        if names is not None and n <= MAX_NAMED_SAMPLES:
+            size = 8 if n <= 16 else 6 if n <= 28 else 5
+            ax.set_xticks(range(n), [str(x) for x in names], rotation=90, fontsize=size)
+            ax.set_yticks(range(n), [str(x) for x in names], fontsize=size)
+        ax.set_xlabel(f"{col_name} j" + ("" if names is None or n <= MAX_NAMED_SAMPLES
+                                         else " (names in audit.json)"))  # fmt: skip
+        ax.set_ylabel(f"{row_name} i")
+        ax.set_title(panel_title + ("" if score is None else f"\nFS = {score:+.4f}"), fontsize=10)
+    bar = fig.colorbar(image, ax=list(axes), shrink=0.85)
+    what = "cos(image i, caption j)" if kind == "clip" else "alignment of i with j"
+    bar.set_label(f"{what}: before - after")
+    heading = title if fs is None or holdout_gap is not None else f"{title}: FS = {fs:+.4f}"
+    if kind == "clip" and "caption" not in heading:
+        heading = f"{heading} (image × caption)"
+    lines = [heading]
+    width = int(60 * len(panels))
+    if verdict:
+        lines.append(_wrap(verdict, width))
+    if warnings:
+        codes = ", ".join(dict.fromkeys(w["code"] for w in warnings))
+        lines.append(f"warnings: {codes}")
+    fig.suptitle("\n".join(lines), fontsize=10)
+    legend = (
+        "Red: the pair aligns less after unlearning than before; blue: more; white: unchanged. "
+        "Forgetting shows as a diagonal (each "
+        + ("image with its own caption" if kind == "clip" else "image with its own views")
+        + ", outlined) redder than the off-diagonal."
+    )
+    if holdout_gap is not None:
+        legend += " The never-seen panel shows how much the model changed anyway."
+    fig.supxlabel(_wrap(legend, width + 20), fontsize=8)
     return fig
 
 
@@ -77,10 +151,40 @@ def markdown_report(
     after: Mapping[str, float] | None,
     title: str = "Unlearning audit",
     notes: list[str] | None = None,
+    verdict: Any = None,
 ) -> str:
-    """A short Markdown table of before/after metrics with one line describing each."""
+    """A short Markdown table of before/after metrics with one line describing each.
+
+    With ``verdict`` (:class:`~lightly_unlearn.audits.verdict.Verdict`), the report opens with
+    the one-line verdict, the warnings (code and message) and the forgetting score beside the
+    holdout drift and their difference with its 95 % interval.
+    """
     keys = list(dict.fromkeys([*(before or {}), *(after or {})]))
     lines = [f"# {title}", ""]
+    if verdict is not None:
+        lines += [f"**Verdict:** {verdict.line}", ""]
+        if verdict.warnings:
+            lines += ["## Warnings", ""]
+            lines += [f"* `{w['code']}`: {w['message']}" for w in verdict.warnings]
+            lines.append("")
+        ev = verdict.evidence
+        if "forgetting_beyond_drift" in ev:
+            se = ev.get("forgetting_beyond_drift_se", float("nan"))
+            lines += [
+                "## Forgetting beyond general drift",
+                "",
+                "| forgetting score (your images) | holdout drift (never-seen images) | "
+                "forgetting beyond general drift (95 %) |",
+                "|---|---|---|",
+                f"| {ev.get('forgetting_score', float('nan')):+.4f} | "
+                f"{ev.get('holdout_drift_score', float('nan')):+.4f} | "
+                f"{ev['forgetting_beyond_drift']:+.4f} ± {1.96 * se:.4f} |",
+                "",
+                "The interval is ±1.96 bootstrap standard errors (samples resampled with "
+                "replacement); a difference inside it is no evidence of forgetting.",
+                "",
+            ]
+        lines += ["## Metrics", ""]
     lines += ["| metric | before | after | meaning |", "|---|---|---|---|"]
     for key in keys:
         b = "" if before is None or key not in before else f"{before[key]:.4g}"
