@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import math
@@ -30,6 +31,7 @@ __all__ = [
     "atomic_write",
     "atomic_write_json",
     "atomic_torch_save",
+    "json_safe",
     "load_checkpoint",
     "sha256_bytes",
     "sha256_file",
@@ -44,12 +46,37 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists (another user's) or cannot tell: keep its file
+    return True
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Delete ``.<name>.<pid>.*.tmp`` siblings left by a killed writer (its process is gone)."""
+    prefix = f".{path.name}."
+    for tmp in path.parent.glob(f"{glob.escape(prefix)}*.tmp"):
+        pid = tmp.name[len(prefix):].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+
 @contextlib.contextmanager
 def _atomic_file(path: str | os.PathLike) -> Iterator[BinaryIO]:
-    """A temporary sibling of ``path`` to write into; renamed over ``path`` only on success."""
+    """A temporary sibling of ``path`` to write into; renamed over ``path`` only on success.
+
+    The temporary's name carries the writer's process id, so the next write of the same file
+    removes what a killed writer (``kill -9``, power loss) left behind.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    _remove_stale_temporaries(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             yield f
@@ -70,23 +97,32 @@ def atomic_write(path: str | os.PathLike, data: bytes | str) -> Path:
     return Path(path)
 
 
-def _jsonable(obj: Any) -> Any:
+def json_safe(obj: Any) -> Any:
+    """``obj`` as strict-JSON types: ``inf``/``-inf``/``nan`` become the strings ``"inf"``,
+    ``"-inf"``, ``"nan"``; tensors and numpy values become lists/numbers; sets become sorted
+    lists; paths and any other object become their ``str``. Never raises, so a receipt or report
+    cannot fail to serialise after the work is done."""
     if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, (set, frozenset)):
+        return [json_safe(v) for v in sorted(obj, key=repr)]
     if isinstance(obj, torch.Tensor):
-        return _jsonable(obj.tolist())
+        return json_safe(obj.tolist())
     if hasattr(obj, "tolist") and hasattr(obj, "dtype"):  # numpy arrays and scalars
-        return _jsonable(obj.tolist())
+        return json_safe(obj.tolist())
+    if isinstance(obj, bool) or obj is None or isinstance(obj, (str, int)):
+        return obj
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else str(obj)  # strict JSON has no inf/nan
-    return obj
+    return str(obj)
+
 
 
 def atomic_write_json(path: str | os.PathLike, payload: Any, *, sort_keys: bool = False) -> Path:
     """Strict JSON (``inf``/``nan`` as strings), written atomically."""
-    text = json.dumps(_jsonable(payload), indent=2, allow_nan=False, sort_keys=sort_keys)
+    text = json.dumps(json_safe(payload), indent=2, allow_nan=False, sort_keys=sort_keys)
     return atomic_write(path, text + "\n")
 
 

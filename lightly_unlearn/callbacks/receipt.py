@@ -11,7 +11,16 @@ from torch import nn
 
 from lightly_unlearn.audits.runner import flat_metrics
 from lightly_unlearn.namespaces import DualNamespaceCallback
-from lightly_unlearn.receipt import build_receipt, file_record, now, write_receipt
+from lightly_unlearn.paths import check_output_path
+from lightly_unlearn.receipt import (
+    build_receipt,
+    file_record,
+    is_receipt,
+    load_signing_key,
+    now,
+    sign_receipt,
+    write_receipt,
+)
 
 RECEIPT_NAME = "unlearning_receipt.json"
 
@@ -41,27 +50,44 @@ class ReceiptCallback(DualNamespaceCallback):  # a Callback in both namespaces
         trainer.save_checkpoint("unlearned.ckpt")
         receipt_cb.write(trainer, "unlearned.ckpt")
 
-    The input checkpoint is only read; it is hashed before training and again at the end, and a
-    ``ModelCheckpoint`` that could overwrite it (same folder, a ``last``/``epoch=`` file name) is
-    refused before training.
+    The input checkpoint is only read; it is hashed before training and again at the end. In
+    ``setup``, before any work, the callback refuses a receipt path that is (or links to) an input
+    checkpoint, an existing folder or an existing file that is not an earlier receipt
+    (:func:`lightly_unlearn.paths.check_output_path`), a ``ModelCheckpoint`` that could overwrite
+    the input (same folder, a ``last``/``epoch=`` file name), and an unusable signing key. (An
+    input given only as ``fit``'s ``ckpt_path`` is known to callbacks from ``on_fit_start``; its
+    checks run there, still before the first step.)
+
+    When resuming an interrupted run (``trainer.fit(..., ckpt_path="last")``), pass
+    ``input_checkpoint=`` (the pretrained weights the run started from): otherwise the resume
+    checkpoint would be taken as the input.
 
     Args:
         path: Where to write; default ``<trainer.log_dir>/unlearning_receipt.json``.
         input_checkpoint: The checkpoint the unlearned model was loaded from (pretrained
             weights). Default: the ``ckpt_path`` passed to ``trainer.fit``, if any.
+        signing_key: An Ed25519 private key file (``lightly-unlearn keygen``) to sign the
+            receipt with, so auditors can check it with the public key
+            (``verify-receipt --public-key``). Unsigned receipts only detect accidental changes.
     """
 
     def __init__(
         self,
         path: str | os.PathLike | None = None,
         input_checkpoint: str | os.PathLike | None = None,
+        signing_key: str | os.PathLike | None = None,
     ) -> None:
         super().__init__()
         self.path = None if path is None else Path(path)
         self.input_checkpoint = None if input_checkpoint is None else Path(input_checkpoint)
+        self.signing_key = None if signing_key is None else Path(signing_key)
+        if self.signing_key is not None:
+            load_signing_key(self.signing_key)  # refuse a missing or unusable key now
+        self._signer: Any = None
         self.started_at: str | None = None
         self.input_record: dict[str, Any] | None = None
         self._source: Path | None = None
+        self._path: Path | None = None
         self.receipt: dict[str, Any] | None = None
         self.written: Path | None = None
 
@@ -79,17 +105,17 @@ class ReceiptCallback(DualNamespaceCallback):  # a Callback in both namespaces
                 f"ReceiptCallback(input_checkpoint={str(self.input_checkpoint)!r}): no such file. "
                 "Pass the checkpoint the model's weights were loaded from."
             )
+        self._source = self.input_checkpoint
+        if self._source is not None:
+            self._refuse_overwriting_checkpoint_callback(trainer, self._source)
+        # trainer.log_dir is a collective (broadcast) under DDP: setup runs on every rank
+        self._path = self.path or Path(trainer.log_dir or trainer.default_root_dir) / RECEIPT_NAME
+        self._check_path(self._path, self._source)
+        self._signer = None if self.signing_key is None else load_signing_key(self.signing_key)
         self.started_at = now()
         self.receipt = self.written = None
 
-    def on_fit_start(self, trainer: Any, pl_module: nn.Module) -> None:
-        source = self.input_checkpoint
-        if source is None and getattr(trainer, "ckpt_path", None):
-            source = Path(trainer.ckpt_path)
-        self._source = source
-        if source is None:
-            self.input_record = None
-            return
+    def _refuse_overwriting_checkpoint_callback(self, trainer: Any, source: Path) -> None:
         for cb in getattr(trainer, "callbacks", []) or []:
             dirpath = getattr(cb, "dirpath", None)
             if dirpath is None or not hasattr(cb, "save_last"):
@@ -97,12 +123,36 @@ class ReceiptCallback(DualNamespaceCallback):  # a Callback in both namespaces
             if Path(dirpath).resolve() == source.resolve().parent and (
                 source.name.startswith("last") or source.name.startswith("epoch=")
             ):
+                hint = (
+                    " If you are resuming an interrupted unlearning run, pass the checkpoint its "
+                    "weights were first loaded from: ReceiptCallback(input_checkpoint="
+                    "'pretrained.ckpt'); the resume checkpoint is then not taken as the input."
+                    if self.input_checkpoint is None
+                    else ""
+                )
                 raise ValueError(
                     f"{type(cb).__name__}(dirpath={str(dirpath)!r}) writes into the folder of the "
                     f"input checkpoint {source}, and could overwrite it. Inputs are never "
                     "modified: give ModelCheckpoint another dirpath (or copy the input first)."
+                    + hint
                 )
-        if trainer.is_global_zero:
+
+    def _check_path(self, path: Path, *inputs: Any) -> None:
+        what = "ReceiptCallback(path=...)" if self.path is not None else "The receipt path"
+        check_output_path(path, inputs=inputs, kind="file", replaceable=is_receipt, what=what)
+
+    def on_fit_start(self, trainer: Any, pl_module: nn.Module) -> None:
+        # Lightning sets trainer.ckpt_path only after `setup`: the checks on that input run here,
+        # still before the first training step.
+        resume = getattr(trainer, "ckpt_path", None)
+        if self._source is None and resume:
+            self._source = Path(resume)
+            self._refuse_overwriting_checkpoint_callback(trainer, self._source)
+        if resume:
+            self._check_path(self._path, self._source, resume)
+        source = self._source
+        self.input_record = None
+        if source is not None and trainer.is_global_zero:
             self.input_record = file_record(source)
 
     # -- after training ----------------------------------------------------------------------------
@@ -125,6 +175,11 @@ class ReceiptCallback(DualNamespaceCallback):  # a Callback in both namespaces
         log_dir = trainer.log_dir if self.path is None else None
         if not getattr(trainer, "is_global_zero", True):
             return None
+        path = self.path or Path(log_dir or trainer.default_root_dir) / RECEIPT_NAME
+        input_path = None if self.input_record is None else self.input_record["path"]
+        self._check_path(path, input_path, checkpoint_path)  # also for write() without a fit
+        if self.signing_key is not None and self._signer is None:
+            self._signer = load_signing_key(self.signing_key)
         unlearn = _find(trainer, "method", "hyperparameters", "state_dict")
         if unlearn is None:
             raise ValueError("No UnlearnCallback in this trainer; nothing to write a receipt for.")
@@ -164,6 +219,7 @@ class ReceiptCallback(DualNamespaceCallback):  # a Callback in both namespaces
             },
             started_at=self.started_at,
         )
-        path = self.path or Path(log_dir or trainer.default_root_dir) / RECEIPT_NAME
+        if self._signer is not None:
+            receipt = sign_receipt(receipt, self._signer)
         self.receipt, self.written = receipt, write_receipt(path, receipt)
         return self.written
