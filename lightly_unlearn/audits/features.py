@@ -144,6 +144,37 @@ def _embed(embed_fn: EmbedFn, batch: list[Tensor], device: torch.device | str | 
     return out
 
 
+class _AuditViews(Dataset):
+    """Item ``i``: the clean tensor and the ``K`` seeded views of ``dataset[keys[i]]``, made from
+    one decoded image (runs in DataLoader workers: each image is read and decoded once)."""
+
+    def __init__(self, dataset, keys, eval_transform, view_transform, num_views, seed, split):
+        self.dataset, self.keys = dataset, [int(k) for k in keys]
+        self.eval_transform, self.view_transform = eval_transform, view_transform
+        self.num_views, self.seed, self.split = num_views, seed, split
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __getitem__(self, i: int) -> tuple[int, Any, Any]:
+        key = self.keys[i]
+        image, target = split_item(self.dataset[key])
+        tensors = []
+        if self.eval_transform is not None:
+            tensors.append(self.eval_transform(image))
+        if self.view_transform is not None:
+            # seeds every global RNG: the caller restores the main process's (preserved_rng)
+            tensors += [
+                seeded_call(self.view_transform, image, view_seed(self.seed, self.split, key, k))
+                for k in range(self.num_views)
+            ]
+        return _as_target(target), tensors, key
+
+
+def _collate(items: list) -> tuple[list[int], list[list[Tensor]], list[int]]:
+    return [t for t, _, _ in items], [x for _, x, _ in items], [k for _, _, k in items]
+
+
 def extract_features(
     embed_fn: EmbedFn,
     dataset: Dataset,
@@ -158,8 +189,14 @@ def extract_features(
     module: nn.Module | None = None,
     device: torch.device | str | None = None,
     progress: Callable[[int], Any] | None = None,
+    num_workers: int = 0,
 ) -> SplitFeatures:
     """Embed ``dataset[keys]`` once cleanly and ``num_views`` times augmented, in one sweep.
+
+    Each image is read and decoded once; its clean tensor and its ``num_views`` seeded views
+    are all made from the decoded image (in ``num_workers`` DataLoader worker processes when
+    ``num_workers > 0``), and the clean and augmented tensors of a group of samples go through
+    the model together, in forward passes of at most ``batch_size`` images.
 
     Args:
         embed_fn: images ``(B, C, H, W)`` -> embeddings ``(B, d)`` (backbone features by default,
@@ -171,43 +208,46 @@ def extract_features(
             ``num_views`` augmented passes.
         module: put in eval mode (and back) around the passes; ``None`` for black boxes.
         progress: called with the number of images embedded after each batch (e.g. tqdm.update).
+        num_workers: DataLoader worker processes for reading and transforming images (as the
+            training loader's ``num_workers``); 0 reads in this process.
     """
     if eval_transform is None and view_transform is None:
         raise ValueError("Nothing to compute: pass eval_transform and/or view_transform.")
     if view_transform is not None and num_views < 2:
         raise ValueError(f"num_views must be >= 2 for alignment scores; got {num_views}.")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer; got {batch_size}.")
     keys = torch.arange(len(dataset)) if keys is None else torch.as_tensor(keys, dtype=torch.long)
     keys = keys.flatten()
     if len(keys) == 0:
         raise ValueError(f"The {split} split is empty: there is nothing to audit.")
+    n_clean = int(eval_transform is not None)
+    n_views = num_views if view_transform is not None else 0
+    per_sample = n_clean + n_views
+    source = _AuditViews(dataset, keys.tolist(), eval_transform, view_transform, num_views, seed, split)
     targets, clean, views = [], [], []
-    with eval_mode(module), preserved_rng():
-        for start in range(0, len(keys), batch_size):
-            chunk = keys[start : start + batch_size].tolist()
-            images = []
-            for key in chunk:
-                image, target = split_item(dataset[key])
-                images.append(image)
-                targets.append(_as_target(target))
-            if eval_transform is not None:
-                clean.append(_embed(embed_fn, [eval_transform(im) for im in images], device))
-            if view_transform is not None:
-                # one batch per view index: K passes of the same size as the clean pass
-                per_view = [
-                    _embed(
-                        embed_fn,
-                        [
-                            seeded_call(view_transform, im, view_seed(seed, split, key, k))
-                            for im, key in zip(images, chunk, strict=True)
-                        ],
-                        device,
-                    )
-                    for k in range(num_views)
-                ]
-                views.append(torch.stack(per_view, dim=1))
+    with eval_mode(module), preserved_rng():  # DataLoader draws a base seed from torch's RNG
+        loader = torch.utils.data.DataLoader(
+            source,
+            batch_size=max(1, batch_size // per_sample),
+            shuffle=False,
+            num_workers=int(num_workers),
+            collate_fn=_collate,
+        )
+        for batch_targets, tensors, _ in loader:
+            b = len(tensors)
+            flat = [t for sample in tensors for t in sample]  # sample-major: clean, view 0..K-1
+            out = torch.cat([
+                _embed(embed_fn, flat[i : i + batch_size], device)
+                for i in range(0, len(flat), batch_size)
+            ]).reshape(b, per_sample, -1)  # fmt: skip
+            targets += batch_targets
+            if n_clean:
+                clean.append(out[:, 0])
+            if n_views:
+                views.append(out[:, n_clean:])
             if progress is not None:
-                passes = (eval_transform is not None) + (view_transform is not None) * num_views
-                progress(len(chunk) * passes)
+                progress(len(flat))
     return SplitFeatures(
         keys=keys,
         targets=torch.as_tensor(targets, dtype=torch.long),

@@ -83,8 +83,10 @@ def compute_inputs(
     world_size: int = 1,
     all_gather: Callable[[Tensor], Tensor] | None = None,
     progress: Callable[[int], Any] | None = None,
+    num_workers: int = 0,
 ) -> AuditInputs:
-    """Embed what ``needs`` asks for, once, for each split (see module docstring)."""
+    """Embed what ``needs`` asks for, once, for each split (see module docstring); images are
+    read and augmented in ``num_workers`` DataLoader workers (see :func:`extract_features`)."""
     want_clean, want_views = "clean" in needs, "views" in needs
     if want_clean and eval_transform is None:
         raise AuditInputError("Clean features are needed: pass eval_transform.")
@@ -111,6 +113,7 @@ def compute_inputs(
             module=module,
             device=device,
             progress=progress,
+            num_workers=num_workers,
         )
         feats = gather_split(feats, all_gather or (lambda t: t[None]), world_size)
         # back to the seeded sample order (dedupe sorted by key)

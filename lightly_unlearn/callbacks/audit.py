@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
 from torch import Tensor, nn
 
 from lightly_unlearn.adapters import backbone_embed_fn, head_embed_fn
@@ -26,6 +29,7 @@ from lightly_unlearn.audits.runner import (
     resolve_audits,
     run_audits,
 )
+from lightly_unlearn.audits.verdict import Verdict, assess
 from lightly_unlearn.namespaces import DualNamespaceCallback
 
 EmbedSpec = str | Callable[[Tensor], Tensor]
@@ -44,8 +48,20 @@ class AuditCallback(DualNamespaceCallback):  # a Callback in both namespaces
         * scalars through every logger of the trainer: ``audit/before/<metric>``,
           ``audit/after/<metric>`` and ``audit/epoch/<metric>`` (``logger.log_metrics``, as
           ``pl_module.log`` is forbidden in fit-start/-end hooks);
+        * the same scalars in ``trainer.callback_metrics`` (as tensors, on every rank), so
+          ``ModelCheckpoint`` / ``EarlyStopping`` can monitor e.g. ``audit/after/emia``;
         * on global rank 0, under ``<trainer.log_dir>/audits/``: ``audit.json``, ``report.md``
-          and ``gap_matrix.png`` (also sent to loggers whose experiment has ``add_figure``).
+          and ``gap_matrix.png`` (also sent to loggers whose experiment has ``add_figure``);
+          ``audit.json`` and ``report.md`` carry the ``warnings`` list and the one-line
+          ``verdict`` of :func:`lightly_unlearn.audits.verdict.assess` (``collapse``,
+          ``no_membership_signal``, ``overshoot``, ``holdout_drift``, ...), also kept in
+          :attr:`verdict` for a ``ReceiptCallback``;
+        * a progress bar in Lightning's style while embedding, and one summary line (verdict and
+          report path) when the "after" audit is written. Audit time is taken out of the
+          training progress bar's clock, so the epoch's rate shows training alone.
+
+    Feature extraction uses the datamodule's ``num_workers``; each image is decoded once and
+    its clean and ``K`` augmented views are made from the decoded image.
 
     The "before" results are kept in the callback's ``state_dict`` (plain Python types), so a
     resumed run compares against the model as it was before unlearning started. Under
@@ -68,6 +84,8 @@ class AuditCallback(DualNamespaceCallback):  # a Callback in both namespaces
         classnames, templates: Zero-shot prompts for the ``clip_zero_shot`` audit (CLIP only);
             the CLIP audits (``clip_mia``, ``clip_retrieval``, ``clip_zero_shot``,
             ``clip_alignment_matrix``) embed image-caption pairs of the datamodule's splits.
+        progress: Show the audit progress bar (default: when the trainer shows its own).
+        verbose: Print the one-line summary (verdict and report path) after the audit.
     """
 
     def __init__(
@@ -82,8 +100,15 @@ class AuditCallback(DualNamespaceCallback):  # a Callback in both namespaces
         save_files: bool = True,
         classnames: Sequence[str] | None = None,
         templates: Sequence[str] | None = None,
+        progress: bool | None = None,
+        verbose: bool = True,
     ) -> None:
         super().__init__()
+        if isinstance(audits, (str, bytes)):  # a str is a sequence of letters: 'e', 'm', ...
+            raise TypeError(
+                f"audits must be a list of audit names or Audit instances; got the string "
+                f"{audits!r}. Write audits=({audits!r},)."
+            )
         self.audits = resolve_audits(audits)
         if num_samples < 2:
             raise ValueError(f"num_samples must be at least 2; got {num_samples}.")
@@ -103,6 +128,12 @@ class AuditCallback(DualNamespaceCallback):  # a Callback in both namespaces
         self.save_files = save_files
         self.classnames = list(classnames) if classnames is not None else None
         self.templates = list(templates) if templates is not None else None
+        self.progress = progress
+        self.verbose = bool(verbose)
+        #: warnings and one-line verdict of the last "after" (or epoch) audit, rank 0
+        self.verdict: Verdict | None = None
+        #: where the last report was written (rank 0, ``save_files=True``)
+        self.report_path: Path | None = None
         self.before: dict[str, AuditResult] | None = None
         self.after: dict[str, AuditResult] | None = None
         self.history: list[dict[str, Any]] = []
@@ -128,9 +159,16 @@ class AuditCallback(DualNamespaceCallback):  # a Callback in both namespaces
     def setup(self, trainer: Any, pl_module: nn.Module, stage: str) -> None:
         if stage == "fit":  # refuse a datamodule without the needed splits before anything runs
             self._datamodule(trainer)
+            if self.save_files:  # the reports' folder: never an existing file (checked now)
+                from lightly_unlearn.paths import check_output_path
+
+                folder = Path(trainer.log_dir or trainer.default_root_dir) / "audits"
+                check_output_path(folder, kind="dir", what="AuditCallback's report folder")
 
     def on_fit_start(self, trainer: Any, pl_module: nn.Module) -> None:
         if self._restored and self.before is not None:
+            if getattr(trainer, "is_global_zero", True):
+                self._publish(trainer, "before", flat_metrics(self.before))
             return  # resumed: the model is no longer the "before" model
         self.history = []
         self.after = None
@@ -197,6 +235,55 @@ class AuditCallback(DualNamespaceCallback):  # a Callback in both namespaces
             )
         return dm
 
+    def _progress_bar(self, trainer: Any, dm: Any, when: str) -> Any:
+        """A tqdm bar in Lightning's style counting embedded images (``None`` when hidden)."""
+        show = self.progress
+        if show is None:
+            show = getattr(trainer, "progress_bar_callback", None) is not None
+        if not show or not getattr(trainer, "is_global_zero", True):
+            return None
+        from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm, TQDMProgressBar
+
+        needs = needs_of(self.audits)
+        passes = ("clean" in needs) + ("views" in needs) * self.num_views
+        splits = [dm.forget, getattr(dm, "holdout", None)]
+        if {"retain", "labels"} & needs:
+            splits.append(dm.retain)
+        world = int(getattr(trainer, "world_size", 1) or 1)
+        total = sum(-(-min(len(d), self.num_samples) // world) for d in splits if d is not None)
+        return Tqdm(
+            desc=f"Audit ({when})",
+            total=total * max(passes, 1),
+            unit="img",
+            leave=False,
+            dynamic_ncols=True,
+            file=sys.stdout,
+            smoothing=0,
+            bar_format=TQDMProgressBar.BAR_FORMAT,
+        )
+
+    @staticmethod
+    def _pause_training_clock(trainer: Any, seconds: float) -> None:
+        """Move the training progress bar's clock forward by the audit's duration, so the
+        epoch's rate and elapsed time show training alone."""
+        bar_cb = getattr(trainer, "progress_bar_callback", None)
+        try:
+            bar = getattr(bar_cb, "train_progress_bar", None)
+        except Exception:  # Lightning raises when the bar does not exist (yet)
+            return
+        if bar is not None and hasattr(bar, "start_t"):
+            bar.start_t += seconds
+            if hasattr(bar, "last_print_t"):
+                bar.last_print_t += seconds
+
+    def _publish(self, trainer: Any, when: str, metrics: dict[str, float]) -> None:
+        """``audit/<when>/<metric>`` tensors in ``trainer.callback_metrics``."""
+        callback_metrics = getattr(trainer, "callback_metrics", None)
+        if callback_metrics is None:
+            return
+        for key, value in metrics.items():
+            callback_metrics[f"audit/{when}/{key}"] = torch.tensor(float(value))
+
     def _audit(
         self, trainer: Any, pl_module: nn.Module, when: str
     ) -> dict[str, AuditResult] | None:
@@ -206,36 +293,51 @@ class AuditCallback(DualNamespaceCallback):  # a Callback in both namespaces
         device = getattr(pl_module, "device", None)
         needs = needs_of(self.audits)
         image_needs = needs - {"clip"}
-        if {"clean", "views"} & image_needs:
-            inputs = compute_inputs(
-                self._embed(pl_module),
-                image_needs,
-                forget=dm.forget,
-                retain=dm.retain,
-                holdout=getattr(dm, "holdout", None),
-                eval_transform=dm.eval_transform,
-                view_transform=dm.view_transform,
-                num_views=self.num_views,
-                num_samples=self.num_samples,
-                seed=int(getattr(dm, "seed", 0)),
-                batch_size=self.batch_size,
-                module=pl_module,
-                device=device,
-                rank=int(getattr(trainer, "global_rank", 0)),
-                world_size=world,
-                all_gather=(lambda t: trainer.strategy.all_gather(t.to(device))) if world > 1 else None,
-            )
-            if "clip" in needs:
-                inputs.cache.update(self._clip_inputs(dm, pl_module, device).cache)
-        else:  # only CLIP audits: their image-caption embeddings are all they read
-            inputs = self._clip_inputs(dm, pl_module, device)
+        bar = self._progress_bar(trainer, dm, when) if {"clean", "views"} & image_needs else None
+        try:
+            if {"clean", "views"} & image_needs:
+                inputs = compute_inputs(
+                    self._embed(pl_module),
+                    image_needs,
+                    forget=dm.forget,
+                    retain=dm.retain,
+                    holdout=getattr(dm, "holdout", None),
+                    eval_transform=dm.eval_transform,
+                    view_transform=dm.view_transform,
+                    num_views=self.num_views,
+                    num_samples=self.num_samples,
+                    seed=int(getattr(dm, "seed", 0)),
+                    batch_size=self.batch_size,
+                    module=pl_module,
+                    device=device,
+                    rank=int(getattr(trainer, "global_rank", 0)),
+                    world_size=world,
+                    all_gather=(lambda t: trainer.strategy.all_gather(t.to(device))) if world > 1 else None,
+                    progress=None if bar is None else bar.update,
+                    num_workers=int(getattr(dm, "num_workers", 0) or 0),
+                )
+                if "clip" in needs:
+                    inputs.cache.update(self._clip_inputs(dm, pl_module, device).cache)
+            else:  # only CLIP audits: their image-caption embeddings are all they read
+                inputs = self._clip_inputs(dm, pl_module, device)
+        finally:
+            if bar is not None:
+                bar.close()
         # trainer.log_dir broadcasts under DDP: every rank must read it, before rank 0 goes on
         folder = Path(trainer.log_dir or trainer.default_root_dir) / "audits"
+        results = metrics = None
+        if getattr(trainer, "is_global_zero", True):  # audits run once, on gathered features
+            results = run_audits(
+                self.audits, inputs, before=None if when == "before" else self.before
+            )
+            metrics = flat_metrics(results)
+            metrics["seconds"] = time.perf_counter() - start
+        if world > 1:  # every rank gets the numbers, for callback_metrics (EarlyStopping, ...)
+            metrics = trainer.strategy.broadcast(metrics, src=0)
+        self._publish(trainer, when, metrics)
         if not getattr(trainer, "is_global_zero", True):
-            return None  # the audits are run once, on the gathered features, by rank 0
-        results = run_audits(self.audits, inputs, before=None if when == "before" else self.before)
-        metrics = flat_metrics(results)
-        metrics["seconds"] = time.perf_counter() - start
+            self._pause_training_clock(trainer, time.perf_counter() - start)
+            return None
         step = int(getattr(trainer, "global_step", 0))
         for logger in getattr(trainer, "loggers", []) or []:
             logger.log_metrics({f"audit/{when}/{k}": v for k, v in metrics.items()}, step=step)
@@ -243,8 +345,23 @@ class AuditCallback(DualNamespaceCallback):  # a Callback in both namespaces
             {"when": when, "epoch": int(trainer.current_epoch), "step": step, "metrics": metrics}
         )
         if when != "before":
+            self.verdict = assess(self.before, results)
             self._write(trainer, results, when, folder)
+            if self.verbose:
+                where = f"; report: {self.report_path}" if self.report_path else ""
+                print(f"Audit ({when}): {self.verdict.line}{where}", flush=True)
+        self._pause_training_clock(trainer, time.perf_counter() - start)
         return results
+
+    def _labels(self, dataset: Any, keys: Any) -> list[str] | None:
+        """Sample ids for heat-map axes: positions in the user's dataset where known."""
+        if keys is None:
+            return None
+        indices = getattr(dataset, "indices", None)
+        out = []
+        for k in np.asarray(keys).astype(int).tolist():
+            out.append(f"#{indices[k]}" if indices is not None and k < len(indices) else f"#{k}")
+        return out
 
     def _write(
         self, trainer: Any, results: dict[str, AuditResult], when: str, folder: Path
@@ -252,9 +369,23 @@ class AuditCallback(DualNamespaceCallback):  # a Callback in both namespaces
         name = next((n for n in ("alignment_matrix", "clip_alignment_matrix") if n in results), None)
         gap = None if name is None else results[name].arrays.get("gap_matrix")
         figure = None
+        verdict = self.verdict
         if gap is not None:
+            arrays = results[name].arrays
             fs = results[name].metrics.get("forgetting_score", results[name].metrics.get("clip_forgetting_score"))
-            figure = gap_figure(gap, f"Alignment gap matrix (forget samples, {when})", fs)
+            dm = getattr(trainer, "datamodule", None)
+            figure = gap_figure(
+                gap,
+                f"Alignment gap matrix ({when})",
+                fs,
+                labels=self._labels(getattr(dm, "forget", None), arrays.get("keys")),
+                holdout_gap=arrays.get("holdout_gap_matrix"),
+                holdout_labels=self._labels(getattr(dm, "holdout", None), arrays.get("holdout_keys")),
+                holdout_fs=results[name].metrics.get("holdout_drift_score"),
+                verdict=None if verdict is None else verdict.line,
+                warnings=None if verdict is None else verdict.warnings,
+                kind="clip" if name == "clip_alignment_matrix" else "image",
+            )
             for logger in getattr(trainer, "loggers", []) or []:
                 experiment = getattr(logger, "experiment", None)
                 if hasattr(experiment, "add_figure"):
@@ -275,11 +406,13 @@ class AuditCallback(DualNamespaceCallback):  # a Callback in both namespaces
                 if isinstance(self.embed_fn, str)
                 else repr(self.embed_fn),
             },
+            "verdict": None if verdict is None else verdict.line,
+            "warnings": [] if verdict is None else verdict.warnings,
             "before": before,
             when: after,
             "history": self.history,
             "arrays": {
-                name: {k: v for k, v in r.arrays.items() if k != "keys"}
+                name: {k: v for k, v in r.arrays.items() if not k.endswith("keys")}
                 for name, r in results.items()
                 if r.arrays
             },
@@ -290,7 +423,9 @@ class AuditCallback(DualNamespaceCallback):  # a Callback in both namespaces
             "Linear probe: logistic regression on cached clean backbone features, not the "
             "reference's 100-epoch augmented SGD probe.",
         ]
-        report = markdown_report(before, after, title=f"Unlearning audit ({when})", notes=notes)
+        report = markdown_report(
+            before, after, title=f"Unlearning audit ({when})", notes=notes, verdict=verdict
+        )
         if figure is not None:
             report += f"\n![alignment gap matrix](gap_matrix{suffix}.png)\n"
-        atomic_write(folder / f"report{suffix}.md", report)
+        self.report_path = atomic_write(folder / f"report{suffix}.md", report)
