@@ -179,6 +179,12 @@ def load_images(folder: str, what: str, max_samples: int) -> list[Any]:
         try:
             with Image.open(path) as image:
                 images.append(image.convert("RGB"))
+        except Image.DecompressionBombError as err:
+            raise AuditCLIError(
+                f"--{what}: {path} is refused by Pillow's decompression-bomb limit "
+                f"(PIL.Image.MAX_IMAGE_PIXELS = {Image.MAX_IMAGE_PIXELS} pixels; {err}). "
+                "Resize the image to the size the model sees, or remove it from the folder."
+            ) from err
         except (UnidentifiedImageError, OSError) as err:
             raise AuditCLIError(f"--{what}: cannot read image {path}: {err}") from err
     return images
@@ -200,11 +206,22 @@ def transforms(size: int, normalize: str) -> tuple[Callable, Callable]:
 
 # -- run --------------------------------------------------------------------------------------
 def run(args: argparse.Namespace) -> int:
+    import errno
+
     try:
         return _run(args)
     except AuditCLIError as err:
         print(f"lightly-unlearn audit: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a full disk while writing: one line (partial files are removed)
+        if err.errno not in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+            raise
+        print(
+            f"lightly-unlearn audit: error: cannot write to --out {args.out}: {err.strerror} "
+            "(no partial file was left). Free space or choose another --out.",
+            file=sys.stderr,
+        )
+        return 1
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -223,13 +240,17 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.num_views < 2:
         raise AuditCLIError(f"--num-views must be at least 2; got {args.num_views}.")
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise AuditCLIError(f"--out {out} exists and is not a folder; choose a folder path.")
-    try:  # before any embedding work: a folder we cannot create fails now
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise AuditCLIError(f"--out {out}: cannot create the output folder ({err}).") from err
+    if args.batch_size < 1:
+        raise AuditCLIError(f"--batch-size must be at least 1; got {args.batch_size}.")
+    from lightly_unlearn.paths import OutputPathError, check_output_path
+
+    checkpoints = [s.partition("@")[2] or None for s in (args.before, args.after)]
+    try:  # before any work: never inside --data/--holdout (it would be audited next time)
+        out = check_output_path(
+            args.out, inputs=[args.data, args.holdout, *checkpoints], kind="dir", what="--out"
+        )
+    except OutputPathError as err:
+        raise AuditCLIError(str(err)) from err
     if args.max_samples < 2:
         raise AuditCLIError(f"--max-samples must be at least 2; got {args.max_samples}.")
     data = load_images(args.data, "data", args.max_samples)
@@ -284,6 +305,10 @@ def _run(args: argparse.Namespace) -> int:
     fs = after.metrics["forgetting_score"]
 
     fig = gap_figure(after.arrays["gap_matrix"], f"Alignment gap matrix ({len(data)} images)", fs)
+    try:  # only now: a failed run leaves no empty --out behind
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise AuditCLIError(f"--out {out}: cannot create the output folder ({err}).") from err
     paths = [save_figure(fig, out / "gap_matrix.png")]
     payload = {
         "before_model": args.before,

@@ -9,8 +9,8 @@ map per method and ``comparison.png``.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
-from pathlib import Path
 from typing import Any
 
 DEFAULT_OUT = "unlearn_demo_out"
@@ -63,10 +63,15 @@ def run(args: argparse.Namespace) -> int:
         summarise,
     )
     from lightly_unlearn.demo.report import aggregate, table, write_outputs
+    from lightly_unlearn.paths import OutputPathError, check_output_path
 
+    try:  # before the minutes of training, not when the report is written
+        out = check_output_path(args.out, kind="dir", what="--out")
+    except OutputPathError as err:
+        print(f"lightly-unlearn demo: error: {err}", file=sys.stderr)
+        return 2
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     seeds = 1 if args.quick else max(1, args.seeds)
-    out = Path(args.out)
     start = time.perf_counter()
     per_seed, gap_matrices = [], {}
     for seed in range(seeds):

@@ -8,6 +8,8 @@ method's ``data`` stream, computes per-row contrastive terms on the full batch a
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -78,11 +80,44 @@ class UnlearningMethod:
         return self.data in ("retain", "mixed")
 
     def validate(self) -> None:
-        """Check hyper-parameter values; raise ``ValueError`` saying which and why."""
+        """Check hyper-parameter values when the method (and so the callback) is built.
+
+        A hyper-parameter whose default is a number must be a finite, non-negative real number
+        (not a string, ``None``, ``bool``, ``nan`` or ``inf``) unless its default is ``None``
+        (then ``None`` is allowed too); one whose default is a string must be a string.
+        Values of float (or ``None``) hyper-parameters are stored as ``float``. Raises
+        ``TypeError``/``ValueError`` naming the parameter. Subclasses add their own range checks after ``super().validate()``.
+        """
         for key, value in self.hparams.items():
             default = self.defaults[key]
-            if isinstance(default, float) and isinstance(value, (int, float)) and value < 0:
+            if isinstance(default, str):
+                if not isinstance(value, str):
+                    raise TypeError(
+                        f"{self.name}: {key} must be a string (default {default!r}); got "
+                        f"{value!r} of type {type(value).__name__}."
+                    )
+                continue
+            numeric = default is None or (
+                isinstance(default, numbers.Real) and not isinstance(default, bool)
+            )
+            if not numeric or (value is None and default is None):
+                continue
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                hint = " (a number, not a string)" if isinstance(value, str) else ""
+                allowed = " or None" if default is None else ""
+                raise TypeError(
+                    f"{self.name}: {key} must be a finite number >= 0{allowed}{hint}; got "
+                    f"{value!r} of type {type(value).__name__}."
+                )
+            if not math.isfinite(float(value)):
+                raise ValueError(
+                    f"{self.name}: {key} must be a finite number; got {value!r}. A non-finite "
+                    "weight makes every step's loss non-finite."
+                )
+            if value < 0:
                 raise ValueError(f"{self.name}: {key} must be >= 0; got {value}.")
+            if default is None or isinstance(default, float):
+                self.hparams[key] = float(value)  # numpy/torch scalars -> plain JSON numbers
 
     def objective(self, ctx: StepContext) -> Tensor:
         """The scalar loss that replaces the user's criterion for one step."""
