@@ -221,6 +221,9 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
                 require(pl_module, "encode_text")
             elif not hasattr(pl_module, "forward_momentum"):
                 require(pl_module, "backbone", "projection_head")
+        from lightly_unlearn.adapters import check_trainable
+
+        check_trainable(pl_module)  # no meta tensors, something to train: refused before any step
         dm.configure(
             self.method.data, extra_view=self.method.extra_view, pair_forget=self.method.pairs_forget
         )

@@ -8,17 +8,14 @@ Markdown + JSON report (SPEC §4).
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
-import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import Tensor, nn
+if TYPE_CHECKING:  # torch is imported when the command runs, not for its --help
+    from torch import Tensor, nn
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
@@ -69,9 +66,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-samples", type=int, default=256, help="images per folder in the matrix (default 256)"
     )
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
     parser.add_argument("--seed", type=int, default=0, help="augmentation seed (default 0)")
-    parser.add_argument("--embedding", choices=("backbone", "head"), default="backbone")
+    parser.add_argument(
+        "--embedding",
+        choices=("backbone", "head"),
+        default="backbone",
+        help="features of a Class@ckpt model: backbone (default) or projection-head outputs",
+    )
     parser.add_argument(
         "--normalize",
         choices=("imagenet", "none"),
@@ -85,38 +87,20 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 # -- models -----------------------------------------------------------------------------------
 def _import(target: str, spec: str) -> Any:
-    if ":" not in target:
-        raise AuditCLIError(
-            f"Cannot read MODEL {spec!r}: expected 'pkg.module:name'.\n{MODEL_HELP}"
-        )
-    module_name, _, attr = target.rpartition(":")
+    from lightly_unlearn.model_loading import ModelSpecError, import_object
+
     try:
-        if module_name.endswith(".py"):
-            path = Path(module_name)
-            if not path.is_file():
-                raise AuditCLIError(f"MODEL {spec!r}: no such Python file {path}.")
-            loader = importlib.util.spec_from_file_location(path.stem, path)
-            module = importlib.util.module_from_spec(loader)
-            loader.loader.exec_module(module)
-        else:
-            if os.getcwd() not in sys.path and "" not in sys.path:
-                sys.path.insert(0, os.getcwd())  # like `python -m`: modules in this folder import
-            module = importlib.import_module(module_name)
-    except AuditCLIError:
-        raise
-    except Exception as err:
-        raise AuditCLIError(f"MODEL {spec!r}: cannot import {module_name!r}: {err}") from err
-    obj = module
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise AuditCLIError(f"MODEL {spec!r}: {module_name!r} has no attribute {attr!r}.")
-        obj = getattr(obj, part)
-    return obj
+        return import_object(target, spec)
+    except ModelSpecError as err:
+        raise AuditCLIError(f"{err}\n{MODEL_HELP}" if ":" not in target else str(err)) from err
 
 
 def load_model(spec: str, embedding: str = "backbone", device: str = "cpu") -> Model:
     """Resolve a MODEL string (see ``MODEL_HELP``) to an embedding function."""
+    from torch import nn
+
     from lightly_unlearn.adapters import ModuleContractError, backbone_embed_fn, head_embed_fn
+    from lightly_unlearn.model_loading import ModelSpecError, build_from_checkpoint
 
     target, _, ckpt = spec.partition("@")
     obj = _import(target, spec)
@@ -132,26 +116,10 @@ def load_model(spec: str, embedding: str = "backbone", device: str = "cpu") -> M
         if module is not None:
             module.to(device)
         return Model(spec, obj, module)
-    path = Path(ckpt)
-    if not path.is_file():
-        raise AuditCLIError(f"MODEL {spec!r}: checkpoint file {path} does not exist.")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise AuditCLIError(
-            f"MODEL {spec!r}: cannot load {path} with torch.load(weights_only=True): {err}"
-        ) from err
-    if not isinstance(state, dict):
-        raise AuditCLIError(f"MODEL {spec!r}: {path} holds no state dict.")
-    weights = state.get("state_dict", state)
-    hparams = dict(state.get("hyper_parameters", {}) or {})
-    try:
-        module = obj(**hparams)
-        module.load_state_dict(weights)
-    except Exception as err:
-        raise AuditCLIError(
-            f"MODEL {spec!r}: cannot build {target}(**{hparams}) and load {path} into it: {err}"
-        ) from err
+        module = build_from_checkpoint(obj, ckpt, model=target)
+    except ModelSpecError as err:
+        raise AuditCLIError(str(err)) from err
     module.to(device).eval()
     try:
         embed = backbone_embed_fn(module) if embedding == "backbone" else head_embed_fn(module)

@@ -45,7 +45,8 @@ def add_parser(subparsers: Any) -> None:
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default: {DEFAULT_OUT})")
     p.add_argument("--seeds", type=_positive, default=3, help="independent repetitions (mean ± std; default 3)")
-    p.add_argument("--model", choices=["simclr", "moco"], default="simclr")
+    p.add_argument("--model", choices=["simclr", "moco"], default="simclr",
+                   help="the contrastive model to pretrain and unlearn (default simclr)")
     p.add_argument("--forget", type=_forget_spec, default="random",
                    help="'random' (10 %%), 'random:<fraction>' or 'class:<digit 0-9>'")
     p.add_argument("--quick", action="store_true", help="1 seed, shorter pretraining: a smoke run")

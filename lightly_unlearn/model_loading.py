@@ -1,0 +1,195 @@
+"""Resolve ``MODEL`` strings and load checkpoints into the user's own class.
+
+One implementation behind ``lightly-unlearn audit``, ``lightly-unlearn unlearn`` and
+``UnlearnCallback(init_checkpoint=...)``:
+
+* ``pkg.module:Name`` imports ``Name`` from an importable module (the current folder is on the
+  path, as with ``python -m``); ``path/to/file.py:Name`` imports it from a file, with the file's
+  folder on the path so that its ``import`` of neighbouring modules works.
+* ``...:Class@path/to.ckpt`` builds ``Class(**hyper_parameters)`` and loads the checkpoint's
+  weights with ``torch.load(weights_only=True)`` (data only, no code runs).
+* A checkpoint that does not fit the class fails with one line: how many keys are missing and
+  unexpected, the first three of each, and whether ``MODEL`` is the class that wrote it.
+
+Importing this module does not import torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from torch import nn
+
+__all__ = [
+    "ModelSpecError",
+    "build_from_checkpoint",
+    "import_object",
+    "load_weights",
+    "read_checkpoint",
+    "split_model_spec",
+]
+
+
+class ModelSpecError(ValueError):
+    """A ``MODEL`` string, its import, or its checkpoint is unusable; the message says why."""
+
+
+def split_model_spec(spec: str) -> tuple[str, str | None]:
+    """``"pkg.mod:Class@x.ckpt"`` -> ``("pkg.mod:Class", "x.ckpt")``; no ``@`` -> ``(spec, None)``."""
+    target, sep, ckpt = spec.partition("@")
+    if ":" not in target:
+        raise ModelSpecError(
+            f"Cannot read MODEL {spec!r}: expected 'pkg.module:Name', 'path/to/file.py:Name', "
+            "optionally followed by '@path/to.ckpt'."
+        )
+    if sep and not ckpt:
+        raise ModelSpecError(f"MODEL {spec!r}: nothing after '@'; give the checkpoint path.")
+    return target, (ckpt or None)
+
+
+def _import_file(path: Path, spec: str) -> Any:
+    if not path.is_file():
+        raise ModelSpecError(f"MODEL {spec!r}: no such Python file {path}.")
+    folder = str(path.resolve().parent)
+    if folder not in sys.path:  # `import simclr` next to the file works, as with `python file.py`
+        sys.path.insert(0, folder)
+    name = path.stem
+    existing = sys.modules.get(name)
+    if existing is not None and getattr(existing, "__file__", None) and Path(
+        existing.__file__
+    ).resolve() == path.resolve():
+        return existing
+    loader = importlib.util.spec_from_file_location(name, path)
+    if loader is None or loader.loader is None:
+        raise ModelSpecError(f"MODEL {spec!r}: {path} is not an importable Python file.")
+    module = importlib.util.module_from_spec(loader)
+    sys.modules[name] = module  # classes defined there pickle and resolve like imported ones
+    try:
+        loader.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    return module
+
+
+def import_object(target: str, spec: str | None = None) -> Any:
+    """The object named by ``pkg.module:Name`` or ``path/to/file.py:Name`` (dotted ``Name`` ok)."""
+    spec = spec or target
+    module_name, sep, attr = target.rpartition(":")
+    if not sep or not module_name or not attr:
+        raise ModelSpecError(
+            f"Cannot read MODEL {spec!r}: expected 'pkg.module:Name' or 'path/to/file.py:Name'."
+        )
+    try:
+        if module_name.endswith(".py"):
+            module = _import_file(Path(module_name), spec)
+        else:
+            if os.getcwd() not in sys.path and "" not in sys.path:
+                sys.path.insert(0, os.getcwd())  # like `python -m`: modules in this folder import
+            module = importlib.import_module(module_name)
+    except ModelSpecError:
+        raise
+    except Exception as err:
+        raise ModelSpecError(
+            f"MODEL {spec!r}: cannot import {module_name!r}: {type(err).__name__}: {err}"
+        ) from err
+    obj = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ModelSpecError(f"MODEL {spec!r}: {module_name!r} has no attribute {attr!r}.")
+        obj = getattr(obj, part)
+    return obj
+
+
+def read_checkpoint(path: str | os.PathLike, spec: str | None = None) -> tuple[dict, dict]:
+    """``(weights, hyper_parameters)`` of a Lightning checkpoint or a plain state dict.
+
+    Loaded with ``torch.load(weights_only=True)`` on the CPU; the file is only read.
+    """
+    import torch
+
+    what = f"MODEL {spec!r}: " if spec else ""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelSpecError(f"{what}checkpoint file {path} does not exist.")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelSpecError(
+            f"{what}cannot load {path} with torch.load(weights_only=True): {first}"
+        ) from err
+    if not isinstance(state, Mapping):
+        raise ModelSpecError(f"{what}{path} holds a {type(state).__name__}, not a state dict.")
+    weights = state.get("state_dict", state)
+    if not isinstance(weights, Mapping) or not all(isinstance(k, str) for k in weights):
+        raise ModelSpecError(f"{what}{path} holds no state dict of named tensors.")
+    hparams = state.get("hyper_parameters", {}) if "state_dict" in state else {}
+    return dict(weights), dict(hparams or {})
+
+
+def _first(names: list[str], n: int = 3) -> str:
+    shown = ", ".join(names[:n])
+    return shown + (", …" if len(names) > n else "")
+
+
+def load_weights(
+    module: nn.Module, weights: Mapping[str, Any], *, model: str, source: str | os.PathLike
+) -> None:
+    """``module.load_state_dict(weights)``, strict, with a one-line error when it does not fit.
+
+    Args:
+        module: The freshly built model.
+        weights: The checkpoint's state dict.
+        model: How the user named the class (``pkg.module:Class``), for the message.
+        source: The checkpoint path, for the message.
+    """
+    own = module.state_dict()
+    missing = [k for k in own if k not in weights]
+    unexpected = [k for k in weights if k not in own]
+    shapes = [
+        f"{k} {tuple(weights[k].shape)} vs {tuple(own[k].shape)}"
+        for k in own
+        if k in weights and hasattr(weights[k], "shape") and weights[k].shape != own[k].shape
+    ]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing keys ({_first(missing)})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys ({_first(unexpected)})")
+        if shapes:
+            parts.append(f"{len(shapes)} tensors of another shape ({_first(shapes, 2)})")
+        raise ModelSpecError(
+            f"{source} does not fit {model}: {'; '.join(parts)}. "
+            f"Is {model} the class that wrote this checkpoint?"
+        )
+    try:
+        module.load_state_dict(weights, strict=True)
+    except Exception as err:  # e.g. a custom load_state_dict hook
+        first = str(err).strip().splitlines()[0]
+        raise ModelSpecError(f"{source} does not load into {model}: {first}") from err
+
+
+def build_from_checkpoint(cls: Any, path: str | os.PathLike, *, model: str) -> nn.Module:
+    """``cls(**hyper_parameters)`` with the checkpoint's weights (``weights_only=True``)."""
+    weights, hparams = read_checkpoint(path, model)
+    # LightningCLI stores its own bookkeeping (``_class_path``, ``_instantiator``) there
+    kwargs = {k: v for k, v in hparams.items() if not str(k).startswith("_")}
+    try:
+        module = cls(**kwargs)
+    except Exception as err:
+        shown = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+        raise ModelSpecError(
+            f"MODEL {model!r}: cannot build {getattr(cls, '__name__', cls)}({shown}) from the "
+            f"hyper-parameters saved in {path}: {type(err).__name__}: {err}"
+        ) from err
+    load_weights(module, weights, model=model, source=path)
+    return module

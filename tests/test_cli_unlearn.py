@@ -1,0 +1,228 @@
+"""``lightly-unlearn unlearn`` end to end on a folder of PNGs, its input checks, and the fast CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+from lightly_unlearn.cli import COMMANDS, SUMMARIES, main
+from lightly_unlearn.io import sha256_file
+
+MODEL_FILE = '''
+import pytorch_lightning as pl
+import torch
+from lightly.loss import NTXentLoss
+from lightly.models.modules import SimCLRProjectionHead
+from tiny_nets import make_backbone  # a neighbouring module: must be importable
+
+
+class TinySimCLR(pl.LightningModule):
+    def __init__(self, hidden: int = 32):
+        super().__init__()
+        self.save_hyperparameters()
+        self.backbone = make_backbone(hidden)
+        self.projection_head = SimCLRProjectionHead(hidden, hidden, 16)
+        self.criterion = NTXentLoss()
+
+    def forward(self, x):
+        return self.projection_head(self.backbone(x).flatten(start_dim=1))
+
+    def training_step(self, batch, batch_index):
+        (x0, x1) = batch[0]
+        loss = self.criterion(self.forward(x0), self.forward(x1))
+        self.log("train_loss", loss, prog_bar=True, batch_size=len(x0))
+        return loss
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.06)
+
+
+class Other(TinySimCLR):
+    def __init__(self, hidden: int = 32):
+        super().__init__(hidden)
+        self.extra = torch.nn.Linear(2, 2)
+'''
+
+NETS_FILE = '''
+from torch import nn
+
+
+def make_backbone(hidden):
+    return nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, hidden), nn.ReLU())
+'''
+
+
+@pytest.fixture
+def isolated_imports():
+    path, modules = list(sys.path), set(sys.modules)
+    yield
+    sys.path[:] = path
+    for name in set(sys.modules) - modules:
+        if name in ("tiny_model", "tiny_nets"):
+            del sys.modules[name]
+
+
+@pytest.fixture
+def setup(tmp_path, isolated_imports):
+    """A user's model file (+ neighbour), its checkpoint, 64 digit PNGs, 32 holdout PNGs, a list."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "tiny_model.py").write_text(textwrap.dedent(MODEL_FILE))
+    (code / "tiny_nets.py").write_text(textwrap.dedent(NETS_FILE))
+    digits = load_digits()
+    imgs = (digits.images[:96] * (255 / 16)).astype(np.uint8)
+    data, holdout = tmp_path / "images", tmp_path / "holdout"
+    data.mkdir()
+    holdout.mkdir()
+    for i, img in enumerate(imgs):
+        folder = data if i < 64 else holdout
+        Image.fromarray(img).convert("RGB").save(folder / f"img_{i:03d}.png")
+    forget = tmp_path / "forget.txt"
+    forget.write_text("# deletion request 17\n" + "\n".join(f"img_{i:03d}.png" for i in range(0, 64, 8)) + "\n")
+
+    sys.path.insert(0, str(code))
+    import tiny_model
+
+    torch.manual_seed(0)
+    model = tiny_model.TinySimCLR(hidden=32)
+    ckpt = tmp_path / "pretrained" / "pretrained.ckpt"
+    ckpt.parent.mkdir()
+    torch.save({"state_dict": model.state_dict(), "hyper_parameters": {"hidden": 32}}, ckpt)
+    sys.path.remove(str(code))
+    del sys.modules["tiny_model"], sys.modules["tiny_nets"]
+    return dict(code=code, data=data, holdout=holdout, forget=forget, ckpt=ckpt, tmp=tmp_path)
+
+
+def _args(s, out, *extra, model="TinySimCLR"):
+    return [
+        "unlearn", "--model", f"{s['code'] / 'tiny_model.py'}:{model}@{s['ckpt']}",
+        "--data", str(s["data"]), "--forget", str(s["forget"]), "--out", str(out),
+        "--method", "ac", "--hp", "alpha=1.0", "--epochs", "1", "--batch-size", "16",
+        "--transform", "simclr", "--image-size", "8", "--accelerator", "cpu", "--devices", "1",
+        *extra,
+    ]
+
+
+@pytest.mark.slow
+def test_unlearn_end_to_end(setup, capsys):
+    s = setup
+    before = {p: sha256_file(p) for p in [s["ckpt"], *sorted(s["data"].iterdir())]}
+    out = s["tmp"] / "out"
+    rc = main(_args(s, out, "--holdout", str(s["holdout"]), "--no-progress"))
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    for name in ("unlearned.ckpt", "unlearning_receipt.json", "audits/report.md", "audits/audit.json"):
+        assert (out / name).is_file(), name
+    # inputs untouched
+    assert {p: sha256_file(p) for p in before} == before
+    # the user's class loads the output, with changed weights
+    sys.path.insert(0, str(s["code"]))
+    import tiny_model
+
+    loaded = tiny_model.TinySimCLR.load_from_checkpoint(out / "unlearned.ckpt", weights_only=True)
+    original = torch.load(s["ckpt"], weights_only=True)["state_dict"]
+    assert not torch.equal(loaded.state_dict()["backbone.1.weight"], original["backbone.1.weight"])
+    # receipt verifies against the output, and not against the input
+    from lightly_unlearn.receipt import read_receipt, verify_receipt
+
+    receipt = read_receipt(out / "unlearning_receipt.json")
+    assert verify_receipt(receipt, out / "unlearned.ckpt")[0]
+    assert not verify_receipt(receipt, s["ckpt"])[0]
+    assert receipt["input_checkpoint"]["sha256"] == before[s["ckpt"]]
+    assert receipt["forget_set"]["num_forget"] == 8
+    assert main(["verify-receipt", str(out / "unlearning_receipt.json"),
+                 "--checkpoint", str(out / "unlearned.ckpt")]) == 0
+    # summary
+    for word in ("method       ac", "forgotten    8 of 64 images", "verdict", "receipt", "audit report"):
+        assert word in captured.out
+    # a second run into the same folder is refused (never overwrite)
+    assert main(_args(s, out)) == 2
+    assert "earlier run" in capsys.readouterr().err
+
+
+def _refused(s, capsys, monkeypatch, argv):
+    """Run the CLI; fail if any training starts."""
+    import lightly_unlearn.cli.unlearn as cli
+
+    def no_training(*a, **k):
+        raise AssertionError("training started although the input is bad")
+
+    monkeypatch.setattr(cli, "_train", no_training)
+    rc = main(argv)
+    return rc, capsys.readouterr().err
+
+
+def test_unknown_forget_names_exit_2_before_training(setup, capsys, monkeypatch):
+    s = setup
+    s["forget"].write_text("img_000.png\nnot_there.png\nimg_999.png  # typo\n")
+    rc, err = _refused(s, capsys, monkeypatch, _args(s, s["tmp"] / "out"))
+    assert rc == 2
+    assert "2 name(s)" in err and "'not_there.png'" in err and "'img_999.png'" in err
+    assert not (s["tmp"] / "out").exists()
+
+
+def test_out_inside_data_exit_2(setup, capsys, monkeypatch):
+    s = setup
+    rc, err = _refused(s, capsys, monkeypatch, _args(s, s["data"] / "unlearned"))
+    assert rc == 2 and "inside" in err
+    rc, err = _refused(s, capsys, monkeypatch, _args(s, s["ckpt"].parent))
+    assert rc == 2 and str(s["ckpt"].parent) in err
+
+
+def test_bad_method_and_hp_exit_2(setup, capsys, monkeypatch):
+    s = setup
+    argv = _args(s, s["tmp"] / "out")
+    rc, err = _refused(s, capsys, monkeypatch, [*argv, "--hp", "nonsense=3"])
+    assert rc == 2 and "nonsense" in err
+    argv[argv.index("--method") + 1] = "no_such_method"
+    rc, err = _refused(s, capsys, monkeypatch, argv)
+    assert rc == 2 and "no_such_method" in err
+
+
+def test_wrong_class_for_checkpoint_is_one_line(setup, capsys, monkeypatch):
+    s = setup
+    rc, err = _refused(s, capsys, monkeypatch, _args(s, s["tmp"] / "out", model="Other"))
+    assert rc == 2
+    message = err.strip().splitlines()
+    assert len(message) == 1, err
+    assert "2 missing keys (extra.weight, extra.bias)" in err
+    assert "the class that wrote this checkpoint?" in err and "tiny_model.py:Other" in err
+
+
+def test_every_command_has_a_summary_and_help_text():
+    assert set(COMMANDS) == set(SUMMARIES)
+    import argparse
+
+    for name, module in COMMANDS.items():
+        import importlib
+
+        parser = argparse.ArgumentParser()
+        sub = parser.add_subparsers()
+        cmd = importlib.import_module(module).add_parser(sub) or sub.choices[name]
+        for action in cmd._actions:
+            if action.option_strings and action.dest != "help":
+                assert action.help, f"{name} {action.option_strings} has no help text"
+
+
+def test_help_imports_neither_torch_nor_lightning():
+    """`lightly-unlearn --help` and `<cmd> --help` stay fast: no torch or Lightning import."""
+    code = (
+        "import sys; from lightly_unlearn.cli import main\n"
+        "for argv in ([], {cmds}):\n"
+        "    try: main([*argv, '--help'])\n"
+        "    except SystemExit: pass\n"
+        "heavy = [m for m in ('torch', 'lightning', 'pytorch_lightning') if m in sys.modules]\n"
+        "print('HEAVY', heavy)\n"
+    ).format(cmds=", ".join(f"[{c!r}]" for c in COMMANDS))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "HEAVY []" in out.stdout, out.stdout[-2000:]
+    assert "lightly-unlearn unlearn --help" in out.stdout  # the top-level help points to unlearn
+    assert "from lightly_unlearn import" in out.stdout  # ... and to the Python API
