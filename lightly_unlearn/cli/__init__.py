@@ -19,6 +19,7 @@ COMMANDS = {
     "audit": "lightly_unlearn.cli.audit",
     "verify-receipt": "lightly_unlearn.cli.verify_receipt",
     "demo": "lightly_unlearn.cli.demo",
+    "keygen": "lightly_unlearn.cli.keygen",
 }
 
 
@@ -29,6 +30,7 @@ SUMMARIES = {
     "verify-receipt": "check a checkpoint against an unlearning receipt (SHA-256)",
     "list": "list unlearning methods, audits and criteria with their hyper-parameters",
     "demo": "pretrain, retrain and unlearn on embedded digits; audit and report",
+    "keygen": "create an Ed25519 key pair for signing unlearning receipts",
 }
 
 DESCRIPTION = """\
