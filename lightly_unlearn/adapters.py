@@ -127,3 +127,35 @@ def reinitialise(module: nn.Module) -> int:
     copy_online_to_momentum(module)
     reset_memory_banks(module)
     return count
+
+
+def check_trainable(module: nn.Module) -> None:
+    """Refuse, before training, a module unlearning cannot change.
+
+    * a parameter or buffer on the ``meta`` device holds no values (an ``empty_init`` or
+      ``init_empty_weights`` model whose weights were never loaded): nothing to unlearn from;
+    * no parameter with ``requires_grad=True``: every optimizer step would be a no-op, yet the
+      run (and its receipt) would look like unlearning.
+
+    A module that builds its layers in ``configure_model`` (sharded strategies) is checked only
+    for what exists already; its layers appear after callbacks' ``setup``.
+    """
+    meta = [n for n, t in [*module.named_parameters(), *module.named_buffers()] if t.is_meta]
+    if meta:
+        raise ModuleContractError(
+            f"{type(module).__name__} has {len(meta)} tensor(s) on the 'meta' device (e.g. "
+            f"{', '.join(meta[:3])}), which hold no values. Load the pretrained weights first: "
+            "`module.to_empty(device='cpu')` then `module.load_state_dict(...)` (or build the "
+            "model without empty/meta initialisation)."
+        )
+    params = list(module.parameters())
+    builds_later = any(  # a user-defined configure_model may still add trainable layers
+        "configure_model" in vars(cls) and not cls.__module__.startswith(("lightning", "pytorch_lightning"))
+        for cls in type(module).__mro__
+    )
+    if not builds_later and not any(p.requires_grad for p in params):
+        raise ModuleContractError(
+            f"{type(module).__name__} has no trainable parameter ({len(params)} parameter(s), all "
+            "with requires_grad=False): unlearning would change nothing. Unfreeze the layers to "
+            "unlearn, e.g. `for p in model.backbone.parameters(): p.requires_grad_(True)`."
+        )

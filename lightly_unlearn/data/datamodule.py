@@ -116,6 +116,11 @@ class ForgetRetainDataModule(L.LightningDataModule, pl.LightningDataModule):
         tokenizer: Callable | None = None,
     ) -> None:
         super().__init__()
+        from lightly_unlearn.data.validation import check_dataset
+
+        check_dataset(dataset)  # iterable datasets, a lying __len__, dict items: refused here
+        if holdout is not None:
+            check_dataset(holdout, "holdout")
         if not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__"):
             raise TypeError(
                 f"dataset must be a map-style dataset (with __getitem__ and __len__); got "

@@ -119,3 +119,49 @@ def check_batches(num_samples: int, batch_size: int, what: str) -> int:
             f"batch. Lower batch_size to at most {num_samples}."
         )
     return num_samples // batch_size
+
+
+def check_dataset(dataset: Any, what: str = "dataset") -> int:
+    """Refuse, with what to do, datasets that would otherwise fail deep inside torch; return
+    ``len(dataset)``.
+
+    * an ``IterableDataset`` (or anything without ``__getitem__``/``__len__``): forget ids are
+      positions, so the data must be addressable by position;
+    * a ``__len__`` that over-counts (``dataset[len(dataset) - 1]`` raises ``IndexError``);
+    * items that are dicts (Hugging Face style): items must be ``(image, target, ...)`` tuples,
+      or ``(image, caption, ...)`` with a tokenizer.
+    """
+    from collections.abc import Mapping
+
+    from torch.utils.data import IterableDataset
+
+    if isinstance(dataset, IterableDataset) or not (
+        hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__")
+    ):
+        kind = "an IterableDataset" if isinstance(dataset, IterableDataset) else "not map-style"
+        raise TypeError(
+            f"{what} is {kind} ({type(dataset).__name__}); unlearning names samples by position, "
+            "so it needs a map-style dataset (with __getitem__ and __len__). Materialise the "
+            "samples into one, e.g. a list of (image, target) tuples, or use the dataset's "
+            "map-style version."
+        )
+    num = len(dataset)
+    if num == 0:
+        return num
+    for index in sorted({0, num - 1}):
+        try:
+            item = dataset[index]
+        except (IndexError, KeyError, StopIteration) as err:
+            raise ValueError(
+                f"len({what}) is {num}, but {what}[{index}] raises {type(err).__name__}({err}): "
+                f"its __len__ over-counts the samples. Make __len__ return how many items "
+                "__getitem__ serves (positions 0..len-1)."
+            ) from err
+        if isinstance(item, Mapping):
+            raise TypeError(
+                f"{what} items are dicts (keys {sorted(map(str, item))[:6]}); ForgetRetainDataModule "
+                "expects (image, target, ...) tuples as torchvision datasets return, or (image, "
+                "caption, ...) with a tokenizer. Wrap it, e.g. a Dataset whose __getitem__(i) "
+                "returns (d['image'], d['label']) for d = dataset[i]."
+            )
+    return num
