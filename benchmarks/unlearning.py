@@ -1,26 +1,41 @@
 """The full unlearning benchmark (SPEC §5): every method against Retrain, tuned alike, over seeds.
 
-Protocol, per setting (model ∈ {SimCLR, MoCo} × forget set ∈ {10 % random, 50 % random, one class}):
+Two settings (``--setting``):
+
+* ``mlp`` — the demo's embedded setting: 200 8x8 digits, MLP, Adam, one full batch per epoch;
+  forget sets {10 % random, 50 % random, one class}. Unlearning uses the pretraining optimizer.
+* ``cnn`` — where users train: the digits at 16 px RGB through lightly's ``SimCLRTransform`` /
+  ``MoCoV2Transform``, a BatchNorm CNN with lightly's projection heads, SGD lr 0.06, batch 50
+  (3-4 steps per epoch), 300 epochs; 10 % random forget. Unlearning uses the same SGD at 10x
+  lower lr (0.006), the regime recommended to users.
+
+Protocol, per (setting, model, forget set):
 
 1. *Tuning* seeds: pretrain, Retrain, and run each method's grid from the pretrained weights.
-   Every method gets the same budget: six configurations, all within 10 % of the pretraining
+   Every method gets the same number of configurations, all within 10 % of the pretraining
    epochs. The configuration with the smallest mean ``Avg.Gap + Indist.Gap`` to Retrain wins.
-   The calibrated mode (``ac+stop``: AC stopped by ``HoldoutAlignmentStopping``) is not tuned.
-2. *Evaluation* seeds (disjoint from the tuning seeds, so the winner is not graded on the data it
-   was chosen on): pretrain, Retrain, the chosen configuration of each method; report
-   mean ± std of every column and the cost relative to Retrain.
+2. *Evaluation* seeds (disjoint from the tuning seeds): pretrain, Retrain, each method's chosen
+   configuration, and the calibrated mode of every method (``<method>+stop``: the chosen
+   hyper-parameters for at most 10 % of the pretraining epochs, stopped by
+   ``HoldoutAlignmentStopping``). Reports mean ± std of every column, the cost relative to Retrain,
+   and the headline paired comparison: per evaluation seed, AC's gap minus the best baseline's
+   (the non-AC row with the smallest mean gap), with a 95 % t-interval over seeds. "AC leads" /
+   "AC trails" is said only when the interval excludes zero.
 
-The setting and audits are those of ``lightly-unlearn demo`` (``lightly_unlearn.demo.experiment``).
+Pretrained models and Retrain rows can be cached (``--cache``) so methods can be added later
+against the very same references, and runs merged (``--combine``).
 
-    python benchmarks/unlearning.py                 # all 6 settings, 3 + 3 seeds (~20 min, 2 cores)
-    python benchmarks/unlearning.py --quick         # 1 setting, 1 + 1 seed, 2 configs each (~1 min)
-    python benchmarks/unlearning.py --models simclr --forgets random:0.1 --out results.json
+    python benchmarks/unlearning.py --setting mlp             # MLP: 3 forget sets, 3 + 5 seeds
+    python benchmarks/unlearning.py --setting cnn --models simclr --out results.json
+    python benchmarks/unlearning.py --quick                    # smoke run, seconds
+    python benchmarks/unlearning.py --combine a.json b.json --out merged.json
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import math
 import sys
 import time
 from pathlib import Path
@@ -28,7 +43,13 @@ from typing import Any
 
 import numpy as np
 
-from lightly_unlearn.demo.experiment import Experiment, Setting, setting_dict, summarise
+from lightly_unlearn.demo.experiment import (
+    Experiment,
+    Setting,
+    cnn_setting,
+    setting_dict,
+    summarise,
+)
 from lightly_unlearn.demo.report import aggregate, table
 from lightly_unlearn.io import atomic_write_json
 
@@ -41,9 +62,26 @@ GRIDS: dict[str, list[tuple[dict[str, Any], int]]] = {
     "ac": [({"alpha": 1.0, "beta": b}, e) for b, e in itertools.product((1.0, 4.0, 16.0), (9, 15))],
 }
 
-#: The calibrated mode is not tuned: AC with β = 4 for at most 30 epochs, stopped by
-#: HoldoutAlignmentStopping when the forget samples align like never-seen ones.
-CALIBRATED = {"ac": ({"alpha": 1.0, "beta": 4.0}, 30)}
+#: The CNN setting: four configurations per method, all ≤ 30 epochs (10 % of 300) at the
+#: unlearning lr. Retain-data methods take 3 steps per epoch, gradient ascent one (20 forget samples).
+CNN_GRIDS: dict[str, list[tuple[dict[str, Any], int]]] = {
+    "finetune": [({}, e) for e in (5, 10, 20, 30)],
+    "gradient_ascent": [({}, e) for e in (2, 5, 10, 20)],
+    "neggrad": [({"lam": lam}, e) for lam, e in itertools.product((0.5, 1.0), (5, 15))],
+    "l1_sparse": [({"lam": lam}, e) for lam, e in itertools.product((5e-5, 5e-4), (10, 30))],
+    "ac": [({"alpha": 1.0, "beta": b}, e) for b, e in itertools.product((0.0, 1.0, 4.0, 16.0), (10,))],
+}
+
+#: Per setting: the base Setting, grids, forget sets, tuning and evaluation seeds.
+SETTINGS: dict[str, dict[str, Any]] = {
+    "mlp": {"base": Setting, "grids": GRIDS, "forgets": ["random:0.1", "random:0.5", "class:3"],
+            "tune_seeds": [0, 1, 2], "eval_seeds": [3, 4, 5, 6, 7]},
+    "cnn": {"base": cnn_setting, "grids": CNN_GRIDS, "forgets": ["random:0.1"],
+            "tune_seeds": [0], "eval_seeds": [1, 2, 3, 4, 5]},
+}
+
+#: Rows that are references, not unlearning methods.
+REFERENCES = ("original", "retrain")
 
 
 def score(row: dict[str, Any]) -> float:
@@ -59,73 +97,228 @@ def parse_forget(spec: str) -> dict[str, Any]:
     raise SystemExit(f"--forgets takes 'random:<fraction>' or 'class:<digit>'; got {spec!r}")
 
 
-def tune(base: Setting, seeds: list[int], grids: dict, log) -> dict[str, tuple[dict, int, float]]:
-    """Best configuration per method over the tuning seeds: ``{method: (hp, epochs, score)}``."""
+def _experiment(base: Setting, seed: int, cache: str | None) -> Experiment:
+    return Experiment(Setting(**{**base.__dict__, "seed": seed}), progress=lambda _: None, cache_dir=cache)
+
+
+def tune(base: Setting, seeds: list[int], grids: dict, log, cache: str | None = None
+         ) -> dict[str, tuple[dict, int, float]]:
+    """Best configuration per method over the tuning seeds: ``{method: (hp, epochs, score)}``.
+
+    A one-configuration grid is taken as is (nothing to tune, nothing run)."""
+    best = {m: (g[0][0], g[0][1], math.nan) for m, g in grids.items() if len(g) == 1}
+    to_tune = {m: g for m, g in grids.items() if len(g) > 1}
+    if not to_tune:
+        return best
     scores: dict[tuple[str, int], list[float]] = {}
     for seed in seeds:
-        exp = Experiment(Setting(**{**base.__dict__, "seed": seed}), progress=lambda _: None)
-        runs = [exp.pretrain(), exp.unlearn("retrain")]
-        retrain_runs = runs[:]
-        for method, grid in grids.items():
+        exp = _experiment(base, seed, cache)
+        retrain_runs = [exp.pretrain(), exp.unlearn("retrain")]
+        for method, grid in to_tune.items():
             for i, (hp, epochs) in enumerate(grid):
                 rows = summarise([*retrain_runs, exp.unlearn(method, hp, epochs)])
                 scores.setdefault((method, i), []).append(score(rows[-1]))
         log(f"    tuned on seed {seed}")
-    best = {}
-    for method, grid in grids.items():
+    for method, grid in to_tune.items():
         means = [np.mean(scores[(method, i)]) for i in range(len(grid))]
         i = int(np.argmin(means))
         best[method] = (grid[i][0], grid[i][1], float(means[i]))
         log(f"    {method:<16} best {grid[i][0]} {grid[i][1]} epochs (score {means[i]:.1f}; "
             f"grid {', '.join(f'{m:.1f}' for m in means)})")
-    return best
+    return {m: best[m] for m in grids}
 
 
-def evaluate(base: Setting, seeds: list[int], best: dict, log) -> tuple[list[dict], list[list[dict]]]:
+def evaluate(base: Setting, seeds: list[int], best: dict, log, cache: str | None = None,
+             calibrated: bool = True) -> tuple[list[dict], list[list[dict]]]:
+    """Pretrain, Retrain, each chosen configuration and (``calibrated``) its ``+stop`` mode, per seed.
+
+    The calibrated mode runs the chosen hyper-parameters for at most 10 % of the pretraining
+    epochs, stopped by ``HoldoutAlignmentStopping``."""
     per_seed = []
+    max_epochs = max(1, round(0.1 * base.pretrain_epochs))
     for seed in seeds:
-        exp = Experiment(Setting(**{**base.__dict__, "seed": seed}), progress=lambda _: None)
+        exp = _experiment(base, seed, cache)
         runs = [exp.pretrain(), exp.unlearn("retrain")]
         runs += [exp.unlearn(m, hp, epochs) for m, (hp, epochs, _) in best.items()]
-        runs += [exp.unlearn(m, hp, epochs, calibrated=True) for m, (hp, epochs) in CALIBRATED.items()]
+        if calibrated:
+            runs += [exp.unlearn(m, hp, max_epochs, calibrated=True) for m, (hp, _, _) in best.items()]
         per_seed.append(summarise(runs))
         log(f"    evaluated seed {seed}")
     return aggregate(per_seed), per_seed
 
 
+def t_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float, float]:
+    """Mean and two-sided Student-t interval of the mean (NaN bounds with fewer than 2 values)."""
+    from scipy import stats
+
+    x = np.asarray(values, dtype=float)
+    mean = float(x.mean())
+    if len(x) < 2:
+        return mean, math.nan, math.nan
+    half = float(stats.t.ppf(0.5 + confidence / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
+    return mean, mean - half, mean + half
+
+
+def verdict(low: float, high: float) -> str:
+    """Lower gaps are better: the interval of AC − baseline must exclude zero to say who leads."""
+    if high < 0:
+        return "AC leads"
+    if low > 0:
+        return "AC trails"
+    return "no significant difference"
+
+
+def paired(per_seed: list[list[dict]], metrics: tuple[str, ...] = ("avg_gap", "indist_gap", "score")
+           ) -> list[dict[str, Any]]:
+    """AC (fixed and ``+stop``) against the best baseline, paired per seed, per metric.
+
+    The best baseline is the non-AC method row (calibrated or not) with the smallest mean of the
+    metric over the evaluation seeds; the difference AC − baseline is taken seed by seed, and its
+    95 % Student-t interval over seeds decides the verdict."""
+    def value(row: dict, metric: str) -> float:
+        return score(row) if metric == "score" else float(row[metric])
+
+    by_seed = [{r["method"]: r for r in rows} for rows in per_seed]
+    names = [n for n in by_seed[0] if all(n in rows for rows in by_seed)]
+    acs = [n for n in names if n.split("+")[0] == "ac"]
+    baselines = [n for n in names if n not in REFERENCES and n.split("+")[0] != "ac"]
+    out = []
+    for metric, ac in itertools.product(metrics, acs):
+        if not baselines:
+            break
+        best = min(baselines, key=lambda n: np.mean([value(rows[n], metric) for rows in by_seed]))
+        diffs = [value(rows[ac], metric) - value(rows[best], metric) for rows in by_seed]
+        mean, low, high = t_interval(diffs)
+        out.append({"metric": metric, "ac": ac, "baseline": best, "differences": diffs,
+                    "mean_difference": mean, "ci95": [low, high], "seeds": len(diffs),
+                    "verdict": verdict(low, high)})
+    return out
+
+
+def paired_text(comparisons: list[dict[str, Any]]) -> str:
+    lines = []
+    for c in comparisons:
+        low, high = c["ci95"]
+        lines.append(f"  {c['metric']:<10} {c['ac']:<8} − {c['baseline']:<22} {c['mean_difference']:+6.1f} "
+                     f"[{low:+.1f}, {high:+.1f}] over {c['seeds']} seeds: {c['verdict']}")
+    return "\n".join(lines)
+
+
+def finish(result: dict[str, Any]) -> dict[str, Any]:
+    """Summary rows and paired comparisons from a result's per-seed rows."""
+    result["summary"] = aggregate(result["per_seed"])
+    result["paired"] = paired(result["per_seed"])
+    return result
+
+
+def combine(payloads: list[dict[str, Any]]) -> dict[str, Any]:
+    """Merge runs of the same settings and seeds that ran different methods (sharing a cache).
+
+    Per (setting, model, forget) and seed, rows of methods not yet present are appended; the
+    references (original, Retrain) must agree, which holds when the runs shared ``--cache``."""
+    merged = {**payloads[0], "results": [dict(r) for r in payloads[0]["results"]]}
+    index = {(r["setting"]["arch"], r["model"], r["forget"]): r for r in merged["results"]}
+    for payload in payloads[1:]:
+        if payload["eval_seeds"] != merged["eval_seeds"]:
+            raise SystemExit("--combine: the runs used different evaluation seeds; rerun with the same seeds.")
+        for res in payload["results"]:
+            key = (res["setting"]["arch"], res["model"], res["forget"])
+            if key not in index:
+                merged["results"].append(dict(res))
+                index[key] = merged["results"][-1]
+                continue
+            into = index[key]
+            into["chosen"] = {**into["chosen"], **res["chosen"]}
+            seeds = []
+            for old, new in zip(into["per_seed"], res["per_seed"]):
+                ref_old = {r["method"]: r for r in old if r["method"] in REFERENCES}
+                ref_new = {r["method"]: r for r in new if r["method"] in REFERENCES}
+                for name in REFERENCES:
+                    if abs(ref_old[name]["forget_holdout_auc"] - ref_new[name]["forget_holdout_auc"]) > 1e-9:
+                        raise SystemExit(f"--combine: the {name} rows differ; the runs must share --cache.")
+                have = {r["method"] for r in old}
+                seeds.append(old + [r for r in new if r["method"] not in have])
+            into["per_seed"] = seeds
+            into["seconds"] = into.get("seconds", 0.0) + res.get("seconds", 0.0)
+    for res in merged["results"]:
+        finish(res)
+    merged["seconds"] = sum(p["seconds"] for p in payloads)
+    merged["command"] = " ; ".join(p["command"] for p in payloads)
+    return merged
+
+
+def report(payload: dict[str, Any]) -> str:
+    parts = []
+    for res in payload["results"]:
+        parts += [f"== {res['setting']['arch']} {res['model']}, forget {res['forget']}", table(res["summary"]),
+                  "paired (AC − best baseline, 95 % t-interval over seeds; lower gap is better):",
+                  paired_text(res["paired"])]
+    return "\n".join(parts)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--setting", choices=sorted(SETTINGS), default="mlp")
     p.add_argument("--models", nargs="+", default=["simclr", "moco"], choices=["simclr", "moco"])
-    p.add_argument("--forgets", nargs="+", default=["random:0.1", "random:0.5", "class:3"])
-    p.add_argument("--tune-seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--eval-seeds", type=int, nargs="+", default=[3, 4, 5])
-    p.add_argument("--pretrain-epochs", type=int, default=Setting.pretrain_epochs)
-    p.add_argument("--quick", action="store_true", help="1 setting, 1+1 seeds, 2 configs each, short pretraining")
+    p.add_argument("--forgets", nargs="+", default=None, help="default: the setting's forget sets")
+    p.add_argument("--methods", nargs="+", default=None, help="default: every method of the grid")
+    p.add_argument("--tune-seeds", type=int, nargs="+", default=None)
+    p.add_argument("--eval-seeds", type=int, nargs="+", default=None)
+    p.add_argument("--pretrain-epochs", type=int, default=None)
+    p.add_argument("--no-calibrated", action="store_true", help="skip the <method>+stop rows")
+    p.add_argument("--cache", default=None, help="folder for pretrained models and Retrain rows")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke run: 1 model, 1 forget set, no tuning, 2 evaluation seeds, short pretraining")
+    p.add_argument("--combine", nargs="+", default=None, metavar="JSON", help="merge these runs into --out")
     p.add_argument("--out", default="benchmarks/results/unlearning.json")
     args = p.parse_args(argv)
-    grids = GRIDS
-    if args.quick:
-        args.models, args.forgets = args.models[:1], args.forgets[:1]
-        args.tune_seeds, args.eval_seeds, args.pretrain_epochs = [0], [1], 60
-        grids = {m: g[1:2] + g[-2:-1] for m, g in GRIDS.items()}
 
     def log(line: str) -> None:
         print(line, flush=True)
 
+    if args.combine:
+        import json
+
+        payload = combine([json.loads(Path(f).read_text()) for f in args.combine])
+        log(report(payload))
+        atomic_write_json(args.out, payload)
+        log(f"\nWrote {Path(args.out).resolve()}")
+        return 0
+
+    spec = SETTINGS[args.setting]
+    grids = {m: g for m, g in spec["grids"].items() if args.methods is None or m in args.methods}
+    if args.methods and set(args.methods) - set(spec["grids"]):
+        raise SystemExit(f"--methods: choose from {sorted(spec['grids'])}; got {args.methods}.")
+    forgets = args.forgets or spec["forgets"]
+    tune_seeds = args.tune_seeds if args.tune_seeds is not None else spec["tune_seeds"]
+    eval_seeds = args.eval_seeds if args.eval_seeds is not None else spec["eval_seeds"]
+    overrides: dict[str, Any] = {}
+    if args.pretrain_epochs:
+        overrides["pretrain_epochs"] = args.pretrain_epochs
+    if args.quick:
+        args.models, forgets, tune_seeds, eval_seeds = args.models[:1], forgets[:1], [], [1, 2]
+        overrides.update(pretrain_epochs=args.pretrain_epochs or 20, num_views=4, n_train=100, n_holdout=100)
+        # No tuning: the shortest configuration of each method, so the run takes seconds.
+        grids = {m: [min(g, key=lambda c: c[1])] for m, g in grids.items()}
+    if set(tune_seeds) & set(eval_seeds):
+        raise SystemExit("--tune-seeds and --eval-seeds must be disjoint (the winner is graded on unseen seeds).")
+
     results, start = [], time.perf_counter()
-    for model, forget in itertools.product(args.models, args.forgets):
-        base = Setting(model=model, pretrain_epochs=args.pretrain_epochs, **parse_forget(forget))
-        log(f"== {model}, forget {forget}")
+    for model, forget in itertools.product(args.models, forgets):
+        base = spec["base"](model=model, **parse_forget(forget), **overrides)
+        log(f"== {args.setting} {model}, forget {forget}")
         t0 = time.perf_counter()
-        best = tune(base, args.tune_seeds, grids, log)
-        rows, per_seed = evaluate(base, args.eval_seeds, best, log)
-        log(table(rows))
-        results.append({"setting": setting_dict(base), "model": model, "forget": forget,
-                        "chosen": {m: {"hyperparameters": hp, "epochs": e, "tuning_score": s}
-                                   for m, (hp, e, s) in best.items()},
-                        "summary": rows, "per_seed": per_seed, "seconds": time.perf_counter() - t0})
+        best = tune(base, tune_seeds, grids, log, args.cache)
+        _, per_seed = evaluate(base, eval_seeds, best, log, args.cache, calibrated=not args.no_calibrated)
+        res = finish({"setting": setting_dict(base), "model": model, "forget": forget,
+                      "chosen": {m: {"hyperparameters": hp, "epochs": e, "tuning_score": s}
+                                 for m, (hp, e, s) in best.items()},
+                      "per_seed": per_seed, "seconds": time.perf_counter() - t0})
+        log(table(res["summary"]))
+        log(paired_text(res["paired"]))
+        results.append(res)
     payload = {"grids": {m: [[hp, e] for hp, e in g] for m, g in grids.items()},
-               "tune_seeds": args.tune_seeds, "eval_seeds": args.eval_seeds, "results": results,
+               "tune_seeds": tune_seeds, "eval_seeds": eval_seeds, "results": results,
                "seconds": time.perf_counter() - start, "command": " ".join(sys.argv)}
     atomic_write_json(args.out, payload)
     log(f"\nWrote {Path(args.out).resolve()} ({payload['seconds']:.0f} s)")
@@ -134,5 +327,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-
-

@@ -1,8 +1,6 @@
 """The main job (`lightly-unlearn demo`) and the benchmark run end to end; their tables add up."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -63,13 +61,30 @@ def test_demo_quick_writes_the_report(tmp_path, capsys):
     assert (out / "gap_ac.png").is_file() and (out / "gap_retrain.png").is_file()
 
 
-@pytest.mark.slow
-def test_benchmark_quick_runs(tmp_path):
-    out = tmp_path / "bench.json"
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "unlearning.py"), "--quick", "--out", str(out)],
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    payload = json.loads(out.read_text())
-    result = payload["results"][0]
-    assert set(result["chosen"]) == {"finetune", "gradient_ascent", "neggrad", "l1_sparse", "ac"}
-    assert payload["tune_seeds"] != payload["eval_seeds"]
+def test_demo_pins_threads_before_training(monkeypatch, tmp_path):
+    """`make demo` (OMP_NUM_THREADS=1) and a bare run must train with the same thread count."""
+    import torch
+    from threadpoolctl import threadpool_info
+
+    import lightly_unlearn.demo.experiment as experiment
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def record(*args, **kwargs):
+        seen["torch"] = torch.get_num_threads()
+        seen["blas"] = {p["num_threads"] for p in threadpool_info()}
+        raise Stop
+
+    before = torch.get_num_threads()
+    monkeypatch.setattr(experiment, "Experiment", record)
+    torch.set_num_threads(2)
+    try:
+        with pytest.raises(Stop):
+            main(["demo", "--quick", "--out", str(tmp_path / "demo")])
+    finally:
+        torch.set_num_threads(before)
+        torch.use_deterministic_algorithms(False)
+    assert seen["torch"] == 1 and seen["blas"] <= {1}

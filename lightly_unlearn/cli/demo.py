@@ -52,9 +52,21 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--quick", action="store_true", help="1 seed, shorter pretraining: a smoke run")
 
 
-def run(args: argparse.Namespace) -> int:
-    import torch
+def pin_threads() -> None:
+    """One thread for torch and for the BLAS under scikit-learn's probes, deterministic kernels.
 
+    The thread count changes the order of floating-point sums, and over hundreds of training
+    steps that changes the table: `make demo` (OMP_NUM_THREADS=1) and a bare `lightly-unlearn
+    demo` must print the same numbers on the same seeds."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    threadpool_limits(limits=1)
+
+
+def run(args: argparse.Namespace) -> int:
     from lightly_unlearn.demo.experiment import (
         CALIBRATED_METHODS,
         DEFAULT_METHODS,
@@ -71,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     except OutputPathError as err:
         print(f"lightly-unlearn demo: error: {err}", file=sys.stderr)
         return 2
-    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    pin_threads()
     seeds = 1 if args.quick else max(1, args.seeds)
     start = time.perf_counter()
     per_seed, gap_matrices = [], {}

@@ -35,6 +35,8 @@ __all__ = [
     "BatchedDigitsAugment",
     "DigitsView",
     "DigitsViewTransform",
+    "DigitsImages",
+    "load_digits_images",
 ]
 
 
@@ -176,3 +178,30 @@ class DigitsViewTransform:
 
     def __repr__(self) -> str:
         return f"DigitsViewTransform({len(self.transforms)} x {self.transforms[0]!r})"
+
+
+class DigitsImages(Dataset):
+    """The digits as RGB PIL images upscaled to ``size`` px, for lightly's PIL transforms.
+
+    ``(PIL.Image, target)`` items, so lightly's ``SimCLRTransform`` / ``MoCoV2Transform`` apply
+    unchanged, as in a user's image pipeline. Upscaling is bilinear, grey copied to three channels.
+    """
+
+    def __init__(self, digits: DigitsDataset, size: int = 16) -> None:
+        from PIL import Image
+
+        up = F.interpolate(digits.images, size=(size, size), mode="bilinear", align_corners=False)
+        pixels = (up.clamp(0, 1) * 255).round().to(torch.uint8)[:, 0].numpy()
+        self.images = [Image.fromarray(p).convert("RGB") for p in pixels]
+        self.targets = digits.targets
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int):
+        return self.images[i], int(self.targets[i])
+
+
+def load_digits_images(size: int = 16) -> DigitsImages:
+    """scikit-learn's digits as ``size`` px RGB PIL images (see :class:`DigitsImages`)."""
+    return DigitsImages(load_digits_dataset(), size)

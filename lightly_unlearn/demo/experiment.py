@@ -17,11 +17,14 @@ CMIA read the backbone's clean features, as in the reference.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,11 +39,15 @@ from lightly_unlearn.audits.runner import compute_inputs, flat_metrics, resolve_
 from lightly_unlearn.callbacks.holdout_stopping import HoldoutAlignmentStopping
 from lightly_unlearn.callbacks.unlearn import UnlearnCallback
 from lightly_unlearn.data.datamodule import ForgetRetainDataModule
-from lightly_unlearn.demo.data import DigitsViewTransform, load_digits_dataset
-from lightly_unlearn.demo.model import MODELS
+from lightly_unlearn.demo.data import DigitsViewTransform, load_digits_dataset, load_digits_images
+from lightly_unlearn.demo.model import CONV_MODELS, MODELS
 
 #: The weak augmentation of the chosen setting (strong crops hide membership on 8x8 digits).
 AUGMENTATION = {"scale": (0.8, 1.0), "shift": 0.05, "noise": 0.02, "jitter": 0.1}
+
+#: lightly's transform arguments in the CNN setting (``SimCLRTransform`` / ``MoCoV2Transform`` at
+#: ``image_size`` px): weak enough that the pretrained model leaks membership.
+CNN_AUGMENTATION = {"min_scale": 0.5, "gaussian_blur": 0.0, "cj_prob": 0.5, "random_gray_scale": 0.0}
 
 #: Methods run from the pretrained weights: hyper-parameters and epochs as a fraction of the
 #: pretraining epochs. Set from the sweep in ``benchmarks/unlearning.py`` (see the README).
@@ -85,6 +92,22 @@ class Setting:
     pretrain_epochs: int = 300
     num_views: int = 10
     seed: int = 0
+    #: "mlp": 8x8 digit tensors, MLP, Adam, one full batch per epoch (the demo).
+    #: "cnn": digits as ``image_size`` px RGB images through lightly's transforms, a BatchNorm CNN,
+    #: SGD, several steps per epoch (where users train; see :func:`cnn_setting`).
+    arch: str = "mlp"
+    image_size: int = 16
+    #: Learning rate of the unlearning runs (None: the pretraining ``lr``); Retrain always uses ``lr``.
+    unlearn_lr: float | None = None
+
+
+def cnn_setting(**overrides: Any) -> Setting:
+    """The BatchNorm CNN setting: 200 digits at 16 px RGB (20 forgotten), 400 holdout; four conv-BN
+    blocks (32-64-128-128) with lightly's projection head, NT-Xent τ = 0.2, SGD lr 0.06 (momentum
+    0.9, weight decay 5e-4), batch 50 (3-4 steps per epoch), 300 epochs. Unlearning uses the same
+    SGD at 10x lower lr (0.006), as recommended to users."""
+    base = dict(arch="cnn", n_holdout=400, lr=0.06, unlearn_lr=0.006, batch_size=50, pretrain_epochs=300)
+    return Setting(**{**base, **overrides})
 
 
 @dataclass
@@ -110,7 +133,7 @@ def _quiet_lightning() -> None:
 
 def split(setting: Setting) -> tuple[Subset, Subset, list[int]]:
     """Seeded train / holdout subsets of the digits and the forget positions in ``train``."""
-    data = load_digits_dataset()
+    data = load_digits_dataset() if setting.arch == "mlp" else load_digits_images(setting.image_size)
     order = torch.randperm(len(data), generator=torch.Generator().manual_seed(setting.seed))
     if setting.n_train + setting.n_holdout > len(data):
         raise ValueError(f"n_train + n_holdout must be at most {len(data)}.")
@@ -131,12 +154,26 @@ def split(setting: Setting) -> tuple[Subset, Subset, list[int]]:
 class Experiment:
     """Pretrain once, then Retrain and each method from the pretrained weights, audited alike."""
 
-    def __init__(self, setting: Setting, progress: Callable[[str], Any] = print) -> None:
+    def __init__(self, setting: Setting, progress: Callable[[str], Any] = print,
+                 cache_dir: str | Path | None = None) -> None:
         _quiet_lightning()
+        if setting.arch not in ("mlp", "cnn"):
+            raise ValueError(f"Setting.arch must be 'mlp' or 'cnn'; got {setting.arch!r}.")
         self.setting = setting
         self.progress = progress
+        self.cache_dir = None if cache_dir is None else Path(cache_dir)
         self.train, self.holdout, self.forget = split(setting)
-        self.transform = DigitsViewTransform(**AUGMENTATION)
+        self.eval_transform: Callable = Identity()
+        if setting.arch == "mlp":
+            self.transform: Callable = DigitsViewTransform(**AUGMENTATION)
+        else:
+            import torchvision.transforms as T
+            from lightly.transforms import MoCoV2Transform, SimCLRTransform
+            from lightly.transforms.utils import IMAGENET_NORMALIZE
+
+            cls = MoCoV2Transform if setting.model == "moco" else SimCLRTransform
+            self.transform = cls(input_size=setting.image_size, **CNN_AUGMENTATION)
+            self.eval_transform = T.Compose([T.ToTensor(), T.Normalize(**IMAGENET_NORMALIZE)])
         self.n_retain = len(self.train) - len(self.forget)
         self.audits = resolve_audits(("emia", "linear_probe", "cmia", "alignment_matrix"))
         self.original: Run | None = None
@@ -148,12 +185,30 @@ class Experiment:
         bs = batch_size or min(self.setting.batch_size, self.n_retain)
         return ForgetRetainDataModule(
             self.train, self.forget, self.transform, batch_size=bs, holdout=self.holdout,
-            seed=self.setting.seed, eval_transform=Identity(),
+            seed=self.setting.seed, eval_transform=self.eval_transform,
         )
 
-    def new_model(self) -> pl.LightningModule:
+    def new_model(self, lr: float | None = None) -> pl.LightningModule:
         s = self.setting
-        return MODELS[s.model](width=s.width, temperature=s.temperature, lr=s.lr)
+        models = MODELS if s.arch == "mlp" else CONV_MODELS
+        return models[s.model](width=s.width, temperature=s.temperature, lr=lr or s.lr)
+
+    def _cache_path(self, what: str) -> Path | None:
+        """Where the pretrained model / Retrain row of this exact setting is kept between runs."""
+        if self.cache_dir is None:
+            return None
+        key = hashlib.sha1(json.dumps(setting_dict(self.setting), sort_keys=True).encode()).hexdigest()[:12]
+        return self.cache_dir / f"{self.setting.arch}_{self.setting.model}_seed{self.setting.seed}_{key}_{what}.pt"
+
+    def _load(self, what: str) -> Any:
+        path = self._cache_path(what)
+        return torch.load(path, weights_only=False) if path is not None and path.is_file() else None
+
+    def _save(self, what: str, obj: Any) -> None:
+        path = self._cache_path(what)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(obj, path)
 
     def fit(self, model: pl.LightningModule, dm: ForgetRetainDataModule, epochs: int,
             callbacks: list) -> tuple[int, float, int]:
@@ -199,6 +254,11 @@ class Experiment:
     # -- the protocol ----------------------------------------------------------------------------------
     def pretrain(self) -> Run:
         s = self.setting
+        cached = self._load("pretrained")
+        if cached is not None:
+            self._pretrained_state, self._before, self.original = cached
+            self.progress(f"original   pretrained (cached: {self._cache_path('pretrained')})")
+            return self.original
         torch.manual_seed(s.seed)
         model = self.new_model()
         _, seconds, steps = self.fit(model, self.datamodule(), s.pretrain_epochs, [])
@@ -206,6 +266,7 @@ class Experiment:
         results = self.audit(model)
         self._before = results
         self.original = self._row("original", {}, s.pretrain_epochs, seconds, steps, results)
+        self._save("pretrained", (self._pretrained_state, self._before, self.original))
         self.progress(f"original   pretrained {s.pretrain_epochs} epochs in {seconds:5.1f} s")
         return self.original
 
@@ -221,14 +282,19 @@ class Experiment:
         hp = dict(hyperparameters or {})
         callback = UnlearnCallback(method, **hp)
         name = callback.method.name + ("+stop" if calibrated else "")
+        retrain = callback.method.name == "retrain"
+        if retrain and (cached := self._load("retrain")) is not None:
+            return cached
         callbacks: list = [callback] + ([HoldoutAlignmentStopping()] if calibrated else [])
         epochs = epochs if epochs is not None else s.pretrain_epochs
         batch = min(s.batch_size, len(self.forget)) if callback.method.data == "forget" else None
         torch.manual_seed(s.seed + 1000)
-        model = self.new_model()
+        model = self.new_model(s.lr if retrain else s.unlearn_lr)
         model.load_state_dict(self._pretrained_state)
         trained, seconds, steps = self.fit(model, self.datamodule(batch), epochs, callbacks)
         run = self._row(name, hp, trained, seconds, steps, self.audit(model))
+        if retrain:
+            self._save("retrain", run)
         self.progress(f"{name:<16} {trained:4d} epochs in {seconds:5.1f} s")
         return run
 
@@ -259,4 +325,4 @@ def summarise(runs: list[Run]) -> list[dict[str, Any]]:
 
 
 def setting_dict(setting: Setting) -> dict[str, Any]:
-    return asdict(setting) | {"augmentation": AUGMENTATION}
+    return asdict(setting) | {"augmentation": AUGMENTATION if setting.arch == "mlp" else CNN_AUGMENTATION}

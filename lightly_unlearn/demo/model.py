@@ -81,3 +81,76 @@ class DigitsMoCo(pl.LightningModule):
 
 
 MODELS = {"simclr": DigitsSimCLR, "moco": DigitsMoCo}
+
+
+def conv_backbone(channels: tuple[int, ...] = (32, 64, 128, 128),
+                  strides: tuple[int, ...] = (1, 2, 2, 1)) -> nn.Sequential:
+    """Small BatchNorm CNN: 3x3 conv-BN-ReLU blocks, then global average pooling."""
+    layers: list[nn.Module] = []
+    c_in = 3
+    for c_out, stride in zip(channels, strides):
+        layers += [nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False),
+                   nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+        c_in = c_out
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    return nn.Sequential(*layers)
+
+
+class ConvSimCLR(pl.LightningModule):
+    """SimCLR as in lightly's example, with a small BatchNorm CNN and SGD (momentum 0.9, wd 5e-4)."""
+
+    def __init__(self, width: int = 256, out_dim: int = 128, temperature: float = 0.2, lr: float = 0.06):
+        super().__init__()
+        self.save_hyperparameters()
+        self.backbone = conv_backbone()
+        self.projection_head = SimCLRProjectionHead(128, width, out_dim)
+        self.criterion = NTXentLoss(temperature=temperature)
+
+    def forward(self, x):
+        return self.projection_head(self.backbone(x).flatten(start_dim=1))
+
+    def training_step(self, batch, batch_index):
+        (x0, x1) = batch[0]
+        loss = self.criterion(self.forward(x0), self.forward(x1))
+        self.log("train_loss", loss, batch_size=len(x0))
+        return loss
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=self.hparams.lr, momentum=0.9, weight_decay=5e-4)
+
+
+class ConvMoCo(pl.LightningModule):
+    """MoCo v2 as in lightly's example, with the small BatchNorm CNN and SGD."""
+
+    def __init__(self, width: int = 256, out_dim: int = 128, temperature: float = 0.2,
+                 lr: float = 0.06, bank_size: int = 256, momentum: float = 0.99):
+        super().__init__()
+        self.save_hyperparameters()
+        self.backbone = conv_backbone()
+        self.projection_head = MoCoProjectionHead(128, width, out_dim)
+        self.backbone_momentum = copy.deepcopy(self.backbone)
+        self.projection_head_momentum = copy.deepcopy(self.projection_head)
+        deactivate_requires_grad(self.backbone_momentum)
+        deactivate_requires_grad(self.projection_head_momentum)
+        self.criterion = NTXentLoss(temperature=temperature, memory_bank_size=(bank_size, out_dim))
+
+    def forward(self, x):
+        return self.projection_head(self.backbone(x).flatten(start_dim=1))
+
+    def forward_momentum(self, x):
+        return self.projection_head_momentum(self.backbone_momentum(x).flatten(start_dim=1)).detach()
+
+    def training_step(self, batch, batch_index):
+        m = self.hparams.momentum
+        update_momentum(self.backbone, self.backbone_momentum, m=m)
+        update_momentum(self.projection_head, self.projection_head_momentum, m=m)
+        x_query, x_key = batch[0]
+        loss = self.criterion(self.forward(x_query), self.forward_momentum(x_key))
+        self.log("train_loss", loss, batch_size=len(x_query))
+        return loss
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=self.hparams.lr, momentum=0.9, weight_decay=5e-4)
+
+
+CONV_MODELS = {"simclr": ConvSimCLR, "moco": ConvMoCo}

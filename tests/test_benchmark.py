@@ -1,0 +1,91 @@
+"""The benchmark (``benchmarks/unlearning.py``): paired intervals, verdicts, merging and a quick run."""
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench_unlearning", ROOT / "benchmarks" / "unlearning.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _rows(gaps):
+    common = {"hyperparameters": {}, "epochs": 1}
+    rows = [{"method": "original", "avg_gap": 9.0, "indist_gap": 9.0, "forget_holdout_auc": 0.8},
+            {"method": "retrain", "avg_gap": 0.0, "indist_gap": 0.0, "forget_holdout_auc": 0.5}]
+    rows += [{"method": m, "avg_gap": g, "indist_gap": g, "forget_holdout_auc": 0.5} for m, g in gaps.items()]
+    return [{**r, **common} for r in rows]
+
+
+def test_t_interval_matches_student_t():
+    bench = _bench()
+    mean, low, high = bench.t_interval([1.0, 2.0, 3.0, 4.0, 5.0])
+    # mean 3, sd sqrt(2.5), t(0.975, 4) = 2.776
+    assert mean == pytest.approx(3.0) and high - mean == pytest.approx(2.776 * math.sqrt(2.5 / 5), rel=1e-3)
+    assert math.isnan(bench.t_interval([1.0])[1])
+
+
+def test_verdict_only_when_the_interval_excludes_zero():
+    bench = _bench()
+    assert bench.verdict(-3.0, -0.1) == "AC leads"
+    assert bench.verdict(0.2, 4.0) == "AC trails"
+    assert bench.verdict(-1.0, 2.0) == "no significant difference"
+
+
+def test_paired_picks_the_best_baseline_and_pairs_by_seed():
+    bench = _bench()
+    per_seed = [_rows({"finetune": 9.0, "neggrad": 3.0 + s, "ac": 5.0 + s + 0.1 * s * s}) for s in range(5)]
+    comp = {(c["metric"], c["ac"]): c for c in bench.paired(per_seed)}
+    c = comp[("avg_gap", "ac")]
+    assert c["baseline"] == "neggrad" and c["seeds"] == 5
+    assert c["differences"] == pytest.approx([2.0 + 0.1 * s * s for s in range(5)])
+    assert c["verdict"] == "AC trails" and c["ci95"][0] > 0
+    # Same means, seed-to-seed noise larger than the difference: no verdict.
+    noisy = [_rows({"neggrad": 3.0, "ac": 3.5 + (4.0 if s % 2 else -4.0)}) for s in range(6)]
+    assert {c["verdict"] for c in bench.paired(noisy)} == {"no significant difference"}
+
+
+def test_combine_adds_methods_run_later_against_the_same_references():
+    bench = _bench()
+    first = {"eval_seeds": [1, 2], "seconds": 1.0, "command": "a", "results": [
+        {"setting": {"arch": "cnn"}, "model": "simclr", "forget": "random:0.1", "chosen": {"neggrad": {}},
+         "per_seed": [_rows({"neggrad": 3.0}), _rows({"neggrad": 4.0})]}]}
+    second = json.loads(json.dumps(first))
+    second["results"][0]["chosen"] = {"ac": {}}
+    second["results"][0]["per_seed"] = [_rows({"ac": 1.0}), _rows({"ac": 2.0})]
+    merged = bench.combine([first, second])
+    res = merged["results"][0]
+    assert [r["method"] for r in res["per_seed"][1]] == ["original", "retrain", "neggrad", "ac"]
+    assert set(res["chosen"]) == {"neggrad", "ac"} and res["paired"][0]["differences"] == [-2.0, -2.0]
+    second["results"][0]["per_seed"][0][1]["forget_holdout_auc"] = 0.6  # another Retrain
+    with pytest.raises(SystemExit, match="share --cache"):
+        bench.combine([first, second])
+
+
+@pytest.mark.slow
+def test_benchmark_quick_runs(tmp_path):
+    """The smoke run, in process: every method and its calibrated mode against Retrain, two seeds."""
+    bench = _bench()
+    out = tmp_path / "bench.json"
+    assert bench.main(["--quick", "--out", str(out)]) == 0
+    payload = json.loads(out.read_text())
+    result = payload["results"][0]
+    methods = {"finetune", "gradient_ascent", "neggrad", "l1_sparse", "ac"}
+    assert set(result["chosen"]) == methods
+    rows = {r["method"]: r for r in result["summary"]}
+    assert set(rows) == {"original", "retrain"} | methods | {f"{m}+stop" for m in methods}
+    assert rows["retrain"]["avg_gap"] == 0.0 and rows["retrain"]["indist_gap"] == 0.0
+    for name, row in rows.items():
+        assert math.isfinite(row["avg_gap"]) and math.isfinite(row["indist_gap"]), name
+        assert row["seeds"] == 2
+    assert rows["ac+stop"]["epochs"] <= 2  # at most 10 % of the 20 pretraining epochs
+    assert {c["ac"] for c in result["paired"]} == {"ac", "ac+stop"}
+    assert all(len(c["differences"]) == 2 for c in result["paired"])
