@@ -133,7 +133,10 @@ def gap_figure(
     )
     if holdout_gap is not None:
         legend += " The never-seen panel shows how much the model changed anyway."
-    fig.supxlabel(_wrap(legend, width + 20), fontsize=8)
+    legend = _wrap(legend, width + 40)
+    bottom = 0.03 + 0.025 * (legend.count("\n") + 1) * 6.4 / fig.get_figheight()
+    fig.get_layout_engine().set(rect=(0, bottom, 1, 1 - 0.01))
+    fig.text(0.5, 0.01, legend, ha="center", va="bottom", fontsize=8)
     return fig
 
 

@@ -129,14 +129,11 @@ def collapse_warnings(
         if cos_a is None:
             continue
         if cos_a >= COLLAPSE_COSINE:
-            found.append(
-                f"different {split} images have a mean embedding cosine of {cos_a:.3f} "
-                f"(>= {COLLAPSE_COSINE}): the encoder maps every input to nearly the same point"
-            )
+            found.append(f"different {split} images have mean cosine {cos_a:.3f} (>= {COLLAPSE_COSINE})")
         elif cos_b is not None and (1 - cos_a) < COLLAPSE_SPREAD_RATIO * (1 - cos_b):
             found.append(
                 f"the spread of {split} embeddings (1 - mean cosine) fell from {1 - cos_b:.3f} to "
-                f"{1 - cos_a:.3f}, below {COLLAPSE_SPREAD_RATIO:g} of its value before unlearning"
+                f"{1 - cos_a:.3f} (below {COLLAPSE_SPREAD_RATIO:g} of before)"
             )
     for key, name in (("ra", "retain"), ("ta", "test/holdout")):
         acc_b, acc_a = _get(before, key), _get(after, key)
@@ -159,9 +156,9 @@ def collapse_warnings(
     return [
         {
             "code": "collapse",
-            "message": "The encoder looks broken, not unlearned: "
+            "message": "The encoder looks broken, not unlearned ("
             + "; ".join(found)
-            + ". None of the forgetting numbers is evidence of forgetting.",
+            + "): none of the forgetting numbers is evidence of forgetting.",
         }
     ]
 
