@@ -172,6 +172,13 @@ def transforms(size: int, normalize: str) -> tuple[Callable, Callable]:
     return view, T.Compose(steps)
 
 
+def image_names(folder: str, max_samples: int) -> list[str]:
+    """File names of the images :func:`load_images` reads from ``folder``, in the same order."""
+    root = Path(folder)
+    files = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    return [p.name for p in files[:max_samples]]
+
+
 # -- run --------------------------------------------------------------------------------------
 def run(args: argparse.Namespace) -> int:
     import errno
@@ -195,8 +202,12 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from lightly_unlearn.audits.alignment import AlignmentMatrix, alignment_scores
-    from lightly_unlearn.audits.emia import _auc
+    from lightly_unlearn.audits.alignment import (
+        AlignmentMatrix,
+        alignment_scores,
+        cross_sample_cosine,
+    )
+    from lightly_unlearn.audits.emia import _auc, auc_standard_error
     from lightly_unlearn.audits.features import AuditInputs, extract_features
     from lightly_unlearn.audits.report import (
         atomic_write,
@@ -205,6 +216,7 @@ def _run(args: argparse.Namespace) -> int:
         save_figure,
         write_json,
     )
+    from lightly_unlearn.audits.verdict import assess
 
     if args.num_views < 2:
         raise AuditCLIError(f"--num-views must be at least 2; got {args.num_views}.")
@@ -232,7 +244,7 @@ def _run(args: argparse.Namespace) -> int:
     splits = {"forget": data, **({"holdout": holdout} if holdout else {})}
     total = 2 * args.num_views * sum(len(v) for v in splits.values())
     audit = AlignmentMatrix(num_samples=args.max_samples)
-    results, scores = {}, {}
+    results, scores, views = {}, {}, {}
     with tqdm(total=total, unit="img", disable=args.no_progress, file=sys.stderr) as bar:
         for when, model in models.items():
             bar.set_description(f"embedding ({when})")
@@ -261,18 +273,34 @@ def _run(args: argparse.Namespace) -> int:
             inputs = AuditInputs(retain=None, forget=feats["forget"], holdout=feats.get("holdout"))
             results[when] = audit(inputs, before=results.get("before"))
             scores[when] = {s: alignment_scores(f.views).numpy() for s, f in feats.items()}
+            views[when] = {s: f.views for s, f in feats.items()}
 
     metrics = {when: dict(r.metrics) for when, r in results.items()}
     for when, s in scores.items():
         metrics[when]["alignment_data"] = float(s["forget"].mean())
         if "holdout" in s:
             metrics[when]["alignment_holdout"] = float(s["holdout"].mean())
-            metrics[when]["forget_holdout_auc"] = _auc(s["forget"], s["holdout"])
+            auc = metrics[when]["forget_holdout_auc"] = _auc(s["forget"], s["holdout"])
+            metrics[when]["forget_holdout_auc_se"] = auc_standard_error(
+                auc, len(s["forget"]), len(s["holdout"])
+            )
             metrics[when]["alignment_level_gap"] = float(s["forget"].mean() - s["holdout"].mean())
+            metrics[when]["cross_cosine_holdout"] = cross_sample_cosine(views[when]["holdout"])
     after = results["after"]
     fs = after.metrics["forgetting_score"]
-
-    fig = gap_figure(after.arrays["gap_matrix"], f"Alignment gap matrix ({len(data)} images)", fs)
+    verdict = assess(metrics["before"], metrics["after"], [*after.warnings])
+    names = image_names(args.data, args.max_samples)
+    fig = gap_figure(
+        after.arrays["gap_matrix"],
+        f"Alignment gap matrix ({len(data)} images)",
+        fs,
+        labels=names,
+        holdout_gap=after.arrays.get("holdout_gap_matrix"),
+        holdout_labels=image_names(args.holdout, args.max_samples) if holdout else None,
+        holdout_fs=after.metrics.get("holdout_drift_score"),
+        verdict=verdict.line,
+        warnings=verdict.warnings,
+    )
     try:  # only now: a failed run leaves no empty --out behind
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -289,7 +317,14 @@ def _run(args: argparse.Namespace) -> int:
         "image_size": size,
         "seed": args.seed,
         "embedding": args.embedding,
+        "verdict": verdict.line,
+        "warnings": verdict.warnings,
         "forgetting_score": fs,
+        "holdout_drift_score": after.metrics.get("holdout_drift_score"),
+        "forgetting_beyond_drift": after.metrics.get("forgetting_beyond_drift"),
+        "forgetting_beyond_drift_se": after.metrics.get("forgetting_beyond_drift_se"),
+        "image_names": names,
+        "holdout_names": image_names(args.holdout, args.max_samples) if holdout else None,
         "metrics": metrics,
         "gap_matrix": after.arrays["gap_matrix"],
         "alignment_matrix_before": results["before"].arrays["matrix"],
@@ -297,14 +332,7 @@ def _run(args: argparse.Namespace) -> int:
         "alignment_scores": {w: {k: v.tolist() for k, v in s.items()} for w, s in scores.items()},
     }
     paths.append(write_json(out / "audit.json", payload))
-    verdict = (
-        "Your images align less with themselves after unlearning than before (FS > 0): "
-        "consistent with forgetting."
-        if fs > 0
-        else "FS <= 0: no sign that the model forgot these images."
-    )
     notes = [
-        verdict,
         f"{len(data)} images, K = {args.num_views} seeded augmentations, "
         f"{args.embedding} embeddings, {size}x{size} px.",
     ]
@@ -314,11 +342,11 @@ def _run(args: argparse.Namespace) -> int:
             "model never saw; above 0.5 they are still recognisable, below 0.5 over-forgotten."
         )
     report = markdown_report(
-        metrics["before"], metrics["after"], title="Data owner audit", notes=notes
+        metrics["before"], metrics["after"], title="Data owner audit", notes=notes, verdict=verdict
     )
     report += "\n![alignment gap matrix](gap_matrix.png)\n"
     paths.append(atomic_write(out / "report.md", report))
-    print(f"forgetting score FS = {fs:+.4f}  ({verdict})")
+    print(f"forgetting score FS = {fs:+.4f}. {verdict.line}")
     for path in paths:
         print(f"wrote {path}")
     return 0
