@@ -31,6 +31,7 @@ __all__ = [
     "ModelSpecError",
     "build_from_checkpoint",
     "import_object",
+    "load_initial_weights",
     "load_weights",
     "read_checkpoint",
     "split_model_spec",
@@ -193,3 +194,13 @@ def build_from_checkpoint(cls: Any, path: str | os.PathLike, *, model: str) -> n
         ) from err
     load_weights(module, weights, model=model, source=path)
     return module
+
+
+def load_initial_weights(module: nn.Module, path: str | os.PathLike) -> None:
+    """Load a checkpoint's weights (only) into ``module`` in place: strict, ``weights_only=True``.
+
+    Used by ``UnlearnCallback(init_checkpoint=...)`` to start unlearning from pretrained weights
+    without restoring the pretraining loop; a mismatch fails with one line.
+    """
+    weights, _ = read_checkpoint(path)
+    load_weights(module, weights, model=type(module).__qualname__, source=path)

@@ -105,7 +105,9 @@ class ReceiptCallback(DualNamespaceCallback):  # a Callback in both namespaces
                 f"ReceiptCallback(input_checkpoint={str(self.input_checkpoint)!r}): no such file. "
                 "Pass the checkpoint the model's weights were loaded from."
             )
-        self._source = self.input_checkpoint
+        self._source = self.input_checkpoint or getattr(  # UnlearnCallback(init_checkpoint=...)
+            _find(trainer, "init_checkpoint"), "init_checkpoint", None)
+        self._source = None if self._source is None else Path(self._source)
         if self._source is not None:
             self._refuse_overwriting_checkpoint_callback(trainer, self._source)
         # trainer.log_dir is a collective (broadcast) under DDP: setup runs on every rank

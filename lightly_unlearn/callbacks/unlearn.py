@@ -20,6 +20,7 @@ from lightly_unlearn.adapters import (
 from lightly_unlearn.losses.clip_rows import clip_row_terms, is_clip_criterion
 from lightly_unlearn.losses.rows import RowTerms, global_sum, ntxent_row_terms, row_mask
 from lightly_unlearn.methods.base import StepContext, UnlearningMethod
+from lightly_unlearn.model_loading import load_initial_weights
 from lightly_unlearn.namespaces import DualNamespaceCallback
 
 
@@ -99,6 +100,10 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
             last finite state. Costs one copy of the module's state (freed at teardown); with
             ``False`` a NaN/inf loss still stops the run, but its forward may have left NaN in
             BatchNorm statistics.
+        init_checkpoint: Start from the weights of this checkpoint (a Lightning checkpoint or a
+            state dict, read with ``weights_only=True`` in ``setup``, before anything trains),
+            without ``ckpt_path``'s restore of the pretraining loop (epochs, optimizer). For
+            configuration files and LightningCLI; a resumed run's ``ckpt_path`` still wins.
         **hyperparameters: The method's hyper-parameters (``alpha=1.0, beta=0.5`` for AC, ...).
 
     Example:
@@ -114,6 +119,7 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
         sync_momentum: bool = True,
         reset_memory_bank: bool = True,
         keep_finite_weights: bool = True,
+        init_checkpoint: str | None = None,
         **hyperparameters: Any,
     ) -> None:
         super().__init__()
@@ -128,6 +134,7 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
         self.sync_momentum = sync_momentum
         self.reset_memory_bank = reset_memory_bank
         self.keep_finite_weights = keep_finite_weights
+        self.init_checkpoint = init_checkpoint
         self._snapshot: list[tuple[str, Tensor, Tensor]] | None = None
         self._batch: _BatchContext | None = None
         self._criterion: nn.Module | None = None
@@ -179,6 +186,8 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
     def setup(self, trainer: Any, pl_module: nn.Module, stage: str) -> None:
         if stage != "fit":
             return
+        if self.init_checkpoint is not None:  # weights only; the loop starts fresh
+            load_initial_weights(pl_module, self.init_checkpoint)
         dm = getattr(trainer, "datamodule", None)
         if dm is None or not hasattr(dm, "configure") or not hasattr(dm, "forget_indices"):
             raise TypeError(
