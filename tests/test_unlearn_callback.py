@@ -139,7 +139,7 @@ def test_checkpoint_round_trip_into_the_users_class(tmp_path):
 def test_resume_with_a_different_forget_set_is_refused(digits):
     dm = ForgetRetainDataModule(digits, [0, 1], tiny_transform())
     cb = UnlearnCallback("ac")
-    cb._datamodule = dm
+    cb._datamodule, cb._forget_summary = dm, (dm.forget_sha256, 2)  # as setup() leaves them
     cb.load_state_dict(cb.state_dict())
     other = ForgetRetainDataModule(digits, [0, 2], tiny_transform())
     state = cb.state_dict()

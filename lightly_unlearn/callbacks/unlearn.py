@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor, nn
 
 from lightly_unlearn import registry
@@ -47,8 +48,17 @@ class NonFiniteLossError(FloatingPointError):
     """The unlearning objective became NaN or infinite; no optimizer step was taken with it."""
 
 
+class ForgetCoverageError(RuntimeError):
+    """A training epoch ended without serving every forget sample: the deletion request was not
+    acted on for some samples."""
+
+
 class _BatchContext:
-    """What ``on_train_batch_start`` learns about the batch, for the patched criterion."""
+    """What ``on_train_batch_start`` learns about the batch, for the patched criterion.
+
+    ``extra_views`` are the extra views of the *whole* batch (AC's positive calibration): they
+    are embedded in one pass with the same batch composition as the anchors.
+    """
 
     def __init__(self, forget: Tensor, extra_views: Tensor | None) -> None:
         self.forget = forget
@@ -61,10 +71,6 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (bool, int, float, str)) or value is None:
         return value
     return repr(value)
-
-
-def _training_batch_norm(module: nn.Module) -> bool:
-    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training for m in module.modules())
 
 
 class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
@@ -135,12 +141,20 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
         self.reset_memory_bank = reset_memory_bank
         self.keep_finite_weights = keep_finite_weights
         self.init_checkpoint = init_checkpoint
+        self._forget_summary: tuple[str | None, int | None] = (None, None)
+        self._reset_fit_state()
+
+    def _reset_fit_state(self) -> None:
+        """Everything that lives for one ``fit``: created in ``setup``, dropped in ``teardown``,
+        so a callback fitted twice unlearns twice."""
         self._snapshot: list[tuple[str, Tensor, Tensor]] | None = None
         self._batch: _BatchContext | None = None
         self._criterion: nn.Module | None = None
         self._module: nn.Module | None = None
         self._datamodule: Any = None
         self._forget_keys: Tensor | None = None
+        self._forget_seen: Tensor | None = None  # per forget sample: served this epoch
+        self._epoch_batches = 0
         self._finished = False
         self._resumed = False
         self._total_steps = 1
@@ -151,12 +165,13 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
         return {k: _plain(v) for k, v in self.method.hparams.items()}
 
     def state_dict(self) -> dict[str, Any]:
-        dm = self._datamodule
+        # the forget set of the last fit (kept after teardown for `trainer.save_checkpoint`)
+        sha, num = self._forget_summary
         return {
             "method": self.method.name,
             "hyperparameters": self.hyperparameters,
-            "forget_sha256": dm.forget_sha256 if dm is not None else None,
-            "num_forget": len(dm.forget_indices) if dm is not None else None,
+            "forget_sha256": sha,
+            "num_forget": num,
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -188,6 +203,7 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
             return
         if self.init_checkpoint is not None:  # weights only; the loop starts fresh
             load_initial_weights(pl_module, self.init_checkpoint)
+        self._reset_fit_state()
         dm = getattr(trainer, "datamodule", None)
         if dm is None or not hasattr(dm, "configure") or not hasattr(dm, "forget_indices"):
             raise TypeError(
@@ -238,6 +254,7 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
         )
         self._datamodule, self._module = dm, pl_module
         self._forget_keys = dm.forget_indices
+        self._forget_summary = (dm.forget_sha256, len(dm.forget_indices))
         self._install(self._criterion)
 
     def on_train_start(self, trainer: Any, pl_module: nn.Module) -> None:
@@ -258,12 +275,33 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
         if self.reset_memory_bank and not self.method.reinitialise:
             reset_memory_banks(pl_module)
         self._forget_keys = self._forget_keys.to(pl_module.device)
+        self._forget_seen = torch.zeros(len(self._forget_keys), dtype=torch.bool, device=pl_module.device)
         total = trainer.estimated_stepping_batches
         self._total_steps = max(int(total), 1) if total != float("inf") else 1
         params = {"unlearn/method": self.method.name, "unlearn/num_forget": len(self._forget_keys)}
         params.update({f"unlearn/{k}": v for k, v in self.hyperparameters.items()})
         for logger in trainer.loggers:
             logger.log_hyperparams(params)
+        rank_zero_info(self.describe(trainer))
+
+    def describe(self, trainer: Any = None) -> str:
+        """One line: method, hyper-parameters, forget/retain counts, stream and batches."""
+        dm = self._datamodule
+        world = getattr(trainer, "world_size", 1) or 1
+        layout = dm.layout(world)
+        n_forget, n_retain = len(dm.forget_indices), len(dm.retain_indices)
+        stream = self.method.data
+        hp = ", ".join(f"{k}={v}" for k, v in self.hyperparameters.items()) or "no hyper-parameters"
+        per_batch = {
+            "retain": 0.0,
+            "forget": n_forget / max(layout.num_batches * world, 1),
+            "mixed": n_forget / max(layout.num_batches * world, 1),
+        }[stream]
+        return (
+            f"UnlearnCallback: {self.method.name} ({hp}); forget {n_forget} / retain {n_retain} "
+            f"samples; stream '{stream}': {layout.num_batches} batches of {layout.batch_size} per "
+            f"device per epoch on {world} device(s), {per_batch:.1f} forget samples per batch on average."
+        )
 
     # -- per batch ------------------------------------------------------------------------------
     def on_train_batch_start(self, trainer: Any, pl_module: nn.Module, batch: Any, batch_idx: int) -> None:
@@ -275,13 +313,58 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
             )
         keys = torch.as_tensor(batch[2], device=self._forget_keys.device)
         forget = torch.isin(keys, self._forget_keys)
+        if self._forget_seen is not None:
+            self._forget_seen |= torch.isin(self._forget_keys, keys)
+        self._epoch_batches += 1
         extra = None
         if self.method.extra_view:
             views = batch[0]
             if len(views) < 3:
                 raise RuntimeError("AC batches must carry a third view; is the datamodule configured?")
-            extra = views.pop(2)[forget.to(views[0].device)]  # the user's step sees two views
+            extra = views.pop()  # the extra view is the last one; the user's step sees the rest
         self._batch = _BatchContext(forget, extra)
+
+    # -- every forget sample, every epoch ---------------------------------------------------------
+    def on_train_epoch_start(self, trainer: Any, pl_module: nn.Module) -> None:
+        if self._forget_seen is not None:
+            self._forget_seen.zero_()
+        self._epoch_batches = 0
+
+    def _check_coverage(self, trainer: Any, pl_module: nn.Module) -> None:
+        """Log ``unlearn/forget_seen`` (distinct forget samples served this epoch, all ranks);
+        raise if a complete epoch of a method that trains on forget samples missed some."""
+        if self._forget_seen is None or not self.method.needs_forget:
+            return
+        seen = self._forget_seen.to(torch.int32)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(seen, op=torch.distributed.ReduceOp.MAX)
+        count = int(seen.sum())
+        pl_module.log("unlearn/forget_seen", float(count), rank_zero_only=True)
+        expected = len(self._forget_keys)
+        loader_batches = trainer.num_training_batches
+        complete = loader_batches != float("inf") and self._epoch_batches >= loader_batches
+        if count < expected:
+            missing = self._forget_keys[seen == 0][:5].tolist()
+            message = (
+                f"Epoch {trainer.current_epoch} of {self.method.name} served {count} of "
+                f"{expected} forget samples (missing e.g. positions {missing}): they were not "
+                "unlearned in this epoch."
+            )
+            if complete and getattr(trainer, "limit_train_batches", 1.0) in (1.0, None):
+                raise ForgetCoverageError(
+                    message + " Serve the data through ForgetRetainDataModule's own "
+                    "train_dataloader (it covers every forget sample in every epoch); a custom "
+                    "loader or sampler must do the same."
+                )
+            rank_zero_warn(message + " (the epoch was cut short by limit_train_batches or max_steps)")
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: nn.Module) -> None:
+        self._check_coverage(trainer, pl_module)
+        # Before ModelCheckpoint (Lightning runs checkpoint callbacks last), so the last epoch's
+        # checkpoint already holds synced momentum weights.
+        max_epochs = trainer.max_epochs
+        if max_epochs is not None and max_epochs > 0 and trainer.current_epoch + 1 >= max_epochs:
+            self._finish(pl_module)
 
     def on_train_batch_end(self, trainer: Any, pl_module: nn.Module, *args: Any, **kwargs: Any) -> None:
         self._batch = None
@@ -348,29 +431,31 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
             return clip_row_terms(criterion, args[0], args[1], args[2], bias)
         return ntxent_row_terms(criterion, args[0], args[1])
 
-    def _extra_embeddings(self, module: nn.Module, extra_views: Tensor) -> Tensor | None:
-        if is_clip_criterion(self._criterion):
-            # CLIP: the extra "view" is the forget pairs' own caption tokens (SPEC §3)
-            if extra_views.shape[0] == 0:
-                return None
-            if self.embed_fn is not None:
-                return self.embed_fn(extra_views)
-            return module.encode_text(extra_views, normalize=True)
-        n = extra_views.shape[0]
-        if n == 0 or (n == 1 and _training_batch_norm(module)):
-            # BatchNorm in training mode cannot embed a batch of one; without BatchNorm a single
-            # forget sample on a device keeps its β term (DDP = 1-process, see tests/test_ddp.py)
+    def _extra_embeddings(self, module: nn.Module, extra_views: Tensor, forget: Tensor) -> Tensor | None:
+        """Embeddings of the forget samples' extra views, ``(F, D)`` in batch order."""
+        forget = forget.to(extra_views.device)
+        if not bool(forget.any()):
             return None
-        # The extra views are forget samples only: normalise them with their batch statistics
-        # (train mode) but keep them out of BatchNorm's running statistics, which the audits
-        # and the unlearned model use in eval mode.
+        if is_clip_criterion(self._criterion):
+            # CLIP: the extra "view" is the forget pairs' own caption tokens; the text tower has
+            # no batch statistics, so only the forget captions are embedded
+            tokens = extra_views[forget]
+            if self.embed_fn is not None:
+                return self.embed_fn(tokens)
+            return module.encode_text(tokens, normalize=True)
+        # The extra views of the *whole* batch go through one pass, so BatchNorm normalises them
+        # with the statistics of the same batch composition as the anchor views; only the
+        # forget rows are used. That pass is kept out of BatchNorm's running statistics, which
+        # the audits and the unlearned model use in eval mode.
         with frozen_batch_norm_stats(module):
             if self.embed_fn is not None:
-                return self.embed_fn(extra_views)
-            if hasattr(module, "forward_momentum"):
+                out = self.embed_fn(extra_views)
+            elif hasattr(module, "forward_momentum"):
                 with torch.no_grad():
-                    return module.forward_momentum(extra_views).detach()
-            return module(extra_views)
+                    out = module.forward_momentum(extra_views).detach()
+            else:
+                out = module(extra_views)
+        return out[forget.to(out.device)]
 
     def _objective(self, criterion: nn.Module, *args: Any, **kwargs: Any) -> Tensor:
         ctx = self._batch
@@ -388,7 +473,7 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
         terms = self._row_terms(criterion, *args, **kwargs)
         extra = None
         if ctx.calls == 1 and ctx.extra_views is not None:
-            extra = self._extra_embeddings(module, ctx.extra_views)
+            extra = self._extra_embeddings(module, ctx.extra_views, ctx.forget)
         trainer = module.trainer
         progress = min(trainer.global_step / self._total_steps, 1.0)
         loss = self.method.objective(
@@ -400,6 +485,8 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
                 module=module,
                 progress=progress,
                 forget_fraction=self._datamodule.forget_fraction,
+                second=args[1] if len(args) > 1 else None,
+                image_text=is_clip_criterion(criterion),
             )
         )
         reg = self.method.regularizer(module, progress)
@@ -437,13 +524,6 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
                 reset_memory_banks(pl_module)
         self._finished = True
 
-    def on_train_epoch_end(self, trainer: Any, pl_module: nn.Module) -> None:
-        # Before ModelCheckpoint (Lightning runs checkpoint callbacks last), so the last epoch's
-        # checkpoint already holds synced momentum weights.
-        max_epochs = trainer.max_epochs
-        if max_epochs is not None and max_epochs > 0 and trainer.current_epoch + 1 >= max_epochs:
-            self._finish(pl_module)
-
     def on_train_end(self, trainer: Any, pl_module: nn.Module) -> None:
         self._finish(pl_module)
 
@@ -451,7 +531,6 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
         if stage != "fit":
             return
         self._restore()
-        self._batch = None
-        self._snapshot = None
         if self._datamodule is not None:
-            self._datamodule.configure("all")
+            self._datamodule.configure("all", validate=False)
+        self._reset_fit_state()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -12,6 +13,12 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from lightly_unlearn.data.pairing import ForgetPairedCaptions, ForgetPairedViews
+from lightly_unlearn.data.sampling import (
+    BatchLayout,
+    ForgetCoveringSampler,
+    forget_layout,
+    mixed_layout,
+)
 from lightly_unlearn.data.validation import (
     check_batches,
     check_views,
@@ -81,7 +88,9 @@ class ForgetRetainDataModule(L.LightningDataModule, pl.LightningDataModule):
         forget_indices: Positions in ``dataset`` to forget, or a boolean mask of length
             ``len(dataset)``. Validated here, before anything trains.
         transform: A lightly multi-view transform (``SimCLRTransform``, ``MoCoV2Transform``, ...).
-        batch_size: Samples per batch per device. Loaders drop the last incomplete batch.
+        batch_size: Samples per batch per device. Streams without forget samples drop the last
+            incomplete batch and use ``min(batch_size, samples per device)``; streams with forget
+            samples cover every forget sample in every epoch (see :meth:`layout`).
         num_workers: DataLoader workers.
         holdout: Samples the model never saw (a test split), used by audits as non-members and
             for test accuracy. Optional.
@@ -95,6 +104,9 @@ class ForgetRetainDataModule(L.LightningDataModule, pl.LightningDataModule):
             ``preprocess_train``), applied once per item. Batches are
             ``[[images, tokens], targets, keys]``; with AC forget images are paired with the
             caption of another forget pair and their own caption travels as the extra view.
+        forget_batch_size: Batch size of the forget-only stream (gradient ascent). ``None``:
+            ``min(batch_size, forget samples per device)``; batches a small forget set cannot fill
+            get retain samples as negatives, whose own rows the method does not count.
 
     Example:
         >>> dm = ForgetRetainDataModule(cifar10, forget_indices=range(500),
@@ -114,6 +126,7 @@ class ForgetRetainDataModule(L.LightningDataModule, pl.LightningDataModule):
         *,
         eval_transform: Callable | None = None,
         tokenizer: Callable | None = None,
+        forget_batch_size: int | None = None,
     ) -> None:
         super().__init__()
         from lightly_unlearn.data.validation import check_dataset
@@ -164,6 +177,13 @@ class ForgetRetainDataModule(L.LightningDataModule, pl.LightningDataModule):
                 )
             check_views(transform(split_item(first)[0]))
         self.batch_size = int(batch_size)
+        if forget_batch_size is not None and int(forget_batch_size) < 2:
+            raise ValueError(
+                f"forget_batch_size={forget_batch_size}: contrastive losses need at least 2 samples "
+                "per batch (a single forget sample is completed with a retain sample). Pass None "
+                "to size forget batches from the forget set."
+            )
+        self.forget_batch_size = None if forget_batch_size is None else int(forget_batch_size)
         self.num_workers = int(num_workers)
         self.seed = int(seed)
         self.holdout_dataset = holdout
@@ -206,7 +226,14 @@ class ForgetRetainDataModule(L.LightningDataModule, pl.LightningDataModule):
         return forget_set_sha256(self.forget_indices)
 
     # -- what the unlearning method asks for ---------------------------------------------------
-    def configure(self, mode: DataMode, extra_view: bool = False, pair_forget: bool | None = None) -> None:
+    def configure(
+        self,
+        mode: DataMode,
+        extra_view: bool = False,
+        pair_forget: bool | None = None,
+        *,
+        validate: bool = True,
+    ) -> None:
         """Choose the training stream; called by ``UnlearnCallback`` before loaders are built.
 
         ``mode="mixed"`` with ``pair_forget=True`` serves Alignment Calibration's partner views
@@ -218,65 +245,96 @@ class ForgetRetainDataModule(L.LightningDataModule, pl.LightningDataModule):
             raise ValueError(f"Unknown data mode {mode!r}.")
         self.mode, self.extra_view = mode, bool(extra_view)
         self.pair_forget = self.extra_view if pair_forget is None else bool(pair_forget)
-        self._train_set()  # validates now rather than when the first epoch starts
+        if validate:
+            self._train_set()  # validates now rather than when the first epoch starts
 
     def _train_set(self) -> Dataset:
-        n_forget, n_retain = len(self.forget_indices), len(self.retain_indices)
+        """The dataset the loader samples from; with forget samples in the stream its positions
+        are the keys (``range(len(dataset))``), so the sampler can choose forget and filler
+        samples."""
+        self.layout()  # validates the stream before any training
+        keys = self.retain_indices.tolist() if self.mode == "retain" else list(range(self.num_samples))
+        forget = self.forget_indices.tolist()
         if self.tokenizer is not None:
-            return self._pair_set(n_forget, n_retain)
-        if self.mode == "retain":
-            check_batches(n_retain, self.batch_size, "retain")
-            return KeyedViews(self.dataset, self.retain_indices.tolist(), self.transform)
-        if self.mode == "forget":
-            check_batches(n_forget, self.batch_size, "forget")
-            return KeyedViews(self.dataset, self.forget_indices.tolist(), self.transform)
-        check_batches(self.num_samples, self.batch_size, "training")
-        everything = list(range(self.num_samples))
+            if self.mode == "mixed" and self.pair_forget:
+                return ForgetPairedCaptions(
+                    self.dataset, keys, forget, self.transform, self.tokenizer,
+                    extra_view=self.extra_view,
+                )
+            return KeyedPairs(self.dataset, keys, self.transform, self.tokenizer)
         if self.mode == "mixed" and self.pair_forget:
             return ForgetPairedViews(
-                self.dataset, everything, self.forget_indices.tolist(), self.transform,
-                extra_view=self.extra_view,
+                self.dataset, keys, forget, self.transform, extra_view=self.extra_view
             )
-        return KeyedViews(self.dataset, everything, self.transform)
+        return KeyedViews(self.dataset, keys, self.transform)
 
-    def _pair_set(self, n_forget: int, n_retain: int) -> Dataset:
-        """Image–caption version of :meth:`_train_set` (``tokenizer`` given)."""
+    @staticmethod
+    def _world() -> tuple[int, int]:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            return torch.distributed.get_world_size(), torch.distributed.get_rank()
+        return 1, 0
+
+    def layout(self, world_size: int | None = None) -> BatchLayout:
+        """Batches per device per epoch and their size, for the configured stream.
+
+        * ``"all"``: ``batch_size`` (raises if the dataset cannot fill one batch per device);
+        * ``"retain"``: ``min(batch_size, retain samples per device)``, last partial batch dropped;
+        * ``"mixed"``: every forget sample in exactly one batch per epoch, only retain samples
+          left out (:func:`~lightly_unlearn.data.sampling.mixed_layout`);
+        * ``"forget"``: batches sized from the forget set, completed with retain samples
+          (:func:`~lightly_unlearn.data.sampling.forget_layout`).
+        """
+        world = world_size or self._world()[0]
+        n_forget, n_retain = len(self.forget_indices), len(self.retain_indices)
+        per_rank_forget = math.ceil(n_forget / world)
+        if self.mode == "all":
+            per_rank = self.num_samples // world
+            check_batches(per_rank, self.batch_size, f"per-device ({world} devices) training")
+            return BatchLayout(per_rank // self.batch_size, self.batch_size)
         if self.mode == "retain":
-            check_batches(n_retain, self.batch_size, "retain")
-            keys = self.retain_indices.tolist()
-        elif self.mode == "forget":
-            check_batches(n_forget, self.batch_size, "forget")
-            keys = self.forget_indices.tolist()
-        else:
-            check_batches(self.num_samples, self.batch_size, "training")
-            keys = list(range(self.num_samples))
-        if self.mode == "mixed" and self.pair_forget:
-            return ForgetPairedCaptions(
-                self.dataset, keys, self.forget_indices.tolist(), self.transform, self.tokenizer,
-                extra_view=self.extra_view,
+            per_rank = n_retain // world
+            check_batches(per_rank, min(self.batch_size, per_rank), f"per-device ({world} devices) retain")
+            size = min(self.batch_size, per_rank)
+            return BatchLayout(per_rank // size, size)
+        if n_forget == 0:
+            raise ValueError(f"The {self.mode!r} stream needs forget samples; the forget set is empty.")
+        if n_retain == 0:
+            raise ValueError(
+                f"The {self.mode!r} stream needs at least one retain sample (as negatives or to fill "
+                "batches); the forget set is the whole dataset."
             )
-        return KeyedPairs(self.dataset, keys, self.transform, self.tokenizer)
+        check_batches(max(self.batch_size, 2), self.batch_size, "training")  # batch_size >= 2
+        if self.mode == "forget":
+            return forget_layout(per_rank_forget, self.batch_size, self.forget_batch_size)
+        return mixed_layout(self.num_samples // world, per_rank_forget, self.batch_size)
 
     def train_dataloader(self) -> DataLoader:
-        """Shuffled, ``drop_last`` batches through a ``DistributedSampler`` on every device count.
+        """Shuffled, equal-size batches through a ``DistributedSampler`` on every device count.
 
-        The sampler's order depends only on ``(seed, epoch)`` (Lightning calls ``set_epoch``), so
-        a run resumed from a checkpoint sees the same batches as an uninterrupted one. Under DDP
-        it uses ``drop_last=True``: the default padding would repeat samples and count them twice
-        in an epoch; at most ``world_size - 1`` samples per epoch are left out instead. Lightning
-        keeps a ``DistributedSampler`` it is given.
+        The order depends only on ``(seed, epoch)`` (Lightning calls ``set_epoch``), so a run
+        resumed from a checkpoint sees the same batches as an uninterrupted one. Streams with
+        forget samples use :class:`~lightly_unlearn.data.sampling.ForgetCoveringSampler`: every
+        forget sample is served in exactly one batch per epoch, on one device, and only retain
+        samples are left out. The others use ``drop_last=True`` (no sample counted twice; at
+        most a batch's worth of retain samples per epoch left out). Lightning keeps a
+        ``DistributedSampler`` it is given.
         """
         dataset = self._train_set()
-        world, rank = 1, 0
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            world, rank = torch.distributed.get_world_size(), torch.distributed.get_rank()
-        sampler = DistributedSampler(
-            dataset, num_replicas=world, rank=rank, shuffle=True, seed=self.seed, drop_last=True
-        )
-        check_batches(len(sampler), self.batch_size, f"per-device ({world} devices) training")
+        world, rank = self._world()
+        layout = self.layout(world)
+        if self.mode in ("mixed", "forget"):
+            forget = self.forget_indices.tolist()
+            sampler: DistributedSampler = ForgetCoveringSampler(
+                dataset, forget, self.retain_indices.tolist(), layout,
+                num_replicas=world, rank=rank, seed=self.seed,
+            )
+        else:
+            sampler = DistributedSampler(
+                dataset, num_replicas=world, rank=rank, shuffle=True, seed=self.seed, drop_last=True
+            )
         return DataLoader(
             dataset,
-            batch_size=self.batch_size,
+            batch_size=layout.batch_size,
             sampler=sampler,
             drop_last=True,
             num_workers=self.num_workers,

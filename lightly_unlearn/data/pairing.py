@@ -1,16 +1,20 @@
-"""Alignment Calibration's view construction for forget samples (SPEC §3).
+"""Alignment Calibration's view construction for forget samples.
 
 For a forget sample ``x_i`` the dataset yields three views ``[t1(x_i), t2(x_π(i)), t3(x_i)]``:
 
 * negative alignment calibration — the second view belongs to another forget sample ``x_π(i)``
   (``π(i) != i``, redrawn every time the sample is loaded), so the contrastive row of ``x_i``
-  pulls it toward a different sample;
+  pulls it toward a different sample. A forget set of one sample has no other forget sample:
+  its partner is then a random retain sample;
 * positive alignment calibration — ``t3(x_i)`` is an extra view of the sample itself, whose
   similarity to ``t1(x_i)`` the loss penalises.
 
-Retain samples yield ``[t1(x), t2(x), zeros]``: the zero placeholder only keeps collation
-rectangular; the callback drops it before the forward pass, so the extra view costs compute only
-for forget rows.
+Retain samples yield ``[t1(x), t2(x), t3(x)]``: the extra view of the *whole* batch is embedded
+in one pass, so BatchNorm normalises it with the statistics of the same batch composition as the
+anchor views (as the reference does). Embedding only the forget samples' extra views gives that
+pass forget-only batch statistics, and a model can then lower ``cos(anchor, extra)`` for every
+sample at once by telling the passes apart through BatchNorm — it collapsed lightly's ResNet-18
+SimCLR example in one epoch. The extra view is the last entry of the view list.
 """
 
 from __future__ import annotations
@@ -38,13 +42,15 @@ class ForgetPairedViews(Dataset):
         self.dataset = dataset
         self.indices = [int(i) for i in indices]
         self.forget = [int(i) for i in forget]
-        if len(self.forget) < 2:
-            raise ValueError(
-                "Alignment Calibration pairs each forget sample with a view of *another* forget "
-                f"sample, so it needs at least 2 forget samples; got {len(self.forget)}. Use "
-                "`finetune` or `neggrad` for a single sample."
-            )
+        if not self.forget:
+            raise ValueError("Alignment Calibration needs at least one forget sample.")
         self._forget_pos = {k: p for p, k in enumerate(self.forget)}
+        # a single forget sample is paired with retain samples (there is no other forget sample)
+        self._single_partners = (
+            [k for k in self.indices if k not in self._forget_pos] if len(self.forget) == 1 else []
+        )
+        if len(self.forget) == 1 and not self._single_partners:
+            raise ValueError("A single forget sample needs at least one retain sample as partner.")
         self.transform = transform
         self.per_view = view_transforms(transform)
         self.extra_view = extra_view
@@ -58,7 +64,11 @@ class ForgetPairedViews(Dataset):
         return self.transform(image)[v % 2]
 
     def partner(self, key: int) -> int:
-        """A uniformly random forget sample other than ``key`` (fresh draw on every call)."""
+        """A uniformly random forget sample other than ``key`` (fresh draw on every call); with a
+        single forget sample, a uniformly random retain sample."""
+        if self._single_partners:
+            j = int(torch.randint(len(self._single_partners), ()).item())
+            return self._single_partners[j]
         pos = self._forget_pos[key]
         j = int(torch.randint(len(self.forget) - 1, ()).item())
         return self.forget[j + (j >= pos)]
@@ -69,7 +79,7 @@ class ForgetPairedViews(Dataset):
         if key not in self._forget_pos:
             views = list(self.transform(image))[:2]
             if self.extra_view:
-                views.append(torch.zeros_like(views[0]))
+                views.append(self._view(image, 1))
             return views, target, key
         partner_image, _ = split_item(self.dataset[self.partner(key)])
         views = [self._view(image, 0), self._view(partner_image, 1)]

@@ -23,6 +23,11 @@ class ForgetSetError(ValueError):
 
 def _as_array(forget_indices: Any) -> np.ndarray:
     if isinstance(forget_indices, Tensor):
+        if forget_indices.is_meta:
+            raise ForgetSetError(
+                "forget_indices is a tensor on the 'meta' device, which holds no values. Pass the "
+                "real positions (e.g. create the tensor on 'cpu')."
+            )
         return forget_indices.detach().cpu().numpy()
     if isinstance(forget_indices, (set, frozenset)):
         raise ForgetSetError(
@@ -36,7 +41,16 @@ def _as_array(forget_indices: Any) -> np.ndarray:
             f"forget_indices must be a sequence of integer positions in the dataset or a boolean "
             f"mask of length len(dataset); got {type(forget_indices).__name__}."
         )
+    if isinstance(forget_indices, np.ndarray):
+        return forget_indices
     items = list(forget_indices)
+    bools = [isinstance(item, (bool, np.bool_)) for item in items]
+    if any(bools) and not all(bools):
+        raise ForgetSetError(
+            "forget_indices mixes booleans with integers (e.g. [True, 5, 9]); True would be read "
+            "as position 1. Pass either integer positions or a boolean mask of length "
+            "len(dataset), not both."
+        )
     for item in items:
         if isinstance(item, (bool, np.bool_)):
             continue
@@ -46,7 +60,21 @@ def _as_array(forget_indices: Any) -> np.ndarray:
                 f"{item!r} of type {type(item).__name__}. Convert ids with `int(...)`; if they "
                 f"are file names, map them to positions first."
             )
-    return np.asarray(items)
+    try:
+        return np.asarray(items, dtype=np.bool_ if items and all(bools) else None)
+    except OverflowError as error:
+        raise ForgetSetError(
+            f"forget_indices contains a value too large for a position ({error}); positions are "
+            "0..len(dataset)-1."
+        ) from None
+
+
+def _looks_like_mask(arr: np.ndarray, num_samples: int) -> bool:
+    """A 0/1 integer array of length ``len(dataset)`` is almost surely a mask, not positions."""
+    return (
+        arr.ndim == 1 and arr.shape[0] == num_samples and num_samples > 2
+        and np.issubdtype(arr.dtype, np.integer) and bool(np.isin(arr, (0, 1)).all())
+    )
 
 
 def validate_forget_indices(forget_indices: Any, num_samples: int) -> Tensor:
@@ -63,6 +91,17 @@ def validate_forget_indices(forget_indices: Any, num_samples: int) -> Tensor:
                 f"{tuple(arr.shape)}."
             )
         arr = np.flatnonzero(arr)
+    if arr.dtype == object:
+        raise ForgetSetError(
+            "forget_indices contains values that are not integers within int64 (positions are "
+            "0..len(dataset)-1)."
+        )
+    if _looks_like_mask(arr, num_samples):
+        raise ForgetSetError(
+            f"forget_indices is a 0/1 integer array of length len(dataset)={num_samples}: this "
+            "looks like a mask, not positions. Pass `mask.astype(bool)` (numpy) or "
+            "`mask.bool()` (torch) to forget the samples marked 1."
+        )
     if arr.size and not np.issubdtype(arr.dtype, np.integer):
         raise ForgetSetError(
             f"forget_indices must be integers (positions in the dataset); got dtype {arr.dtype}. "
@@ -85,8 +124,8 @@ def validate_forget_indices(forget_indices: Any, num_samples: int) -> Tensor:
     if (counts > 1).any():
         dup = uniq[counts > 1][:5].tolist()
         raise ForgetSetError(
-            f"forget_indices lists positions more than once: {dup}. Each sample must be named once; "
-            "pass `sorted(set(ids))` if the duplicates are intended."
+            f"forget_indices lists positions more than once: {dup}. Each sample must be named "
+            "once; check where the ids come from (an off-by-one or a joined table repeats ids)."
         )
     return torch.as_tensor(uniq, dtype=torch.long)
 

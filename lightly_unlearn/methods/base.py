@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
-from lightly_unlearn.losses.rows import RowTerms
+from lightly_unlearn.losses.rows import RowTerms, normalise, row_mask
 
 
 @dataclass
@@ -30,6 +30,10 @@ class StepContext:
         module: The LightningModule being unlearned.
         progress: Fraction of the unlearning run completed, in ``[0, 1]``.
         forget_fraction: ``|D_forget| / |D_train|``.
+        second: ``(N, D)`` the second embedding handed to the criterion (``z1`` / key /
+            captions), or ``None``.
+        image_text: Whether the criterion is an image–text (CLIP) loss: ``anchor`` holds image
+            and ``second``/``extra`` caption embeddings.
     """
 
     terms: RowTerms
@@ -39,6 +43,8 @@ class StepContext:
     module: nn.Module
     progress: float
     forget_fraction: float
+    second: Tensor | None = None
+    image_text: bool = False
 
 
 class UnlearningMethod:
@@ -130,3 +136,15 @@ class UnlearningMethod:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.hparams.items())
         return f"{type(self).__name__}({args})"
+
+
+def mean_row_loss(ctx: StepContext, *, forget_only: bool = False) -> Tensor:
+    """The criterion's ordinary loss: mean over all rows (globally normalised under DDP).
+
+    With ``forget_only=True`` only forget rows count: retain samples in a forget stream are
+    fillers (negatives for a forget set too small to fill a batch) whose own rows are ignored.
+    """
+    loss = ctx.terms.loss
+    if forget_only:
+        loss = loss[row_mask(ctx.forget.to(loss.device), ctx.terms.rows_per_sample)]
+    return normalise(loss.sum(), loss.new_tensor(float(loss.numel())))

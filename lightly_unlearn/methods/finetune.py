@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from lightly_unlearn.methods.base import StepContext, UnlearningMethod
-from lightly_unlearn.methods.retrain import mean_row_loss
+from lightly_unlearn.methods.base import StepContext, UnlearningMethod, mean_row_loss
 
 
 class FineTune(UnlearningMethod):

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from lightly_unlearn.methods.base import StepContext, UnlearningMethod
-from lightly_unlearn.methods.retrain import mean_row_loss
+from lightly_unlearn.methods.base import StepContext, UnlearningMethod, mean_row_loss
 
 
 class GradientAscent(UnlearningMethod):
@@ -14,4 +13,5 @@ class GradientAscent(UnlearningMethod):
     data = "forget"
 
     def objective(self, ctx: StepContext) -> Tensor:
-        return -mean_row_loss(ctx)
+        # retain samples in the forget stream only complete batches (negatives): not counted
+        return -mean_row_loss(ctx, forget_only=True)

@@ -5,8 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from lightly_unlearn.methods.base import StepContext, UnlearningMethod
-from lightly_unlearn.methods.retrain import mean_row_loss
+from lightly_unlearn.methods.base import StepContext, UnlearningMethod, mean_row_loss
 
 
 class L1Sparse(UnlearningMethod):

@@ -4,14 +4,9 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from lightly_unlearn.losses.rows import normalise
-from lightly_unlearn.methods.base import StepContext, UnlearningMethod
+from lightly_unlearn.methods.base import StepContext, UnlearningMethod, mean_row_loss
 
-
-def mean_row_loss(ctx: StepContext) -> Tensor:
-    """The criterion's ordinary loss: mean over all rows (globally normalised under DDP)."""
-    loss = ctx.terms.loss
-    return normalise(loss.sum(), loss.new_tensor(float(loss.numel())))
+__all__ = ["Retrain", "mean_row_loss"]  # mean_row_loss re-exported for plugins importing it here
 
 
 class Retrain(UnlearningMethod):
