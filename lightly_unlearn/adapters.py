@@ -142,11 +142,15 @@ def check_trainable(module: nn.Module) -> None:
     """
     meta = [n for n, t in [*module.named_parameters(), *module.named_buffers()] if t.is_meta]
     if meta:
+        # Lightning's clean-up after any error moves the module to the CPU, which fails on meta
+        # tensors with torch's "Cannot copy out of meta tensor" and hides this message: give the
+        # (value-less) tensors CPU storage first; they held no data, so nothing is lost.
+        module.to_empty(device="cpu")
         raise ModuleContractError(
             f"{type(module).__name__} has {len(meta)} tensor(s) on the 'meta' device (e.g. "
-            f"{', '.join(meta[:3])}), which hold no values. Load the pretrained weights first: "
-            "`module.to_empty(device='cpu')` then `module.load_state_dict(...)` (or build the "
-            "model without empty/meta initialisation)."
+            f"{', '.join(meta[:3])}), which hold no values: there are no weights to unlearn. "
+            "Load the pretrained weights first: `module.to_empty(device='cpu')` then "
+            "`module.load_state_dict(...)` (or build the model without empty/meta initialisation)."
         )
     params = list(module.parameters())
     builds_later = any(  # a user-defined configure_model may still add trainable layers

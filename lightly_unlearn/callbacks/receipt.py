@@ -10,6 +10,7 @@ from typing import Any
 from torch import nn
 
 from lightly_unlearn.audits.runner import flat_metrics
+from lightly_unlearn.audits.verdict import assess
 from lightly_unlearn.namespaces import DualNamespaceCallback
 from lightly_unlearn.paths import check_output_path
 from lightly_unlearn.receipt import (
@@ -143,15 +144,22 @@ class ReceiptCallback(DualNamespaceCallback):  # a Callback in both namespaces
         what = "ReceiptCallback(path=...)" if self.path is not None else "The receipt path"
         check_output_path(path, inputs=inputs, kind="file", replaceable=is_receipt, what=what)
 
-    def on_fit_start(self, trainer: Any, pl_module: nn.Module) -> None:
-        # Lightning sets trainer.ckpt_path only after `setup`: the checks on that input run here,
-        # still before the first training step.
+    def _check_ckpt_path(self, trainer: Any) -> None:
         resume = getattr(trainer, "ckpt_path", None)
         if self._source is None and resume:
             self._source = Path(resume)
             self._refuse_overwriting_checkpoint_callback(trainer, self._source)
-        if resume:
+        if resume and self._path is not None:
             self._check_path(self._path, self._source, resume)
+
+    def on_load_checkpoint(self, trainer: Any, pl_module: nn.Module, checkpoint: dict[str, Any]) -> None:
+        # Lightning sets trainer.ckpt_path only after `setup`; the first hook that sees it is
+        # this one, while the checkpoint is being restored and before any hook writes a file.
+        if getattr(trainer, "state", None) is None or getattr(trainer.state, "fn", None) == "fit":
+            self._check_ckpt_path(trainer)
+
+    def on_fit_start(self, trainer: Any, pl_module: nn.Module) -> None:
+        self._check_ckpt_path(trainer)  # (again, for strategies that restore after setup)
         source = self._source
         self.input_record = None
         if source is not None and trainer.is_global_zero:
@@ -194,6 +202,9 @@ class ReceiptCallback(DualNamespaceCallback):  # a Callback in both namespaces
                 "before": flat_metrics(audit.before or {}) if audit.before else None,
                 "after": flat_metrics(audit.after or {}) if audit.after else None,
             }
+            verdict = assess(audit.before, audit.after) if audit.after else None  # the audit's
+            audits["warnings"] = verdict.warnings if verdict else []  # warnings, worst first
+            audits["verdict"] = verdict.line if verdict else None
         input_record = self.input_record
         if input_record is not None:
             current = file_record(input_record["path"])
