@@ -36,9 +36,30 @@ def _describe_method(name: str, obj: Any) -> list[str]:
     return lines
 
 
+#: what the audits embed by default (AuditCallback(embed_fn="backbone"); the README says the same)
+FEATURES = {
+    "clip": "features: CLIP image and caption embeddings (the model's encode_image / encode_text)",
+    "views": "features: backbone outputs of K seeded augmented views per sample "
+    "(AuditCallback(embed_fn='head'): projection-head outputs)",
+    "clean": "features: backbone outputs of the un-augmented images "
+    "(AuditCallback(embed_fn='head'): projection-head outputs)",
+}
+
+
+def _features(obj: Any) -> str | None:
+    needs = getattr(obj, "needs", None) or ()
+    for key in ("clip", "views", "clean"):
+        if key in needs:
+            return FEATURES[key]
+    return None
+
+
 def _describe_callable(name: str, obj: Any, kind: str) -> list[str]:
     doc = (inspect.getdoc(obj) or "").splitlines()
     lines = [f"  {name}{_aliases(kind, name)}: {doc[0] if doc else ''}".rstrip()]
+    features = _features(obj) if kind == "audit" else None
+    if features:
+        lines.append(f"      {features}")
     try:
         params = inspect.signature(obj).parameters.values()
     except (TypeError, ValueError):

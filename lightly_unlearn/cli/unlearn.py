@@ -108,15 +108,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 # -- checks before any work -----------------------------------------------------------------------
 def _check_out(out: Path, inputs: list[Path | None], ckpt: Path) -> None:
-    try:
-        from lightly_unlearn.paths import OutputPathError, check_output_path
-    except ImportError:  # pragma: no cover - older checkouts without the shared check
-        check_output_path = None
-    if check_output_path is not None:
-        try:
-            check_output_path(out, inputs=inputs, kind="dir", what="--out")
-        except OutputPathError as err:
-            raise UnlearnInputError(str(err)) from err
+    from lightly_unlearn.paths import OutputPathError, check_output_path
+
+    try:  # the package's one output check: not an input, not inside an input folder, writable
+        check_output_path(out, inputs=inputs, kind="dir", what="--out")
+    except OutputPathError as err:
+        raise UnlearnInputError(str(err)) from err
     resolved = out.resolve()
     for source in inputs:
         if source is not None and source.is_dir() and (
@@ -206,6 +203,12 @@ def _prepare(args: argparse.Namespace) -> dict[str, Any]:
         trainer_cls = trainer_class_for(model)
     except (ModelSpecError, NamespaceMismatchError) as err:
         raise UnlearnInputError(str(err)) from err
+    if not hasattr(model, "criterion"):
+        raise UnlearnInputError(
+            f"{target} has no attribute 'criterion': unlearning changes the objective through the "
+            "module's loss object, as in lightly's examples (`self.criterion = NTXentLoss()`, "
+            "called in training_step)."
+        )
     transform = _module_transform(cls)
     if transform is not None and (args.transform or args.image_size):
         raise UnlearnInputError(
@@ -235,15 +238,9 @@ def _prepare(args: argparse.Namespace) -> dict[str, Any]:
 def _verdict(audit: Any) -> str:
     if audit is None or not audit.after:
         return "not audited (--no-audit)"
-    try:
-        from lightly_unlearn.audits.verdict import assess
-    except ImportError:  # pragma: no cover - without the verdict module
-        assess = None
-    if assess is not None:
-        return assess(audit.before, audit.after).line
-    fs = audit.after.get("alignment_matrix")
-    score = None if fs is None else fs.metrics.get("forgetting_score")
-    return "no forgetting score" if score is None else f"forgetting score FS = {score:+.4f}"
+    from lightly_unlearn.audits.verdict import assess
+
+    return assess(audit.before, audit.after).line
 
 
 def _train(args: argparse.Namespace, p: dict[str, Any]) -> dict[str, Any]:

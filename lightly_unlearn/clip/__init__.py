@@ -6,6 +6,7 @@ from lightly_unlearn.clip.data import (
     CaptionDataset,
     forget_by_class,
     forget_by_concept,
+    tiny_clip_kwargs,
 )
 from lightly_unlearn.clip.loading import (
     PretrainedWeightsUnavailable,
@@ -30,4 +31,5 @@ __all__ = [
     "init_open_clip_parameters",
     "load_clip_weights",
     "resolve_pretrained",
+    "tiny_clip_kwargs",
 ]

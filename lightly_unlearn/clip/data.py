@@ -137,6 +137,10 @@ def tiny_clip_kwargs(
 ) -> dict[str, Any]:
     """Config overrides for a tiny open_clip ViT (``create_model("ViT-B-32", **kwargs)``) for CPU tests.
 
+    Try CLIP unlearning offline, without weights or downloads (random initialisation, 16 px
+    images, about 0.2 M parameters): ``CLIPModule(model_name="ViT-B-32",
+    model_kwargs=tiny_clip_kwargs())`` (``PLCLIPModule`` for ``pytorch_lightning``).
+
     ``vocab_size`` stays 49408: open_clip's ``SimpleTokenizer`` emits ids up to 49407.
     """
     return {
