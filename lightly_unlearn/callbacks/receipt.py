@@ -11,7 +11,6 @@ from torch import nn
 
 from lightly_unlearn.audits.runner import flat_metrics
 from lightly_unlearn.audits.verdict import assess
-from lightly_unlearn.audits.verdict import assess
 from lightly_unlearn.namespaces import DualNamespaceCallback
 from lightly_unlearn.paths import check_output_path
 from lightly_unlearn.receipt import (
@@ -203,9 +202,6 @@ class ReceiptCallback(DualNamespaceCallback):  # a Callback in both namespaces
                 "before": flat_metrics(audit.before or {}) if audit.before else None,
                 "after": flat_metrics(audit.after or {}) if audit.after else None,
             }
-            verdict = assess(audit.before, audit.after) if audit.after else None  # the audit's
-            audits["warnings"] = verdict.warnings if verdict else []  # warnings, worst first
-            audits["verdict"] = verdict.line if verdict else None
             verdict = assess(audit.before, audit.after) if audit.after else None  # the audit's
             audits["warnings"] = verdict.warnings if verdict else []  # warnings, worst first
             audits["verdict"] = verdict.line if verdict else None
