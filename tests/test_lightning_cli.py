@@ -65,6 +65,7 @@ def test_readme_recipe_with_pytorch_lightning_cli(recipe):
     assert isinstance(cli.trainer, pl.Trainer) and cli.trainer.current_epoch == 1
     unlearn = next(cb for cb in cli.trainer.callbacks if isinstance(cb, UnlearnCallback))
     assert unlearn.method.name == "ac" and unlearn.init_checkpoint == "cli_data/pretrained.ckpt"
+    assert unlearn.hyperparameters["alpha"] == 1.0 and unlearn.hyperparameters["beta"] == 1.0  # not the default
     receipt_cb = next(cb for cb in cli.trainer.callbacks if isinstance(cb, ReceiptCallback))
     from lightly_unlearn.receipt import read_receipt, verify_receipt
 
