@@ -9,6 +9,11 @@
 2. The exact EMIA threshold (sort + cumulative sum) on 20 000 scores against a Python loop
    over a 501-threshold grid, with per-threshold counting both vectorised (NumPy) and in pure
    Python. Goal: >= 100x faster.
+3. What ``AuditCallback`` adds to an unlearning run: one audit (its defaults: every retain and
+   forget sample and the holdout, K = 10) against ONE epoch of ``UnlearnCallback(method="ac")``
+   on lightly's SimCLR example (ResNet-18, SGD lr 0.06) over ``--unlearn-images`` training
+   images (default 800, 10 % forgotten) plus a quarter as many holdout images. Goal: <= 1.0.
+   ``--unlearn-images 0`` skips it.
 
 Run (CPU, small by default; ~1-2 min):
     OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 python benchmarks/audit_cost.py
@@ -120,6 +125,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=32, help="image size (CIFAR-like 32)")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--scores", type=int, default=20_000, help="scores for the threshold test")
+    parser.add_argument("--unlearn-images", type=int, default=800,
+                        help="training images for audit vs one unlearning epoch (0: skip)")  # fmt: skip
     args = parser.parse_args()
     torch.manual_seed(0)
     k = args.num_views
@@ -184,6 +191,67 @@ def main() -> None:
           f"  -> exact is {t_grid_np / t_exact:6.1f}x faster")  # fmt: skip
     print(f"501-threshold Python loop, Python counting:  {t_grid_py * 1e3:9.2f} ms  acc {acc_py:.4f}"
           f"  -> exact is {t_grid_py / t_exact:6.1f}x faster (goal >= 100x)")  # fmt: skip
+    if args.unlearn_images:
+        audit_vs_epoch(args.unlearn_images, args.size, k)
+
+
+def audit_vs_epoch(n_images: int, size: int, k: int) -> None:
+    """One AuditCallback audit vs one epoch of AC unlearning on lightly's SimCLR example."""
+    import lightning.pytorch as L
+    from lightly.loss import NTXentLoss
+
+    from lightly_unlearn import ForgetRetainDataModule, UnlearnCallback
+    from lightly_unlearn.callbacks.audit import AuditCallback
+
+    class SimCLRModule(L.LightningModule):  # lightly's example, unchanged apart from the base
+        def __init__(self) -> None:
+            super().__init__()
+            body = SimCLR()
+            self.backbone, self.projection_head = body.backbone, body.projection_head
+            self.criterion = NTXentLoss()
+
+        def forward(self, x):
+            return self.projection_head(self.backbone(x).flatten(start_dim=1))
+
+        def training_step(self, batch, batch_index):
+            (x0, x1) = batch[0]
+            return self.criterion(self.forward(x0), self.forward(x1))
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.06)
+
+    train = digits_rgb(0, n_images, size)
+    holdout = digits_rgb(1000, 1000 + n_images // 4, size)
+    dm = ForgetRetainDataModule(train, range(0, n_images, 10), SimCLRTransform(input_size=size),
+                                batch_size=256, holdout=holdout, seed=0)  # fmt: skip
+    audit = AuditCallback(num_views=k, save_files=False, verbose=False, progress=False)
+    times: dict[str, float] = {}
+
+    class Clock(L.Callback):  # first in the list: its fit-start hook runs before the audit's
+        def on_fit_start(self, trainer, pl_module):
+            times["fit_start"] = time.process_time()
+
+        def on_train_start(self, trainer, pl_module):
+            times["audit"] = time.process_time() - times["fit_start"]  # the "before" audit
+
+        def on_train_epoch_start(self, trainer, pl_module):
+            times["epoch_start"] = time.process_time()
+
+        def on_train_epoch_end(self, trainer, pl_module):
+            times["epoch"] = time.process_time() - times["epoch_start"]
+
+    torch.manual_seed(0)
+    trainer = L.Trainer(max_epochs=1, accelerator="cpu", devices=1, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False,
+                        callbacks=[Clock(), UnlearnCallback(method="ac"), audit])  # fmt: skip
+    trainer.fit(SimCLRModule(), datamodule=dm)
+    t_audit = times["audit"]
+    print(f"\n== AuditCallback vs one AC unlearning epoch: {n_images} training images "
+          f"({n_images // 10} forgotten), {len(holdout)} holdout, ResNet-18 at {size}x{size}, K = {k}")
+    print(f"one unlearning epoch (CPU s):          {times['epoch']:8.2f} s")
+    print(f"one audit (CPU s, the 'before' audit): {t_audit:8.2f} s")
+    print(f"audit / unlearning epoch = {t_audit / times['epoch']:6.2f} (goal <= 1.0)")
 
 
 if __name__ == "__main__":
