@@ -72,7 +72,7 @@ def test_collapsing_run_is_called_collapse_everywhere(tmp_path, capsys):
 def test_cli_reports_collapse(tmp_path, capsys, monkeypatch):
     import textwrap
 
-    (tmp_path / "models.py").write_text(textwrap.dedent("""
+    (tmp_path / "collapse_models.py").write_text(textwrap.dedent("""
         import torch
         from torch import nn
         torch.manual_seed(0)
@@ -87,7 +87,7 @@ def test_cli_reports_collapse(tmp_path, capsys, monkeypatch):
         (tmp_path / name).mkdir()
         for i, (image, _) in enumerate(digits_dataset(10, offset=offset)):
             image.save(tmp_path / name / f"{name}_{i:02d}.png")
-    rc = main(["audit", "--before", "models:before", "--after", "models:collapsed",
+    rc = main(["audit", "--before", "collapse_models:before", "--after", "collapse_models:collapsed",
                "--data", str(tmp_path / "mine"), "--holdout", str(tmp_path / "never"),
                "--out", str(tmp_path / "out"), "--num-views", "3", "--no-progress"])  # fmt: skip
     assert rc == 0
@@ -99,7 +99,7 @@ def test_cli_reports_collapse(tmp_path, capsys, monkeypatch):
     for text in (out, md, json.dumps(report)):
         assert "consistent with forgetting" not in text
     # the same model before and after on a random net: no membership signal to remove
-    rc = main(["audit", "--before", "models:before", "--after", "models:before",
+    rc = main(["audit", "--before", "collapse_models:before", "--after", "collapse_models:before",
                "--data", str(tmp_path / "mine"), "--holdout", str(tmp_path / "never"),
                "--out", str(tmp_path / "out2"), "--num-views", "3", "--no-progress"])  # fmt: skip
     report = json.loads((tmp_path / "out2" / "audit.json").read_text())
