@@ -79,16 +79,16 @@ def check_output_path(
         if item is None:
             continue
         source = Path(item)
+        if source.is_dir() and _inside(out, source):
+            raise OutputPathError(
+                f"{what} {out} is inside the input folder {source}; files written there would be "
+                "read back as inputs on the next run. Choose an output path outside it."
+            )
         if _same(out, source):
             raise OutputPathError(
                 f"{what} {out} is the input {source}{' (through a symlink)' if out.is_symlink() else ''}; "
                 "writing there would destroy the input. Choose another output path: inputs are "
                 "never modified."
-            )
-        if source.is_dir() and _inside(out, source):
-            raise OutputPathError(
-                f"{what} {out} is inside the input folder {source}; files written there would be "
-                "read back as inputs on the next run. Choose an output path outside it."
             )
     if kind == "file":
         if out.is_dir():

@@ -144,3 +144,200 @@ def test_atomic_outputs_get_ordinary_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert mode == 0o666 & ~umask and path.read_text() == "hello"
+
+
+# -- signed receipts -------------------------------------------------------------------------------
+def _cli(capsys, *argv):
+    code = cli_main(list(map(str, argv)))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory):
+    from lightly_unlearn.receipt import generate_signing_key
+
+    return generate_signing_key(tmp_path_factory.mktemp("keys") / "k")
+
+
+def test_keygen_writes_a_private_key_and_never_overwrites_it(tmp_path, capsys):
+    import stat
+
+    code, out, _ = _cli(capsys, "keygen", "--out", tmp_path / "keys")
+    key, pub = tmp_path / "keys" / "receipt_signing.key", tmp_path / "keys" / "receipt_signing.pub"
+    assert code == 0 and str(key) in out and str(pub) in out
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert b"PRIVATE KEY" in key.read_bytes() and b"PUBLIC KEY" in pub.read_bytes()
+    before = key.read_bytes(), pub.read_bytes()
+    code, _, err = _cli(capsys, "keygen", "--out", tmp_path / "keys")
+    assert code == 2 and "already exists" in err and len(err.strip().splitlines()) == 1
+    assert (key.read_bytes(), pub.read_bytes()) == before
+
+
+def test_signed_receipt_detects_forgery(run, keys, tmp_path, capsys):
+    from lightly_unlearn.io import sha256_bytes
+    from lightly_unlearn.receipt import _canonical, generate_signing_key, seal, sign_receipt
+
+    _, trainer, _, pretrained, _, _ = run
+    key, pub = keys
+    final = tmp_path / "final.ckpt"
+    trainer.save_checkpoint(final)
+    signed = ReceiptCallback(path=tmp_path / "r.json", signing_key=key).write(trainer, final)
+    code, out, _ = _cli(capsys, "verify-receipt", signed, "--checkpoint", final, "--public-key", pub)
+    assert code == 0 and out.startswith("Signature OK") and "OK:" in out
+    assert _cli(capsys, "verify-receipt", signed, "--checkpoint", pretrained, "--public-key", pub)[0] == 1
+
+    receipt = json.loads(signed.read_text())
+    forged = dict(receipt, method="retrain")  # edited, and its unkeyed hash recomputed
+    forged["receipt_sha256"] = sha256_bytes(_canonical(forged))
+    resealed = seal(dict(receipt, method="retrain"))  # the same with the signature dropped
+    other_key, _ = generate_signing_key(tmp_path / "other")
+    resigned = sign_receipt(dict(receipt, method="retrain"), other_key)  # signed by another key
+    for name, fake, why in [("forged", forged, "SIGNATURE INVALID"), ("resealed", resealed, "UNSIGNED"),
+                            ("resigned", resigned, "SIGNATURE INVALID")]:
+        (tmp_path / f"{name}.json").write_text(json.dumps(fake))
+        code, out, err = _cli(capsys, "verify-receipt", tmp_path / f"{name}.json", "--checkpoint", final,
+                              "--public-key", pub)
+        assert code == 1 and why in err, (name, out, err)
+        # without the public key the edit is not detectable: exit 0, but the first line says so
+        code, out, _ = _cli(capsys, "verify-receipt", tmp_path / f"{name}.json", "--checkpoint", final)
+        assert code == 0 and out.startswith("UNSIGNED") and "proves nothing against deliberate edits" in out
+
+
+def test_unsigned_receipt_says_so_first_and_accepts_any_hex_case(run, tmp_path, capsys):
+    from lightly_unlearn.receipt import seal
+
+    tmp, _, _, _, _, _ = run
+    path = tmp / "out" / "unlearning_receipt.json"
+    (ckpt,) = (tmp / "out" / "ckpt").glob("*.ckpt")
+    code, out, _ = _cli(capsys, "verify-receipt", path, "--checkpoint", ckpt)
+    assert code == 0 and out.splitlines()[0].startswith("UNSIGNED: the receipt is unsigned")
+    receipt = json.loads(path.read_text())
+    receipt["output_checkpoint"]["sha256"] = receipt["output_checkpoint"]["sha256"].upper()
+    receipt = seal(receipt)
+    receipt["receipt_sha256"] = receipt["receipt_sha256"].upper()
+    (tmp_path / "upper.json").write_text(json.dumps(receipt))
+    assert _cli(capsys, "verify-receipt", tmp_path / "upper.json", "--checkpoint", ckpt)[0] == 0
+    # an unsigned receipt checked against a public key fails: it cannot be attributed
+    _, pub = _keys_for(tmp_path)
+    code, _, err = _cli(capsys, "verify-receipt", path, "--checkpoint", ckpt, "--public-key", pub)
+    assert code == 1 and "UNSIGNED" in err
+
+
+def _keys_for(tmp_path):
+    from lightly_unlearn.receipt import generate_signing_key
+
+    return generate_signing_key(tmp_path / "keys")
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda text, r: text.replace('"num_forget": 3', '"num_forget": NaN'), "finite"),
+        (lambda text, r: json.dumps(dict(r, method=5)), "method must be a string"),
+        (lambda text, r: json.dumps({**r, "forget_set": {**r["forget_set"], "sha256": "xyz"}}), "64 hex"),
+        (lambda text, r: json.dumps(dict(r, signature={"algorithm": "ed25519", "value": "??"})),
+         "signature.value must be 64 bytes"),
+        (lambda text, r: text.replace('"method": "ac"', '"method": "ac", "method": "retrain"'), "duplicate key"),
+        (lambda text, r: json.dumps([r]), "JSON object"),
+        (lambda text, r: text[: len(text) // 2], "not a readable JSON receipt"),
+    ],
+)
+def test_malformed_receipt_exits_2_with_one_line(run, tmp_path, capsys, edit, message):
+    tmp, _, _, _, _, _ = run
+    text = (tmp / "out" / "unlearning_receipt.json").read_text()
+    (tmp_path / "bad.json").write_text(edit(text, json.loads(text)))
+    (ckpt,) = (tmp / "out" / "ckpt").glob("*.ckpt")
+    code, out, err = _cli(capsys, "verify-receipt", tmp_path / "bad.json", "--checkpoint", ckpt)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1 and not out, err
+
+
+def test_receipt_values_are_json_safe(tmp_path):
+    from lightly_unlearn.receipt import build_receipt, read_receipt, verify_receipt, write_receipt
+
+    final = atomic_write(tmp_path / "w.ckpt", b"weights")
+    receipt = build_receipt(
+        method="ac", hyperparameters={"alpha": 1.0}, forget_sha256="a" * 64, num_forget=2, num_samples=9,
+        output_checkpoint={"path": str(final), "sha256": sha256_file(final), "bytes": 7},
+        audits={"after": {"emia_threshold": float("inf"), "gap": float("-inf"), "x": torch.tensor(float("nan"))}},
+    )
+    path = write_receipt(tmp_path / "r.json", receipt)
+    strict = json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"non-strict JSON {c}"))
+    assert strict["audits"]["after"] == {"emia_threshold": "inf", "gap": "-inf", "x": "nan"}
+    assert verify_receipt(read_receipt(path), final)[0]
+
+
+# -- the output-path check ----------------------------------------------------------------------------
+def test_check_output_path(tmp_path):
+    import os
+
+    from lightly_unlearn.paths import OutputPathError, check_output_path
+    from lightly_unlearn.receipt import build_receipt, write_receipt
+
+    ckpt = atomic_write(tmp_path / "in" / "model.ckpt", b"w")
+    data = tmp_path / "images"
+    data.mkdir()
+    os.link(ckpt, tmp_path / "hard.ckpt")
+    (tmp_path / "soft.json").symlink_to(ckpt)
+    other = atomic_write(tmp_path / "notes.txt", "mine")
+    refused = {
+        "model.ckpt is the input": (ckpt, "file"),
+        "hard.ckpt is the input": (tmp_path / "hard.ckpt", "file"),
+        "soft.json is the input .*through a symlink": (tmp_path / "soft.json", "file"),
+        "inside the input folder": (data / "sub" / "out", "dir"),
+        "images is inside the input folder": (data, "dir"),
+        "is an existing folder": (tmp_path / "in", "file"),
+        "exists and is not a folder": (other, "dir"),
+        "is not a folder, so nothing": (ckpt / "r.json", "file"),
+    }
+    for message, (path, kind) in refused.items():
+        with pytest.raises(OutputPathError, match=message):
+            check_output_path(path, inputs=[ckpt, data], kind=kind)
+    with pytest.raises(OutputPathError, match="already exists and is not a previous output"):
+        check_output_path(other, replaceable=lambda p: False)
+    previous = write_receipt(tmp_path / "old.json", build_receipt(
+        method="ft", hyperparameters={}, forget_sha256="0" * 64, num_forget=1, num_samples=2))
+    from lightly_unlearn.receipt import is_receipt
+
+    assert check_output_path(previous, inputs=[ckpt], replaceable=is_receipt) == previous
+    assert not is_receipt(other) and not is_receipt(ckpt)
+    assert check_output_path(tmp_path / "new" / "deeper" / "r.json", inputs=[ckpt, data]).name == "r.json"
+
+
+# -- full disk and killed writers -------------------------------------------------------------------
+def test_audit_cli_full_disk_is_one_line_and_leaves_no_temporary(tmp_path, capsys, monkeypatch):
+    import errno
+
+    import lightly_unlearn.io as io_module
+
+    data = tmp_path / "images"
+    data.mkdir()
+    for i, (image, _) in enumerate(digits_dataset(3)):
+        image.save(data / f"{i}.png")
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    embed = tmp_path / "embed.py"
+    embed.write_text("def embed(x):\n    return x.flatten(1)\n")
+    monkeypatch.setattr(io_module.os, "fsync", full)
+    code, _, err = _cli(capsys, "audit", "--before", f"{embed}:embed", "--after", f"{embed}:embed",
+                        "--data", data, "--out", tmp_path / "out", "--num-views", "2", "--no-progress")
+    assert code == 1 and "No space left on device" in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert [p.name for p in (tmp_path / "out").iterdir()] == []  # no temporary, no partial file
+
+
+def test_a_killed_writers_temporary_is_removed_by_the_next_write(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    stale = tmp_path / f".report.md.{dead}.x1y2.tmp"
+    stale.write_text("half a rep")
+    live = tmp_path / f".report.md.{os.getppid()}.a1b2.tmp"  # a running writer's: kept
+    live.write_text("in progress")
+    atomic_write(tmp_path / "report.md", "done")
+    assert not stale.exists() and live.exists() and (tmp_path / "report.md").read_text() == "done"
