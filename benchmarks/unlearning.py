@@ -129,7 +129,7 @@ def tune(base: Setting, seeds: list[int], grids: dict, log, cache: str | None = 
 
 
 def evaluate(base: Setting, seeds: list[int], best: dict, log, cache: str | None = None,
-             calibrated: bool = True) -> tuple[list[dict], list[list[dict]]]:
+             calibrated: bool = True, on_seed=None) -> tuple[list[dict], list[list[dict]]]:
     """Pretrain, Retrain, each chosen configuration and (``calibrated``) its ``+stop`` mode, per seed.
 
     The calibrated mode runs the chosen hyper-parameters for at most 10 % of the pretraining
@@ -144,6 +144,8 @@ def evaluate(base: Setting, seeds: list[int], best: dict, log, cache: str | None
             runs += [exp.unlearn(m, hp, max_epochs, calibrated=True) for m, (hp, _, _) in best.items()]
         per_seed.append(summarise(runs))
         log(f"    evaluated seed {seed}")
+        if on_seed is not None:
+            on_seed(per_seed)
     return aggregate(per_seed), per_seed
 
 
@@ -304,22 +306,34 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("--tune-seeds and --eval-seeds must be disjoint (the winner is graded on unseen seeds).")
 
     results, start = [], time.perf_counter()
+
+    def payload_of(results: list[dict], partial: bool) -> dict[str, Any]:
+        return {"grids": {m: [[hp, e] for hp, e in g] for m, g in grids.items()},
+                "tune_seeds": tune_seeds, "eval_seeds": eval_seeds, "results": results,
+                "seconds": time.perf_counter() - start, "command": " ".join(sys.argv), "partial": partial}
+
     for model, forget in itertools.product(args.models, forgets):
         base = spec["base"](model=model, **parse_forget(forget), **overrides)
         log(f"== {args.setting} {model}, forget {forget}")
         t0 = time.perf_counter()
         best = tune(base, tune_seeds, grids, log, args.cache)
-        _, per_seed = evaluate(base, eval_seeds, best, log, args.cache, calibrated=not args.no_calibrated)
-        res = finish({"setting": setting_dict(base), "model": model, "forget": forget,
-                      "chosen": {m: {"hyperparameters": hp, "epochs": e, "tuning_score": s}
-                                 for m, (hp, e, s) in best.items()},
-                      "per_seed": per_seed, "seconds": time.perf_counter() - t0})
+        chosen = {m: {"hyperparameters": hp, "epochs": e, "tuning_score": s} for m, (hp, e, s) in best.items()}
+
+        def result(per_seed: list, chosen=chosen, base=base, model=model, forget=forget, t0=t0) -> dict:
+            return finish({"setting": setting_dict(base), "model": model, "forget": forget, "chosen": chosen,
+                           "per_seed": per_seed, "seconds": time.perf_counter() - t0})
+
+        def checkpoint(per_seed: list, result=result) -> None:
+            """Long runs keep what they measured: the evaluated seeds so far, marked partial."""
+            atomic_write_json(args.out, payload_of([*results, result(per_seed)], partial=True))
+
+        _, per_seed = evaluate(base, eval_seeds, best, log, args.cache, calibrated=not args.no_calibrated,
+                               on_seed=checkpoint)
+        res = result(per_seed)
         log(table(res["summary"]))
         log(paired_text(res["paired"]))
         results.append(res)
-    payload = {"grids": {m: [[hp, e] for hp, e in g] for m, g in grids.items()},
-               "tune_seeds": tune_seeds, "eval_seeds": eval_seeds, "results": results,
-               "seconds": time.perf_counter() - start, "command": " ".join(sys.argv)}
+    payload = payload_of(results, partial=False)
     atomic_write_json(args.out, payload)
     log(f"\nWrote {Path(args.out).resolve()} ({payload['seconds']:.0f} s)")
     return 0
