@@ -258,6 +258,31 @@ def report(payload: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+def markdown(payload: dict[str, Any]) -> str:
+    """README tables: Avg.Gap / Indist.Gap (mean ± std, time relative to Retrain) per method, and
+    the paired AC − best-baseline comparisons."""
+    out = []
+    for res in payload["results"]:
+        rows = {r["method"]: r for r in res["summary"]}
+        names = [n for n in rows if n not in REFERENCES]
+        head = f"{res['setting']['arch']} {res['model']}, forget {res['forget']} ({rows['retrain']['seeds']} seeds)"
+        out += [f"**{head}**: Retrain forget-vs-holdout AUC {rows['retrain']['forget_holdout_auc']:.2f}, "
+                f"original {rows['original']['forget_holdout_auc']:.2f}", "",
+                "| method | Avg.Gap | Indist.Gap | RA | TA | F-vs-H AUC | epochs | time/RT |", "|---|---|---|---|---|---|---|---|"]
+        for n in names:
+            r = rows[n]
+            hp = " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in r["hyperparameters"].items())
+            out.append(f"| {n} {hp} | {r['avg_gap']:.1f} ± {r['avg_gap_std']:.1f} | "
+                       f"{r['indist_gap']:.1f} ± {r['indist_gap_std']:.1f} | {r['ra']:.1f} | {r['ta']:.1f} | "
+                       f"{r['forget_holdout_auc']:.2f} | {r['epochs']} | {100 * r['time_vs_retrain']:.1f} % |")
+        out += ["", "| paired (AC − best baseline) | metric | mean | 95 % t-interval | verdict |", "|---|---|---|---|---|"]
+        for c in res["paired"]:
+            out.append(f"| {c['ac']} − {c['baseline']} | {c['metric']} | {c['mean_difference']:+.1f} | "
+                       f"[{c['ci95'][0]:+.1f}, {c['ci95'][1]:+.1f}] | {c['verdict']} |")
+        out.append("")
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--setting", choices=sorted(SETTINGS), default="mlp")
@@ -272,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true",
                    help="smoke run: 1 model, 1 forget set, no tuning, 2 evaluation seeds, short pretraining")
     p.add_argument("--combine", nargs="+", default=None, metavar="JSON", help="merge these runs into --out")
+    p.add_argument("--markdown", action="store_true", help="with --combine: also print the README tables")
     p.add_argument("--out", default="benchmarks/results/unlearning.json")
     args = p.parse_args(argv)
 
@@ -283,6 +309,8 @@ def main(argv: list[str] | None = None) -> int:
 
         payload = combine([json.loads(Path(f).read_text()) for f in args.combine])
         log(report(payload))
+        if args.markdown:
+            log(markdown(payload))
         atomic_write_json(args.out, payload)
         log(f"\nWrote {Path(args.out).resolve()}")
         return 0
