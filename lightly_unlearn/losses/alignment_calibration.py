@@ -54,6 +54,26 @@ def positive_calibration(anchor: Tensor, extra: Tensor | None) -> Tensor:
     return normalise(total, torch.tensor(count, device=anchor.device))
 
 
+def relative_positive_calibration(anchor: Tensor, extra: Tensor | None, others: Tensor) -> Tensor:
+    """``mean_i [cos(a_i, e_i) − mean_j cos(a_i, o_j)]``: own-pair similarity *relative to* the
+    similarity to the batch's other embeddings ``others`` ``(N, D)``.
+
+    An absolute penalty on ``cos(a_i, e_i)`` can be paid by moving every embedding along one
+    shared direction (on a barely trained CLIP, β ≥ 4 sent every pair's cosine, forget and retain
+    alike, to −0.97); a shift that lowers all similarities at once leaves this difference
+    unchanged, so only the forget pairs' *own* alignment is calibrated. Used for image–text
+    models, where ``others`` are the batch's caption embeddings. Zero with no forget sample.
+    """
+    if extra is None or anchor.shape[0] == 0 or extra.shape[0] == 0:
+        total, count = anchor.sum() * 0.0 + others.sum() * 0.0, 0.0
+    else:
+        a = torch.nn.functional.normalize(anchor, dim=1)
+        own = (a * torch.nn.functional.normalize(extra, dim=1)).sum(1)
+        rest = (a @ torch.nn.functional.normalize(others, dim=1).T).mean(1)
+        total, count = (own - rest).sum(), float(anchor.shape[0])
+    return normalise(total, torch.tensor(count, device=anchor.device))
+
+
 def swap_forget_partners(out1: Tensor, forget: Tensor, generator: torch.Generator | None = None) -> Tensor:
     """Negative calibration inside a batch: each forget row's second view becomes the second view
     of *another* forget sample of the batch (a random cyclic derangement, so π(i) ≠ i).
@@ -81,7 +101,13 @@ class AlignmentCalibrationLoss(NTXentLoss):
     sample: ``ForgetRetainDataModule`` builds such batches for ``UnlearnCallback(method="ac")``
     (a partner drawn from the whole forget set); with your own data pass ``swap_partners=True``
     and the criterion pairs the batch's forget rows among themselves. Positive calibration needs
-    the embeddings of an extra view of each forget sample (``extra=``) when ``beta > 0``.
+    the embeddings of an extra view (``extra=``) when ``beta > 0``: embed the extra views of the
+    **whole batch** in one pass, ``extra=model(x_extra)`` of shape ``(N, D)``, and the criterion
+    uses the forget rows. With BatchNorm, embedding only the forget samples' extra views
+    normalises them with forget-only batch statistics, and the model can lower every sample's
+    ``cos(anchor, extra)`` at once through that difference (it collapsed lightly's ResNet-18
+    SimCLR example); an ``(F, D)`` tensor of forget rows is still accepted for models without
+    BatchNorm.
 
     Args:
         temperature, memory_bank_size, gather_distributed: as in ``lightly.loss.NTXentLoss``.
@@ -94,7 +120,7 @@ class AlignmentCalibrationLoss(NTXentLoss):
     Example:
         >>> criterion = AlignmentCalibrationLoss(temperature=0.5, alpha=1.0, beta=1.0,
         ...                                      forget_fraction=0.1, swap_partners=True)
-        >>> loss = criterion(z0, z1, forget_mask=is_forget, extra=model(x_extra[is_forget]))
+        >>> loss = criterion(z0, z1, forget_mask=is_forget, extra=model(x_extra))  # whole batch
     """
 
     def __init__(
@@ -124,8 +150,9 @@ class AlignmentCalibrationLoss(NTXentLoss):
         forget_mask: Tensor | None = None,
         extra: Tensor | None = None,
     ) -> Tensor:
-        """``out0, out1``: ``(N, D)`` views; ``forget_mask``: ``(N,)`` bool; ``extra``: ``(F, D)``
-        embeddings of the forget samples' extra views (in ``forget_mask`` order)."""
+        """``out0, out1``: ``(N, D)`` views; ``forget_mask``: ``(N,)`` bool; ``extra``: ``(N, D)``
+        embeddings of the whole batch's extra views (or ``(F, D)`` of the forget samples only, in
+        ``forget_mask`` order)."""
         if forget_mask is None:
             return super().forward(out0, out1)
         forget_mask = torch.as_tensor(forget_mask, device=out0.device)
@@ -143,13 +170,16 @@ class AlignmentCalibrationLoss(NTXentLoss):
             if extra is None:
                 raise ValueError(
                     "beta > 0 penalises the similarity of each forget sample's own two views: pass "
-                    "extra=<embeddings of an extra view of the forget samples, in forget_mask "
-                    "order; empty if there are none> (or set beta=0)."
+                    "extra=model(x_extra), the embeddings of an extra view of every sample of the "
+                    "batch (or set beta=0)."
                 )
-            if extra.shape != (n_forget, out0.shape[1]):
+            if extra.shape == out0.shape:
+                extra = extra[forget_mask]
+            elif extra.shape != (n_forget, out0.shape[1]):
                 raise ValueError(
-                    f"extra must have shape ({n_forget}, {out0.shape[1]}): one embedding per forget "
-                    f"sample of the batch; got {tuple(extra.shape)}."
+                    f"extra must have shape {tuple(out0.shape)} (an extra view of every sample of "
+                    f"the batch) or ({n_forget}, {out0.shape[1]}) (forget samples only); got "
+                    f"{tuple(extra.shape)}."
                 )
             anchor = out0[forget_mask]
             loss = loss + self.beta * self.forget_fraction * positive_calibration(anchor, extra)

@@ -7,6 +7,7 @@ from torch import Tensor
 from lightly_unlearn.losses.alignment_calibration import (
     alignment_calibration_objective,
     positive_calibration,
+    relative_positive_calibration,
 )
 from lightly_unlearn.methods.base import StepContext, UnlearningMethod
 
@@ -44,5 +45,10 @@ class AlignmentCalibration(UnlearningMethod):
         loss = alignment_calibration_objective(ctx.terms, ctx.forget, hp["alpha"], hp["gamma"])
         if hp["beta"] > 0:  # every rank joins the all-reduce, also with no extra view
             anchor = ctx.anchor[ctx.forget.to(ctx.anchor.device)]
-            loss = loss + hp["beta"] * ctx.forget_fraction * positive_calibration(anchor, ctx.extra)
+            if ctx.image_text and ctx.second is not None:
+                # CLIP: relative to non-matching captions, so no shared shift can pay for it
+                term = relative_positive_calibration(anchor, ctx.extra, ctx.second)
+            else:
+                term = positive_calibration(anchor, ctx.extra)
+            loss = loss + hp["beta"] * ctx.forget_fraction * term
         return loss
