@@ -341,3 +341,17 @@ def test_a_killed_writers_temporary_is_removed_by_the_next_write(tmp_path):
     live.write_text("in progress")
     atomic_write(tmp_path / "report.md", "done")
     assert not stale.exists() and live.exists() and (tmp_path / "report.md").read_text() == "done"
+
+
+def test_any_command_reports_a_full_disk_in_one_line(tmp_path, capsys, monkeypatch):
+    import errno
+
+    import lightly_unlearn.receipt as receipt_module
+
+    def full(out_dir):
+        raise OSError(errno.ENOSPC, "No space left on device", str(out_dir))
+
+    monkeypatch.setattr(receipt_module, "generate_signing_key", full)
+    code, _, err = _cli(capsys, "keygen", "--out", tmp_path / "k")
+    assert code == 1 and err.startswith("lightly-unlearn keygen: error: No space left on device")
+    assert len(err.strip().splitlines()) == 1

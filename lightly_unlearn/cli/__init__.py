@@ -8,6 +8,7 @@ the heavy imports happen inside ``run``.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 from collections.abc import Sequence
@@ -82,7 +83,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    return int(importlib.import_module(COMMANDS[args.command]).run(args) or 0)
+    try:
+        return int(importlib.import_module(COMMANDS[args.command]).run(args) or 0)
+    except OSError as err:  # a full disk: one line, exit 1 (writes are atomic: no partial file)
+        if err.errno not in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+            raise
+        print(f"lightly-unlearn {args.command}: error: {err.strerror}: {err.filename or 'output'} "
+              "(no partial file was left). Free space or choose another output folder.", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
