@@ -74,8 +74,8 @@ def test_pytorch_lightning_namespace_and_ac_beta_uses_own_caption(tmp_path):
     cb = UnlearnCallback(method="ac", beta=1.0)
     original = cb._extra_embeddings
 
-    def spy(m, extra):
-        out = original(m, extra)
+    def spy(m, extra, forget):
+        out = original(m, extra, forget)
         seen["shape"] = None if out is None else tuple(out.shape)
         seen["norm"] = None if out is None else out.norm(dim=-1)
         return out

@@ -143,7 +143,7 @@ def test_drop_in_criterion_says_what_is_missing():
     forget = torch.tensor([True, True, False, False])
     with pytest.raises(ValueError, match="pass\\s+extra="):
         AlignmentCalibrationLoss(beta=1.0)(z0, z1, forget_mask=forget)
-    with pytest.raises(ValueError, match="extra must have shape \\(2, 8\\)"):
+    with pytest.raises(ValueError, match="extra must have shape \\(4, 8\\).*or \\(2, 8\\)"):
         AlignmentCalibrationLoss(beta=1.0)(z0, z1, forget_mask=forget, extra=torch.randn(3, 8))
     with pytest.raises(ValueError, match="bool tensor of shape \\(4,\\)"):
         AlignmentCalibrationLoss()(z0, z1, forget_mask=torch.tensor([1, 0, 0, 0]))
