@@ -271,10 +271,11 @@ class Experiment:
         return self.original
 
     def unlearn(self, method: str, hyperparameters: Mapping[str, Any] | None = None,
-                epochs: int | None = None, calibrated: bool = False) -> Run:
+                epochs: int | None = None, calibrated: bool = False, check_every: int = 1) -> Run:
         """Run ``method`` from the pretrained weights (Retrain: from scratch, same recipe).
 
-        ``calibrated``: at most ``epochs``, stopped by :class:`HoldoutAlignmentStopping`.
+        ``calibrated``: at most ``epochs``, stopped by :class:`HoldoutAlignmentStopping`, which
+        checks every ``check_every`` epochs.
         """
         if self._pretrained_state is None:
             self.pretrain()
@@ -285,7 +286,8 @@ class Experiment:
         retrain = callback.method.name == "retrain"
         if retrain and (cached := self._load("retrain")) is not None:
             return cached
-        callbacks: list = [callback] + ([HoldoutAlignmentStopping()] if calibrated else [])
+        stopping = HoldoutAlignmentStopping(check_every_n_epochs=check_every)
+        callbacks: list = [callback] + ([stopping] if calibrated else [])
         epochs = epochs if epochs is not None else s.pretrain_epochs
         batch = min(s.batch_size, len(self.forget)) if callback.method.data == "forget" else None
         torch.manual_seed(s.seed + 1000)
