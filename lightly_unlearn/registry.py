@@ -18,6 +18,7 @@ GROUPS = {
     "method": "lightly_unlearn.methods",
     "audit": "lightly_unlearn.audits",
     "criterion": "lightly_unlearn.criteria",
+    "loss": "lightly_unlearn.losses",  # row-terms adapters (losses.adapter.RowTermsAdapter)
 }
 
 #: Short names users may type for built-in methods.
@@ -32,6 +33,7 @@ ALIASES = {
     },
     "audit": {},
     "criterion": {},
+    "loss": {},
 }
 
 _runtime: dict[str, dict[str, Any]] = {kind: {} for kind in GROUPS}

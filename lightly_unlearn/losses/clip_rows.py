@@ -17,9 +17,12 @@ so forget masks stay per local pair on every rank.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
+from lightly_unlearn.losses.adapter import RowTermsAdapter
 from lightly_unlearn.losses.rows import RowTerms, row_terms_from_logits
 
 
@@ -74,3 +77,44 @@ def clip_row_terms(
         labels = labels[start : start + n]
     logits = torch.cat([logits_image, logits_text])
     return row_terms_from_logits(logits, torch.cat([labels, labels]), rows_per_sample=2)
+
+
+class ClipLossAdapter(RowTermsAdapter):
+    """open_clip's ``ClipLoss`` (and subclasses: anything with ``get_logits`` and
+    ``get_ground_truth``), called as ``criterion(image_features, text_features, logit_scale[,
+    logit_bias])`` (CLIP: Radford et al., arXiv:2103.00020).
+
+    Per row: image row ``i`` is ``CE`` of image ``i`` over all captions, text row ``i`` of
+    caption ``i`` over all images (``2N`` rows); their mean is ``ClipLoss``'s value.
+
+    Alignment Calibration (arXiv:2405.07317) for a forget pair ``u`` whose caption is swapped
+    with another forget pair's caption ``π(u)``, with logits ``ℓ = scale·cos(·,·) (+ bias)``::
+
+        negative calibration:  α·(−ℓ(I_u, T_π(u))) + γ·log Σ_k exp ℓ(I_u, T_k)   (and text rows)
+        positive calibration:  β·|D_f|/|D_train| · mean_u [cos(I_u, T_u) − mean_k cos(I_u, T_k)]
+
+    The positive term is relative to the batch's other captions ``T_k`` (``second``), so a
+    shift that lowers every image–caption similarity at once cannot pay for it.
+    """
+
+    name = "clip"
+    losses = "open_clip ClipLoss: CLIP image–text pairs"
+    image_text = True
+    gamma = "weight of the forget rows' uniformity part log Σ_k exp(scale·cos(I_u, T_k)) (None: tied to alpha)"
+    calibration = (
+        "forget row: α·(−ℓ(I_u, T_π(u))) + γ·lse_u; positive: "
+        "β·|D_f|/|D_train|·[cos(I_u, T_u) − mean_k cos(I_u, T_k)]"
+    )
+
+    def matches(self, criterion: nn.Module) -> bool:
+        return is_clip_criterion(criterion)
+
+    def specificity(self, criterion: nn.Module) -> int:
+        return len(type(criterion).__mro__) - 1  # duck-typed: any typed adapter wins
+
+    def row_terms(self, criterion: nn.Module, *args: Any, **kwargs: Any) -> RowTerms:
+        image = args[0] if args else kwargs["image_features"]
+        text = args[1] if len(args) > 1 else kwargs["text_features"]
+        scale = args[2] if len(args) > 2 else kwargs["logit_scale"]
+        bias = args[3] if len(args) > 3 else kwargs.get("logit_bias")
+        return clip_row_terms(criterion, image, text, scale, bias)
