@@ -13,6 +13,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from lightly_unlearn.errors import ModuleContractError  # noqa: F401  (re-exported)
+
 EmbedFn = Callable[[Tensor], Tensor]
 
 _HOW_TO_ADAPT = (
@@ -21,10 +23,6 @@ _HOW_TO_ADAPT = (
     "lightly's SimCLR/MoCo examples. Either add the missing attribute to your module, or pass "
     "`embed_fn=` (a callable images -> embeddings) to the callback."
 )
-
-
-class ModuleContractError(TypeError):
-    """The user's module does not expose what an unlearning method or audit needs."""
 
 
 def require(module: nn.Module, *names: str) -> None:

@@ -26,6 +26,8 @@ from typing import Any, BinaryIO
 
 import torch
 
+from lightly_unlearn.errors import UntrustedCheckpointError  # noqa: F401  (re-exported)
+
 __all__ = [
     "UntrustedCheckpointError",
     "atomic_write",
@@ -36,10 +38,6 @@ __all__ = [
     "sha256_bytes",
     "sha256_file",
 ]
-
-
-class UntrustedCheckpointError(RuntimeError):
-    """A checkpoint holds pickled objects that ``weights_only=True`` refuses to load."""
 
 
 _UMASK = os.umask(0)

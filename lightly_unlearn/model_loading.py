@@ -24,6 +24,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lightly_unlearn.errors import ModelSpecError  # noqa: F401  (re-exported)
+
 if TYPE_CHECKING:
     from torch import nn
 
@@ -36,10 +38,6 @@ __all__ = [
     "read_checkpoint",
     "split_model_spec",
 ]
-
-
-class ModelSpecError(ValueError):
-    """A ``MODEL`` string, its import, or its checkpoint is unusable; the message says why."""
 
 
 def split_model_spec(spec: str) -> tuple[str, str | None]:

@@ -22,6 +22,8 @@ from typing import Any
 import lightning.pytorch as L
 import pytorch_lightning as pl
 
+from lightly_unlearn.errors import NamespaceMismatchError  # noqa: F401  (re-exported)
+
 __all__ = [
     "LIGHTNING",
     "PYTORCH_LIGHTNING",
@@ -41,10 +43,6 @@ _TWINS = {
     "CLIPModule": {LIGHTNING: "CLIPModule", PYTORCH_LIGHTNING: "PLCLIPModule"},
     "PLCLIPModule": {LIGHTNING: "CLIPModule", PYTORCH_LIGHTNING: "PLCLIPModule"},
 }
-
-
-class NamespaceMismatchError(TypeError):
-    """A Lightning object of one namespace was given to a trainer (or CLI) of the other."""
 
 
 class DualNamespaceCallback(L.Callback, pl.Callback):

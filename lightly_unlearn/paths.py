@@ -13,13 +13,11 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Literal
 
+from lightly_unlearn.errors import OutputPathError  # noqa: F401  (re-exported)
+
 __all__ = ["OutputPathError", "check_output_path"]
 
 PathLike = str | os.PathLike
-
-
-class OutputPathError(ValueError):
-    """An output path would overwrite, or write into, an input (or cannot be written)."""
 
 
 def _same(a: Path, b: Path) -> bool:

@@ -35,6 +35,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from lightly_unlearn.errors import ReceiptError, SigningKeyError  # noqa: F401  (re-exported)
 from lightly_unlearn.io import atomic_write_json, json_safe, sha256_bytes, sha256_file
 
 FORMAT = "lightly-unlearn-receipt/1"
@@ -46,14 +47,6 @@ PUBLIC_KEY_NAME = "receipt_signing.pub"
 _UNSIGNED_FIELDS = ("receipt_sha256", "signature")  # not part of what is hashed and signed
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 _MAX_RECEIPT_BYTES = 16 << 20
-
-
-class ReceiptError(ValueError):
-    """A receipt cannot be read, is not a lightly-unlearn receipt, or is malformed."""
-
-
-class SigningKeyError(ValueError):
-    """A signing or public key file cannot be used; the message says why and what to do."""
 
 
 def now() -> str:

@@ -14,6 +14,8 @@ from typing import Any
 
 import entrypoints
 
+from lightly_unlearn.errors import UnknownComponentError  # noqa: F401  (re-exported)
+
 GROUPS = {
     "method": "lightly_unlearn.methods",
     "audit": "lightly_unlearn.audits",
@@ -37,13 +39,6 @@ ALIASES = {
 }
 
 _runtime: dict[str, dict[str, Any]] = {kind: {} for kind in GROUPS}
-
-
-class UnknownComponentError(KeyError, ValueError):
-    """Raised when a method, audit or criterion name resolves to nothing."""
-
-    def __str__(self) -> str:  # KeyError would otherwise quote the message
-        return str(self.args[0])
 
 
 def _check_kind(kind: str) -> str:

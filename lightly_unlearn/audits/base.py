@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from lightly_unlearn.audits.features import AuditInputs, SplitFeatures
+from lightly_unlearn.errors import AuditInputError  # noqa: F401  (re-exported)
 
 
 @dataclass
@@ -61,10 +62,6 @@ class Audit:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
-
-
-class AuditInputError(ValueError):
-    """The data given to an audit cannot produce its metric (missing split, labels, features)."""
 
 
 def require_inputs(audit: Audit, inputs: AuditInputs) -> None:

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lightly_unlearn.errors import LightlyUnlearnError
+
 if TYPE_CHECKING:  # torch is imported when the command runs, not for its --help
     from torch import Tensor, nn
 
@@ -32,7 +34,7 @@ IMAGES is a folder of image files (png, jpg, bmp, gif, webp, tif), read in sorte
 """
 
 
-class AuditCLIError(Exception):
+class AuditCLIError(LightlyUnlearnError):
     """Bad input to the audit command; the message says what is wrong and how to fix it."""
 
 

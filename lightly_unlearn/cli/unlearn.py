@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from lightly_unlearn.errors import LightlyUnlearnError
+
 MODEL_HELP = (
     "the pretrained model: pkg.module:Class@path/to.ckpt or path/to/file.py:Class@path/to.ckpt "
     "(a Lightning checkpoint or state dict, loaded into Class(**hyper_parameters) with "
@@ -32,7 +34,7 @@ MODEL_HELP = (
 OUTPUT_NAMES = ("unlearned.ckpt", "unlearning_receipt.json", "audits")
 
 
-class UnlearnInputError(Exception):
+class UnlearnInputError(LightlyUnlearnError):
     """Bad input: refused before any training (exit status 2)."""
 
 

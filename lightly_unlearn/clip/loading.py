@@ -23,9 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-
-class PretrainedWeightsUnavailable(RuntimeError):
-    """Pretrained weights were requested that would need a download and are not cached locally."""
+from lightly_unlearn.errors import PretrainedWeightsUnavailable  # noqa: F401  (re-exported)
 
 
 def _hf_cached(repo_id: str, filename: str, cache_dir: str | None) -> str | None:

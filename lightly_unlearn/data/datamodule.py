@@ -21,6 +21,7 @@ from lightly_unlearn.data.sampling import (
 )
 from lightly_unlearn.data.validation import (
     check_batches,
+    check_resumed_forget_set,
     check_views,
     validate_forget_indices,
 )
@@ -360,11 +361,7 @@ class ForgetRetainDataModule(L.LightningDataModule, pl.LightningDataModule):
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        saved = state_dict.get("forget_sha256")
-        if saved is not None and saved != self.forget_sha256:
-            raise ValueError(
-                "The checkpoint was written while unlearning a different forget set "
-                f"(sha256 {saved[:12]}…, {state_dict.get('num_forget')} samples) than this "
-                f"datamodule's ({self.forget_sha256[:12]}…, {len(self.forget_indices)} samples). "
-                "Resume with the same forget_indices, or start a new run without ckpt_path."
-            )
+        check_resumed_forget_set(
+            state_dict.get("forget_sha256"), state_dict.get("num_forget"),
+            self.forget_sha256, len(self.forget_indices),
+        )

@@ -16,9 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-
-class ForgetSetError(ValueError):
-    """The forget set given by the user cannot be used."""
+from lightly_unlearn.errors import ForgetSetError, ResumeMismatchError
 
 
 def _as_array(forget_indices: Any) -> np.ndarray:
@@ -204,3 +202,29 @@ def check_dataset(dataset: Any, what: str = "dataset") -> int:
                 "returns (d['image'], d['label']) for d = dataset[i]."
             )
     return num
+
+
+def check_resumed_forget_set(
+    saved_sha256: str | None,
+    saved_num_forget: Any,
+    sha256: str,
+    num_forget: int,
+    who: str = "The checkpoint",
+) -> None:
+    """Refuse to resume a run that was unlearning a different forget set.
+
+    ``saved_*`` come from the checkpoint (``None``: it predates the hash, nothing to compare);
+    ``sha256`` / ``num_forget`` describe the forget set of this run. The datamodule and
+    ``UnlearnCallback`` both call this, so a resume is refused with one message.
+
+    Raises:
+        ResumeMismatchError: (a ``ValueError``) the two forget sets differ.
+    """
+    if saved_sha256 is None or saved_sha256 == sha256:
+        return
+    raise ResumeMismatchError(
+        f"Refusing to resume: {who} was written while unlearning a different forget set "
+        f"(sha256 {saved_sha256[:12]}…, {saved_num_forget} samples) than this datamodule's "
+        f"({sha256[:12]}…, {num_forget} samples). Resume with the same forget_indices, or "
+        "start a new run without ckpt_path."
+    )
