@@ -9,9 +9,13 @@ that contract and fails with an error that says what is missing and how to adapt
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from lightly_unlearn.roles import ModuleRoles
 
 from lightly_unlearn.errors import ModuleContractError  # noqa: F401  (re-exported)
 
@@ -34,85 +38,105 @@ def require(module: nn.Module, *names: str) -> None:
         )
 
 
-def backbone_embed_fn(module: nn.Module) -> EmbedFn:
-    """Images -> flattened backbone features (what audits read by default, SPEC §4)."""
+def _roles(module: nn.Module, roles: ModuleRoles | None) -> ModuleRoles:
+    from lightly_unlearn.roles import resolve_roles
+
+    return resolve_roles(module, roles)
+
+
+def backbone_embed_fn(module: nn.Module, roles: ModuleRoles | None = None) -> EmbedFn:
+    """Images -> flattened backbone features (what audits read by default).
+
+    The backbone is ``roles.backbone`` (default: ``backbone``, or DINO's ``student_backbone``).
+    """
     if hasattr(module, "encode_image") and not hasattr(module, "backbone"):  # CLIP
         return lambda x: module.encode_image(x)
-    require(module, "backbone")
-    return lambda x: module.backbone(x).flatten(1)
+    backbone = _roles(module, roles).backbone_module(module)
+    return lambda x: backbone(x).flatten(1)
 
 
-def head_embed_fn(module: nn.Module) -> EmbedFn:
-    """Images -> projection-head outputs (what the contrastive loss sees)."""
+def head_embed_fn(module: nn.Module, roles: ModuleRoles | None = None) -> EmbedFn:
+    """Images -> projection-head outputs, ``head(backbone(x).flatten(1))``.
+
+    Backbone and head are ``roles.backbone`` / ``roles.head`` (default: ``backbone`` and
+    ``projection_head``, or DINO's ``student_backbone`` and ``student_head``).
+    """
     if hasattr(module, "encode_image") and not hasattr(module, "projection_head"):
         return lambda x: module.encode_image(x)
-    require(module, "backbone", "projection_head")
-    return lambda x: module.projection_head(module.backbone(x).flatten(1))
+    resolved = _roles(module, roles)
+    backbone, head = resolved.backbone_module(module), resolved.head_module(module)
+    return lambda x: head(backbone(x).flatten(1))
 
 
-def momentum_pairs(module: nn.Module) -> list[tuple[nn.Module, nn.Module]]:
-    """``(online, momentum)`` pairs found by the ``<name>_momentum`` naming convention."""
-    pairs = []
-    for name, child in module.named_children():
-        if name.endswith("_momentum"):
-            online = getattr(module, name[: -len("_momentum")], None)
-            if isinstance(online, nn.Module):
-                pairs.append((online, child))
-    return pairs
+def momentum_pairs(module: nn.Module, roles: ModuleRoles | None = None) -> list[tuple[nn.Module, nn.Module]]:
+    """``(online, copy)`` sub-module pairs: momentum encoders and teachers (see ``ModuleRoles``)."""
+    pairs = _roles(module, roles).momentum_pairs or ()
+    return [(module.get_submodule(a), module.get_submodule(b)) for a, b in pairs]
 
 
-@torch.no_grad()
-def copy_online_to_momentum(module: nn.Module) -> int:
-    """Overwrite every momentum copy with its online weights; returns how many pairs were synced."""
-    pairs = momentum_pairs(module)
-    for online, momentum in pairs:
-        momentum.load_state_dict(online.state_dict())
-    return len(pairs)
+def copy_online_to_momentum(module: nn.Module, roles: ModuleRoles | None = None) -> int:
+    """Overwrite every momentum / teacher copy with its online weights; returns the pair count."""
+    return _roles(module, roles).sync_pairs(module)
 
 
-def memory_banks(module: nn.Module) -> list[nn.Module]:
-    """lightly ``MemoryBankModule`` instances with a non-empty bank anywhere in ``module``."""
-    banks = []
-    for child in module.modules():
-        size = getattr(child, "size", None)
-        if hasattr(child, "_init_memory_bank") and isinstance(size, tuple) and len(size) == 2:
-            if size[0] > 0:
-                banks.append(child)
-    return banks
+def memory_banks(module: nn.Module, roles: ModuleRoles | None = None) -> list[nn.Module]:
+    """The memory banks of ``module`` (default: lightly ``MemoryBankModule``s with entries)."""
+    return [module.get_submodule(n) for n in _roles(module, roles).memory_banks or ()]
 
 
-@torch.no_grad()
-def reset_memory_banks(module: nn.Module) -> int:
+def reset_memory_banks(module: nn.Module, roles: ModuleRoles | None = None) -> int:
     """Re-initialise memory banks (random unit rows): they may hold keys of forget samples."""
-    banks = memory_banks(module)
-    for bank in banks:
-        bank._init_memory_bank(size=bank.size)  # type_as keeps device and dtype
-    return len(banks)
+    return _roles(module, roles).reset_memory_banks(module)
 
 
 @torch.no_grad()
-def reinitialise(module: nn.Module) -> int:
+def _refresh_weight_norm(child: nn.Module) -> None:
+    """Carry a fresh ``weight`` into the parameters of an ``nn.utils.weight_norm`` layer.
+
+    Such a layer's ``weight`` is recomputed from ``weight_g``/``weight_v`` before each forward,
+    so ``reset_parameters`` writing into ``weight`` changes nothing that lasts (lightly's
+    ``DINOProjectionHead.last_layer``). ``weight_v`` takes the fresh values and a trainable
+    ``weight_g`` their norm, as ``weight_norm`` sets them; a frozen ``weight_g`` (DINO's
+    ``norm_last_layer``) was never trained and keeps its value.
+    """
+    from torch.nn.utils.weight_norm import WeightNorm
+
+    for hook in list(child._forward_pre_hooks.values()):
+        if isinstance(hook, WeightNorm):
+            fresh = getattr(child, hook.name)
+            g, v = getattr(child, hook.name + "_g"), getattr(child, hook.name + "_v")
+            v.copy_(fresh)
+            if g.requires_grad:
+                g.copy_(torch.norm_except_dim(fresh, 2, hook.dim))
+            setattr(child, hook.name, hook.compute_weight(child))
+
+
+@torch.no_grad()
+def reinitialise(module: nn.Module, roles: ModuleRoles | None = None) -> int:
     """Re-initialise every sub-module that has ``reset_parameters`` (Retrain). Returns the count.
 
-    Also calls ``_reset_parameters`` (``nn.MultiheadAttention``) and resets BatchNorm statistics.
-    Momentum copies are then synced from the re-initialised online weights, as a fresh MoCo
-    starts with ``momentum = deepcopy(online)``. A parameter that no reset covers (e.g. a ViT's
-    class token set directly on a module) would keep its trained value, so that is an error
-    telling the user to define ``reinitialise_parameters()`` on the module.
+    Also calls ``_reset_parameters`` (``nn.MultiheadAttention``), resets BatchNorm statistics
+    and carries fresh weights into ``weight_norm`` layers. Momentum copies and teachers (the
+    ``momentum_pairs`` of ``roles``) are then overwritten with the re-initialised online /
+    student weights, as the user's ``__init__`` creates them (``deepcopy(online)``), and memory
+    banks are refilled. A parameter that no reset covers (e.g. a ViT's class token set directly
+    on a module) would keep its trained value, so that is an error telling the user to define
+    ``reinitialise_parameters()`` on the module.
     """
+    resolved = _roles(module, roles)
     count, covered = 0, set()
     for child in module.modules():
         reset = getattr(child, "reset_parameters", None) or getattr(child, "_reset_parameters", None)
         if callable(reset) and child is not module:
             reset()
+            _refresh_weight_norm(child)
             count += 1
             covered.update(id(p) for p in child.parameters(recurse=False))
         reset_stats = getattr(child, "reset_running_stats", None)
         if callable(reset_stats):
             reset_stats()
-    pairs = momentum_pairs(module)
-    for _, momentum in pairs:
-        covered.update(id(p) for p in momentum.parameters())
+    for _, copy in resolved.momentum_pairs or ():
+        covered.update(id(p) for p in module.get_submodule(copy).parameters())
     missed = [n for n, p in module.named_parameters() if id(p) not in covered]
     if missed:
         raise ModuleContractError(
@@ -122,8 +146,8 @@ def reinitialise(module: nn.Module) -> int:
             "Define `reinitialise_parameters()` on your module (re-create all weights as in "
             "__init__); UnlearnCallback calls it instead."
         )
-    copy_online_to_momentum(module)
-    reset_memory_banks(module)
+    resolved.sync_pairs(module)
+    resolved.reset_memory_banks(module)
     return count
 
 

@@ -31,6 +31,7 @@ from lightly_unlearn.audits.runner import (
 )
 from lightly_unlearn.audits.verdict import Verdict, assess
 from lightly_unlearn.namespaces import DualNamespaceCallback
+from lightly_unlearn.roles import ModuleRoles
 
 EmbedSpec = str | Callable[[Tensor], Tensor]
 
@@ -79,6 +80,8 @@ class AuditCallback(DualNamespaceCallback):  # a Callback in both namespaces
         num_views: ``K``, augmentations per sample for alignment scores and matrices.
         embed_fn: ``"backbone"`` (flattened backbone features, SPEC default), ``"head"``
             (projection-head outputs) or a callable images -> embeddings.
+        roles: Where the backbone and head are (``ModuleRoles``; default: lightly's example
+            names, ``backbone``/``projection_head`` or DINO's ``student_*``).
         batch_size: Images per forward pass.
         save_files: Write ``audit.json``, ``report.md`` and the heat map.
         classnames, templates: Zero-shot prompts for the ``clip_zero_shot`` audit (CLIP only);
@@ -96,6 +99,7 @@ class AuditCallback(DualNamespaceCallback):  # a Callback in both namespaces
         *,
         num_views: int = 10,
         embed_fn: EmbedSpec = "backbone",
+        roles: ModuleRoles | None = None,
         batch_size: int = 256,
         save_files: bool = True,
         classnames: Sequence[str] | None = None,
@@ -124,6 +128,7 @@ class AuditCallback(DualNamespaceCallback):  # a Callback in both namespaces
         self.every_n_epochs = every_n_epochs
         self.num_views = int(num_views)
         self.embed_fn = embed_fn
+        self.roles = roles
         self.batch_size = int(batch_size)
         self.save_files = save_files
         self.classnames = list(classnames) if classnames is not None else None
@@ -189,9 +194,9 @@ class AuditCallback(DualNamespaceCallback):  # a Callback in both namespaces
     # -- work -----------------------------------------------------------------------------------
     def _embed(self, pl_module: nn.Module) -> Callable[[Tensor], Tensor]:
         if self.embed_fn == "backbone":
-            return backbone_embed_fn(pl_module)
+            return backbone_embed_fn(pl_module, self.roles)
         if self.embed_fn == "head":
-            return head_embed_fn(pl_module)
+            return head_embed_fn(pl_module, self.roles)
         return self.embed_fn  # type: ignore[return-value]
 
     def _clip_inputs(self, dm: Any, pl_module: nn.Module, device: Any) -> Any:

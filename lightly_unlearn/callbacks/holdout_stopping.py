@@ -26,6 +26,7 @@ from lightly_unlearn.audits.alignment import alignment_scores
 from lightly_unlearn.audits.features import extract_features
 from lightly_unlearn.audits.runner import sample_keys
 from lightly_unlearn.namespaces import DualNamespaceCallback
+from lightly_unlearn.roles import ModuleRoles
 
 
 class HoldoutAlignmentStopping(DualNamespaceCallback):  # a Callback in both namespaces
@@ -37,6 +38,8 @@ class HoldoutAlignmentStopping(DualNamespaceCallback):  # a Callback in both nam
         num_views: Augmentations per sample (``K``).
         embed_fn: ``"head"`` (projection-head outputs, where a small model's membership signal
             lives), ``"backbone"`` or a callable images -> embeddings.
+        roles: Where the backbone and head are (``ModuleRoles``; default: lightly's example
+            names, ``backbone``/``projection_head`` or DINO's ``student_*``).
         check_every_n_epochs: Check after every n-th training epoch.
         min_epochs: Never stop before this many epochs.
 
@@ -53,6 +56,7 @@ class HoldoutAlignmentStopping(DualNamespaceCallback):  # a Callback in both nam
         embed_fn: str | Callable[[Tensor], Tensor] = "head",
         check_every_n_epochs: int = 1,
         min_epochs: int = 1,
+        roles: ModuleRoles | None = None,
     ) -> None:
         super().__init__()
         if num_views < 2 or num_samples < 1 or check_every_n_epochs < 1:
@@ -61,6 +65,7 @@ class HoldoutAlignmentStopping(DualNamespaceCallback):  # a Callback in both nam
         self.num_samples = int(num_samples)
         self.num_views = int(num_views)
         self.embed_fn = embed_fn
+        self.roles = roles
         self.check_every_n_epochs = int(check_every_n_epochs)
         self.min_epochs = int(min_epochs)
         self.history: list[float] = []
@@ -84,7 +89,9 @@ class HoldoutAlignmentStopping(DualNamespaceCallback):  # a Callback in both nam
     def _embed(self, pl_module: nn.Module) -> Callable[[Tensor], Tensor]:
         if callable(self.embed_fn):
             return self.embed_fn
-        return head_embed_fn(pl_module) if self.embed_fn == "head" else backbone_embed_fn(pl_module)
+        if self.embed_fn == "head":
+            return head_embed_fn(pl_module, self.roles)
+        return backbone_embed_fn(pl_module, self.roles)
 
     def level_gap(self, trainer: Any, pl_module: nn.Module) -> float:
         """``mean score(forget) − mean score(holdout)`` on the fixed seeded samples."""

@@ -18,10 +18,8 @@ from lightly_unlearn.adapters import (
     require,
     reset_memory_banks,
 )
-from lightly_unlearn.data.validation import check_resumed_forget_set
-from lightly_unlearn.errors import ForgetCoverageError, NonFiniteLossError  # noqa: F401  (re-exported)
-from lightly_unlearn.losses.clip_rows import clip_row_terms, is_clip_criterion
-from lightly_unlearn.losses.rows import RowTerms, global_sum, ntxent_row_terms, row_mask
+from lightly_unlearn.losses.adapter import RowTermsAdapter, describe_adapters, find_adapter
+from lightly_unlearn.losses.rows import RowTerms, global_sum, row_mask
 from lightly_unlearn.methods.base import StepContext, UnlearningMethod
 from lightly_unlearn.model_loading import load_initial_weights
 from lightly_unlearn.namespaces import DualNamespaceCallback
@@ -46,6 +44,15 @@ def frozen_batch_norm_stats(module: nn.Module) -> Iterator[None]:
                 m.num_batches_tracked.copy_(tracked)
 
 
+class NonFiniteLossError(FloatingPointError):
+    """The unlearning objective became NaN or infinite; no optimizer step was taken with it."""
+
+
+class ForgetCoverageError(RuntimeError):
+    """A training epoch ended without serving every forget sample: the deletion request was not
+    acted on for some samples."""
+
+
 class _BatchContext:
     """What ``on_train_batch_start`` learns about the batch, for the patched criterion.
 
@@ -57,6 +64,11 @@ class _BatchContext:
         self.forget = forget
         self.extra_views = extra_views
         self.calls = 0
+        # a step may call the criterion several times (BYOL, SimSiam): the extra view is
+        # embedded once and used by every call; each call's loss and terms are logged together
+        self.extra: Tensor | None = None
+        self.extra_done = False
+        self.logged: list[tuple[Tensor, RowTerms]] = []
 
 
 def _plain(value: Any) -> Any:
@@ -175,11 +187,13 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
                 f"{state_dict['method']!r}, but this callback runs {self.method.name!r}. Resume "
                 "with the same method, or start a new run without ckpt_path."
             )
+        saved = state_dict.get("forget_sha256")
         dm = self._datamodule
-        if dm is not None:
-            check_resumed_forget_set(
-                state_dict.get("forget_sha256"), state_dict.get("num_forget"),
-                dm.forget_sha256, len(dm.forget_indices),
+        if saved is not None and dm is not None and saved != dm.forget_sha256:
+            raise ValueError(
+                "Refusing to resume: the checkpoint was written while unlearning a different "
+                f"forget set (sha256 {saved[:12]}…, {state_dict.get('num_forget')} samples) than "
+                f"this datamodule's ({dm.forget_sha256[:12]}…, {len(dm.forget_indices)} samples)."
             )
         if state_dict.get("hyperparameters") not in (None, self.hyperparameters):
             raise ValueError(
@@ -223,17 +237,17 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
                 "`AlignmentCalibrationLoss` there directly instead of the callback."
             )
         self._criterion = pl_module.criterion
-        if not hasattr(self._criterion, "cross_entropy") and not hasattr(
-            self._criterion, "get_logits"
-        ):
+        adapter = find_adapter(self._criterion)
+        if adapter is None:
             raise ModuleContractError(
-                f"{type(pl_module).__name__}.criterion is a {type(self._criterion).__name__}; "
-                "UnlearnCallback supports lightly's NTXentLoss (SimCLR, MoCo with memory bank) and "
-                "open_clip's ClipLoss. For another loss, use AlignmentCalibrationLoss directly in "
-                "your training_step."
+                f"{type(pl_module).__name__}.criterion is a {type(self._criterion).__name__}, "
+                "which no installed loss adapter serves. Installed adapters (entry-point group "
+                f"'lightly_unlearn.losses'): {describe_adapters()}. Use one of these losses, or "
+                "add an adapter for yours: a RowTermsAdapter subclass registered under that group."
             )
+        self._adapter: RowTermsAdapter = adapter
         if self.method.extra_view and self.embed_fn is None:
-            if is_clip_criterion(self._criterion):  # CLIP: the extra view is the own caption
+            if adapter.image_text:  # CLIP: the extra view is the own caption
                 require(pl_module, "encode_text")
             elif not hasattr(pl_module, "forward_momentum"):
                 require(pl_module, "backbone", "projection_head")
@@ -358,6 +372,8 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
             self._finish(pl_module)
 
     def on_train_batch_end(self, trainer: Any, pl_module: nn.Module, *args: Any, **kwargs: Any) -> None:
+        if self._batch is not None and self._batch.logged:
+            self._log(pl_module, self._batch)
         self._batch = None
         self._check_weights(trainer, pl_module)
 
@@ -417,17 +433,14 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
             del self._criterion.forward
 
     def _row_terms(self, criterion: nn.Module, *args: Any, **kwargs: Any) -> RowTerms:
-        if is_clip_criterion(criterion):  # criterion(image_features, text_features, scale[, bias])
-            bias = args[3] if len(args) > 3 else kwargs.get("logit_bias")
-            return clip_row_terms(criterion, args[0], args[1], args[2], bias)
-        return ntxent_row_terms(criterion, args[0], args[1])
+        return self._adapter.row_terms(criterion, *args, **kwargs)
 
     def _extra_embeddings(self, module: nn.Module, extra_views: Tensor, forget: Tensor) -> Tensor | None:
         """Embeddings of the forget samples' extra views, ``(F, D)`` in batch order."""
         forget = forget.to(extra_views.device)
         if not bool(forget.any()):
             return None
-        if is_clip_criterion(self._criterion):
+        if self._adapter.image_text:
             # CLIP: the extra "view" is the forget pairs' own caption tokens; the text tower has
             # no batch statistics, so only the forget captions are embedded
             tokens = extra_views[forget]
@@ -446,6 +459,7 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
                     out = module.forward_momentum(extra_views).detach()
             else:
                 out = module(extra_views)
+            out = self._adapter.extra_embedding(out)
         return out[forget.to(out.device)]
 
     def _objective(self, criterion: nn.Module, *args: Any, **kwargs: Any) -> Tensor:
@@ -453,18 +467,19 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
         module = self._module
         if ctx is None or module is None or not module.training:
             return type(criterion).forward(criterion, *args, **kwargs)  # validation etc.
-        anchor = args[0]
+        call = ctx.calls + 1  # this call's number within the step (BYOL / SimSiam call twice)
+        anchor = self._adapter.anchor(*args, call=call, **kwargs)
         if anchor.shape[0] != ctx.forget.shape[0]:
             raise RuntimeError(
                 f"The criterion was called with {anchor.shape[0]} samples but the batch has "
                 f"{ctx.forget.shape[0]}. UnlearnCallback needs `criterion(z0, z1)` on the full, "
                 "unsplit batch (the forget mask is per sample of the batch)."
             )
-        ctx.calls += 1
+        ctx.calls = call
         terms = self._row_terms(criterion, *args, **kwargs)
-        extra = None
-        if ctx.calls == 1 and ctx.extra_views is not None:
-            extra = self._extra_embeddings(module, ctx.extra_views, ctx.forget)
+        if not ctx.extra_done and ctx.extra_views is not None:  # once per step, for every call
+            ctx.extra = self._extra_embeddings(module, ctx.extra_views, ctx.forget)
+            ctx.extra_done = True
         trainer = module.trainer
         progress = min(trainer.global_step / self._total_steps, 1.0)
         loss = self.method.objective(
@@ -472,12 +487,12 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
                 terms=terms,
                 forget=ctx.forget,
                 anchor=anchor,
-                extra=extra,
+                extra=ctx.extra,
                 module=module,
                 progress=progress,
                 forget_fraction=self._datamodule.forget_fraction,
-                second=args[1] if len(args) > 1 else None,
-                image_text=is_clip_criterion(criterion),
+                second=self._adapter.second(*args, call=call, **kwargs),
+                image_text=self._adapter.image_text,
             )
         )
         reg = self.method.regularizer(module, progress)
@@ -492,19 +507,25 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
                 "the weights of the last finite step. Lower the learning rate or the number of "
                 "epochs (gradient ascent and NegGrad diverge easily), or lower `lam`."
             )
-        self._log(module, terms, ctx.forget, loss)
+        ctx.logged.append((loss.detach(), terms))
         return loss
 
-    def _log(self, module: nn.Module, terms: RowTerms, forget: Tensor, loss: Tensor) -> None:
-        n = forget.shape[0]
-        rows = row_mask(forget.to(terms.positive.device), terms.rows_per_sample)
-        per_row = terms.loss.detach()
-        module.log("unlearn_loss", loss.detach(), prog_bar=True, batch_size=n)
+    def _log(self, module: nn.Module, ctx: _BatchContext) -> None:
+        """Once per step, over every criterion call of the step: ``unlearn_loss`` is the mean of
+        the calls' objectives (BYOL / SimSiam return ``0.5 · (call 1 + call 2)``), the row
+        metrics are over the rows of all calls."""
+        forget, n = ctx.forget, ctx.forget.shape[0]
+        losses = [loss for loss, _ in ctx.logged]
+        parts = [t for _, t in ctx.logged]
+        rows = torch.cat([row_mask(forget.to(t.positive.device), t.rows_per_sample) for t in parts])
+        per_row = torch.cat([t.loss.detach() for t in parts])
+        positive = torch.cat([t.positive.detach() for t in parts])
+        module.log("unlearn_loss", torch.stack(losses).mean(), prog_bar=True, batch_size=n)
         if (~rows).any():
             module.log("unlearn/retain_row_loss", per_row[~rows].mean(), batch_size=n)
         if rows.any():
             module.log("unlearn/forget_row_loss", per_row[rows].mean(), batch_size=n)
-            module.log("unlearn/forget_alignment", terms.positive.detach()[rows].mean(), batch_size=n)
+            module.log("unlearn/forget_alignment", positive[rows].mean(), batch_size=n)
 
     # -- the end ------------------------------------------------------------------------------------
     def _finish(self, pl_module: nn.Module) -> None:

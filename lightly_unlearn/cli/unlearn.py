@@ -59,6 +59,15 @@ def _hp(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
+def _role(text: str) -> tuple[str, str]:
+    from lightly_unlearn.roles import parse_role
+
+    try:
+        return parse_role(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "unlearn",
@@ -79,6 +88,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="unlearning method or alias (default: ac; see `lightly-unlearn list method`)")
     m.add_argument("--hp", action="append", type=_hp, default=[], metavar="NAME=VALUE",
                    help="a hyper-parameter of the method, repeatable (e.g. --hp alpha=1.0 --hp beta=0)")
+    m.add_argument("--role", action="append", type=_role, default=[], metavar="NAME=VALUE",
+                   dest="roles",
+                   help="module roles when the module does not follow lightly's example names, "
+                        "repeatable: backbone=ATTR, head=ATTR, momentum_pairs=ONLINE:COPY[,...], "
+                        "memory_banks=ATTR[,...], embed=METHOD, output_index=N ('none' for no "
+                        "pairs/banks; default: found by lightly's conventions)")
     m.add_argument("--epochs", type=_positive, default=5,
                    help="unlearning epochs (default 5)")
     m.add_argument("--batch-size", type=_positive, default=256,
@@ -211,6 +226,13 @@ def _prepare(args: argparse.Namespace) -> dict[str, Any]:
             "module's loss object, as in lightly's examples (`self.criterion = NTXentLoss()`, "
             "called in training_step)."
         )
+    from lightly_unlearn.roles import resolve_roles, roles_from_settings
+
+    try:  # misspelt role names are refused before any training
+        roles = roles_from_settings(args.roles)
+        resolve_roles(model, roles)
+    except (ValueError, TypeError) as err:
+        raise UnlearnInputError(f"--role: {err}") from err
     transform = _module_transform(cls)
     if transform is not None and (args.transform or args.image_size):
         raise UnlearnInputError(
@@ -233,7 +255,7 @@ def _prepare(args: argparse.Namespace) -> dict[str, Any]:
         print("lightly-unlearn unlearn: no --holdout: the audit shows the alignment gap of the forget "
               "set only (no reference for never-seen images).", file=sys.stderr)
     return dict(target=target, ckpt=ckpt_path, model=model, cls=cls, dm=dm, out=out,
-                trainer_cls=trainer_cls)
+                trainer_cls=trainer_cls, roles=roles)
 
 
 # -- the run --------------------------------------------------------------------------------------
@@ -252,7 +274,7 @@ def _train(args: argparse.Namespace, p: dict[str, Any]) -> dict[str, Any]:
 
     out: Path = p["out"]
     out.mkdir(parents=True, exist_ok=True)
-    unlearn = UnlearnCallback(method=args.method, **dict(args.hp))
+    unlearn = UnlearnCallback(method=args.method, roles=p.get("roles"), **dict(args.hp))
     receipt_kwargs: dict[str, Any] = {"path": out / "unlearning_receipt.json",
                                       "input_checkpoint": p["ckpt"]}
     if args.signing_key:
@@ -263,7 +285,7 @@ def _train(args: argparse.Namespace, p: dict[str, Any]) -> dict[str, Any]:
     if not args.no_audit:
         audits = ("emia", "alignment_matrix") if args.holdout else ("alignment_matrix",)
         audit = AuditCallback(audits=audits, num_samples=args.audit_samples,
-                              batch_size=args.batch_size)
+                              batch_size=args.batch_size, roles=p.get("roles"))
         callbacks.append(audit)
     callbacks.append(receipt)
     trainer_kwargs: dict[str, Any] = dict(

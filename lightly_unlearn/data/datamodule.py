@@ -75,7 +75,9 @@ class ForgetRetainDataModule(L.LightningDataModule, pl.LightningDataModule):
     """Serves a training set split into ``retain`` and ``forget`` samples, lightly-style.
 
     Batches are ``(views, targets, keys)`` like ``lightly.data.LightlyDataset`` batches: ``views``
-    is the list of augmented views, ``keys`` the samples' positions in ``dataset``. The loader
+    is the list of augmented views — all of them, however many the transform makes (multi-crop
+    transforms such as ``DINOTransform`` keep their local crops) —, ``keys`` the samples'
+    positions in ``dataset``. The loader
     depends on the unlearning method (set by ``UnlearnCallback`` through :meth:`configure`):
     everything (default, e.g. pretraining), retain only, forget only, or retain and forget mixed
     (with Alignment Calibration's partner and extra views for forget samples).
@@ -158,6 +160,8 @@ class ForgetRetainDataModule(L.LightningDataModule, pl.LightningDataModule):
             raise TypeError(f"transform must be callable; got {type(transform).__name__}.")
         self.transform = transform
         self.tokenizer = tokenizer
+        #: Views per sample in a batch (image and caption tokens for CLIP), before any extra view.
+        self.num_views = 2
         if tokenizer is not None:
             image, caption, _ = split_pair(dataset[0])
             transform(image)
@@ -176,7 +180,8 @@ class ForgetRetainDataModule(L.LightningDataModule, pl.LightningDataModule):
                     "tokenizer=tokenizer)) for CLIP; without a tokenizer, items are "
                     "(image, target, ...) and `transform` must be a multi-view transform."
                 )
-            check_views(transform(split_item(first)[0]))
+            # every view is carried (multi-crop: DINO's 2 global + N local crops)
+            self.num_views = check_views(transform(split_item(first)[0]))
         self.batch_size = int(batch_size)
         if forget_batch_size is not None and int(forget_batch_size) < 2:
             raise ValueError(

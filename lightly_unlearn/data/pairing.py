@@ -1,20 +1,23 @@
 """Alignment Calibration's view construction for forget samples.
 
-For a forget sample ``x_i`` the dataset yields three views ``[t1(x_i), t2(x_π(i)), t3(x_i)]``:
+For a forget sample ``x_i`` the dataset yields the transform's views with the second one taken
+from a partner, plus an extra own view last: ``[t1(x_i), t2(x_π(i)), t3(x_i), ..., tV(x_i),
+t_extra(x_i)]`` (two views for SimCLR/MoCo, 2 global + N local crops for DINO's multi-crop):
 
 * negative alignment calibration — the second view belongs to another forget sample ``x_π(i)``
   (``π(i) != i``, redrawn every time the sample is loaded), so the contrastive row of ``x_i``
   pulls it toward a different sample. A forget set of one sample has no other forget sample:
   its partner is then a random retain sample;
-* positive alignment calibration — ``t3(x_i)`` is an extra view of the sample itself, whose
-  similarity to ``t1(x_i)`` the loss penalises.
+* positive alignment calibration — ``t_extra(x_i)`` (drawn like the second view) is an extra view
+  of the sample itself, whose similarity to ``t1(x_i)`` the loss penalises.
 
-Retain samples yield ``[t1(x), t2(x), t3(x)]``: the extra view of the *whole* batch is embedded
+Retain samples yield all their own views plus ``t_extra(x)``: the extra view of the *whole* batch is embedded
 in one pass, so BatchNorm normalises it with the statistics of the same batch composition as the
 anchor views (as the reference does). Embedding only the forget samples' extra views gives that
 pass forget-only batch statistics, and a model can then lower ``cos(anchor, extra)`` for every
 sample at once by telling the passes apart through BatchNorm — it collapsed lightly's ResNet-18
-SimCLR example in one epoch. The extra view is the last entry of the view list.
+SimCLR example in one epoch. The extra view is the last entry of the view list: the callback
+identifies it by position from the end, whatever the number of views.
 """
 
 from __future__ import annotations
@@ -63,6 +66,14 @@ class ForgetPairedViews(Dataset):
             return self.per_view[v % len(self.per_view)](image)
         return self.transform(image)[v % 2]
 
+    def _paired_views(self, image: Any, partner_image: Any) -> list[Any]:
+        """All views of ``image``, the second one taken from ``partner_image`` instead."""
+        if self.per_view is not None:
+            return [t(partner_image if v == 1 else image) for v, t in enumerate(self.per_view)]
+        views = list(self.transform(image))
+        views[1] = self.transform(partner_image)[1]
+        return views
+
     def partner(self, key: int) -> int:
         """A uniformly random forget sample other than ``key`` (fresh draw on every call); with a
         single forget sample, a uniformly random retain sample."""
@@ -77,12 +88,12 @@ class ForgetPairedViews(Dataset):
         key = self.indices[i]
         image, target = split_item(self.dataset[key])
         if key not in self._forget_pos:
-            views = list(self.transform(image))[:2]
+            views = list(self.transform(image))  # every view: multi-crop keeps its local crops
             if self.extra_view:
                 views.append(self._view(image, 1))
             return views, target, key
         partner_image, _ = split_item(self.dataset[self.partner(key)])
-        views = [self._view(image, 0), self._view(partner_image, 1)]
+        views = self._paired_views(image, partner_image)
         if self.extra_view:
             views.append(self._view(image, 1))
         return views, target, key
