@@ -18,6 +18,8 @@ from lightly_unlearn.adapters import (
     require,
     reset_memory_banks,
 )
+from lightly_unlearn.data.validation import check_resumed_forget_set
+from lightly_unlearn.errors import ForgetCoverageError, NonFiniteLossError  # noqa: F401  (re-exported)
 from lightly_unlearn.losses.adapter import RowTermsAdapter, describe_adapters, find_adapter
 from lightly_unlearn.losses.rows import RowTerms, global_sum, row_mask
 from lightly_unlearn.methods.base import StepContext, UnlearningMethod
@@ -42,15 +44,6 @@ def frozen_batch_norm_stats(module: nn.Module) -> Iterator[None]:
             m.momentum = momentum
             if tracked is not None:
                 m.num_batches_tracked.copy_(tracked)
-
-
-class NonFiniteLossError(FloatingPointError):
-    """The unlearning objective became NaN or infinite; no optimizer step was taken with it."""
-
-
-class ForgetCoverageError(RuntimeError):
-    """A training epoch ended without serving every forget sample: the deletion request was not
-    acted on for some samples."""
 
 
 class _BatchContext:
@@ -187,13 +180,11 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
                 f"{state_dict['method']!r}, but this callback runs {self.method.name!r}. Resume "
                 "with the same method, or start a new run without ckpt_path."
             )
-        saved = state_dict.get("forget_sha256")
         dm = self._datamodule
-        if saved is not None and dm is not None and saved != dm.forget_sha256:
-            raise ValueError(
-                "Refusing to resume: the checkpoint was written while unlearning a different "
-                f"forget set (sha256 {saved[:12]}…, {state_dict.get('num_forget')} samples) than "
-                f"this datamodule's ({dm.forget_sha256[:12]}…, {len(dm.forget_indices)} samples)."
+        if dm is not None:
+            check_resumed_forget_set(
+                state_dict.get("forget_sha256"), state_dict.get("num_forget"),
+                dm.forget_sha256, len(dm.forget_indices),
             )
         if state_dict.get("hyperparameters") not in (None, self.hyperparameters):
             raise ValueError(
