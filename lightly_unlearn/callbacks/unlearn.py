@@ -13,10 +13,8 @@ from torch import Tensor, nn
 from lightly_unlearn import registry
 from lightly_unlearn.adapters import (
     ModuleContractError,
-    copy_online_to_momentum,
     reinitialise,
     require,
-    reset_memory_banks,
 )
 from lightly_unlearn.data.validation import check_resumed_forget_set
 from lightly_unlearn.errors import ForgetCoverageError, NonFiniteLossError  # noqa: F401  (re-exported)
@@ -25,6 +23,7 @@ from lightly_unlearn.losses.rows import RowTerms, global_sum, row_mask
 from lightly_unlearn.methods.base import StepContext, UnlearningMethod
 from lightly_unlearn.model_loading import load_initial_weights
 from lightly_unlearn.namespaces import DualNamespaceCallback
+from lightly_unlearn.roles import ModuleRoles, frozen_children, resolve_roles
 
 
 @contextlib.contextmanager
@@ -96,8 +95,13 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
             ``forward``. With a CLIP criterion (open_clip ``ClipLoss``) the extra view is the
             forget pairs' own caption tokens and the default is ``encode_text(tokens,
             normalize=True)``.
-        sync_momentum: Copy online -> momentum weights when training ends (MoCo).
-        reset_memory_bank: Re-initialise lightly memory banks when unlearning starts.
+        roles: Which sub-modules are the backbone, head, momentum / teacher pairs and memory
+            banks, and how a view is embedded (see ``ModuleRoles``). Default: lightly's example
+            conventions (``<name>_momentum`` for MoCo / BYOL, ``student_*`` / ``teacher_*``
+            for DINO), reported in the fit-start line.
+        sync_momentum: Copy online -> momentum / student -> teacher weights when training ends
+            (MoCo, BYOL, DINO).
+        reset_memory_bank: Re-initialise memory banks when unlearning starts and ends.
         keep_finite_weights: Keep a copy of the weights and buffers after each finite step;
             when the objective turns NaN/inf (before backward) or a step makes weights NaN/inf,
             put that copy back and raise ``NonFiniteLossError``, so the module ends with the
@@ -120,6 +124,7 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
         method: str | UnlearningMethod = "ac",
         *,
         embed_fn: Callable[[Tensor], Tensor] | None = None,
+        roles: ModuleRoles | None = None,
         sync_momentum: bool = True,
         reset_memory_bank: bool = True,
         keep_finite_weights: bool = True,
@@ -135,6 +140,9 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
             method_cls = registry.load("method", method)
             self.method = method_cls(**hyperparameters)
         self.embed_fn = embed_fn
+        if roles is not None and not isinstance(roles, ModuleRoles):
+            raise TypeError(f"roles must be a ModuleRoles; got {type(roles).__name__}.")
+        self.roles = roles
         self.sync_momentum = sync_momentum
         self.reset_memory_bank = reset_memory_bank
         self.keep_finite_weights = keep_finite_weights
@@ -149,6 +157,7 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
         self._batch: _BatchContext | None = None
         self._criterion: nn.Module | None = None
         self._module: nn.Module | None = None
+        self._roles: ModuleRoles = ModuleRoles()  # resolved on the module in setup
         self._datamodule: Any = None
         self._forget_keys: Tensor | None = None
         self._forget_seen: Tensor | None = None  # per forget sample: served this epoch
@@ -237,11 +246,19 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
                 "add an adapter for yours: a RowTermsAdapter subclass registered under that group."
             )
         self._adapter: RowTermsAdapter = adapter
-        if self.method.extra_view and self.embed_fn is None:
-            if adapter.image_text:  # CLIP: the extra view is the own caption
-                require(pl_module, "encode_text")
-            elif not hasattr(pl_module, "forward_momentum"):
-                require(pl_module, "backbone", "projection_head")
+        self._roles = resolve_roles(pl_module, self.roles)  # misspelt role names fail here
+        if self.method.extra_view and self.embed_fn is None and adapter.image_text:
+            require(pl_module, "encode_text")  # CLIP: the extra view is the own caption
+        if self.sync_momentum and not self._roles.momentum_pairs:
+            frozen = frozen_children(pl_module)
+            if frozen:
+                rank_zero_warn(
+                    f"sync_momentum=True, but no momentum / teacher pair was found in "
+                    f"{type(pl_module).__name__}, which has frozen sub-module(s) "
+                    f"{', '.join(frozen)}: if they are EMA copies of trained weights, they keep "
+                    "what they learnt from the forget set. Name the pairs with "
+                    "`UnlearnCallback(roles=ModuleRoles(momentum_pairs=[(online, copy), ...]))`."
+                )
         from lightly_unlearn.adapters import check_trainable
 
         check_trainable(pl_module)  # no meta tensors, something to train: refused before any step
@@ -263,13 +280,13 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
             reset = getattr(pl_module, "reinitialise_parameters", None)
             if callable(reset):
                 reset()
-            else:
-                reinitialise(pl_module)
+            else:  # teachers / momentum copies become copies of the fresh online weights
+                reinitialise(pl_module, self._roles)
         self._take_snapshot(pl_module)  # the weights the non-finite guard falls back to
 
     def on_fit_start(self, trainer: Any, pl_module: nn.Module) -> None:
         if self.reset_memory_bank and not self.method.reinitialise:
-            reset_memory_banks(pl_module)
+            self._roles.reset_memory_banks(pl_module)
         self._forget_keys = self._forget_keys.to(pl_module.device)
         self._forget_seen = torch.zeros(len(self._forget_keys), dtype=torch.bool, device=pl_module.device)
         total = trainer.estimated_stepping_batches
@@ -296,7 +313,8 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
         return (
             f"UnlearnCallback: {self.method.name} ({hp}); forget {n_forget} / retain {n_retain} "
             f"samples; stream '{stream}': {layout.num_batches} batches of {layout.batch_size} per "
-            f"device per epoch on {world} device(s), {per_batch:.1f} forget samples per batch on average."
+            f"device per epoch on {world} device(s), {per_batch:.1f} forget samples per batch on "
+            f"average; {self._roles.describe()}."
         )
 
     # -- per batch ------------------------------------------------------------------------------
@@ -313,11 +331,19 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
             self._forget_seen |= torch.isin(self._forget_keys, keys)
         self._epoch_batches += 1
         extra = None
+        views = batch[0]
+        expected = getattr(self._datamodule, "num_views", None)
         if self.method.extra_view:
-            views = batch[0]
-            if len(views) < 3:
-                raise RuntimeError("AC batches must carry a third view; is the datamodule configured?")
-            extra = views.pop()  # the extra view is the last one; the user's step sees the rest
+            if len(views) < 3 or (expected is not None and len(views) != expected + 1):
+                raise RuntimeError(
+                    f"The batch carries {len(views)} views; this method needs the transform's "
+                    f"{expected or 'two or more'} views plus an extra one, last. Serve the data "
+                    "through ForgetRetainDataModule's own train_dataloader (configured by this "
+                    "callback) and do not override its collate function."
+                )
+            # the extra view is the last one, whatever the number of (multi-crop) views; the
+            # user's step sees all the others
+            extra = views.pop()
         self._batch = _BatchContext(forget, extra)
 
     # -- every forget sample, every epoch ---------------------------------------------------------
@@ -443,14 +469,8 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
         # forget rows are used. That pass is kept out of BatchNorm's running statistics, which
         # the audits and the unlearned model use in eval mode.
         with frozen_batch_norm_stats(module):
-            if self.embed_fn is not None:
-                out = self.embed_fn(extra_views)
-            elif hasattr(module, "forward_momentum"):
-                with torch.no_grad():
-                    out = module.forward_momentum(extra_views).detach()
-            else:
-                out = module(extra_views)
-            out = self._adapter.extra_embedding(out)
+            embed = self.embed_fn or self._roles.embed_fn(module)
+            out = self._adapter.extra_embedding(embed(extra_views))
         return out[forget.to(out.device)]
 
     def _objective(self, criterion: nn.Module, *args: Any, **kwargs: Any) -> Tensor:
@@ -521,10 +541,10 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
     # -- the end ------------------------------------------------------------------------------------
     def _finish(self, pl_module: nn.Module) -> None:
         if not self._finished:
-            if self.sync_momentum:
-                copy_online_to_momentum(pl_module)
+            if self.sync_momentum:  # teachers / momentum copies end equal to the unlearned weights
+                self._roles.sync_pairs(pl_module)
             if self.reset_memory_bank:  # the live bank holds keys of forget / partner views
-                reset_memory_banks(pl_module)
+                self._roles.reset_memory_banks(pl_module)
         self._finished = True
 
     def on_train_end(self, trainer: Any, pl_module: nn.Module) -> None:
