@@ -116,6 +116,139 @@ def make_moco(namespace: str = "pl"):
     return MoCo
 
 
+def _base(namespace: str):
+    if namespace == "pl":
+        import pytorch_lightning as base
+    else:
+        import lightning.pytorch as base
+    return base
+
+
+def make_byol(namespace: str = "pl"):
+    """A module written exactly like lightly's BYOL example, scaled down: momentum encoders
+    ``<name>_momentum``, ``NegativeCosineSimilarity`` called twice, symmetrised."""
+    from lightly.loss import NegativeCosineSimilarity
+    from lightly.models.modules import BYOLPredictionHead, BYOLProjectionHead
+    from lightly.models.utils import deactivate_requires_grad, update_momentum
+    from lightly.utils.scheduler import cosine_schedule
+
+    class BYOL(_base(namespace).LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.backbone = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 32), nn.ReLU())
+            self.projection_head = BYOLProjectionHead(32, 32, 16)
+            self.prediction_head = BYOLPredictionHead(16, 32, 16)
+            self.backbone_momentum = copy.deepcopy(self.backbone)
+            self.projection_head_momentum = copy.deepcopy(self.projection_head)
+            deactivate_requires_grad(self.backbone_momentum)
+            deactivate_requires_grad(self.projection_head_momentum)
+            self.criterion = NegativeCosineSimilarity()
+
+        def forward(self, x):
+            y = self.backbone(x).flatten(start_dim=1)
+            z = self.projection_head(y)
+            p = self.prediction_head(z)
+            return p
+
+        def forward_momentum(self, x):
+            y = self.backbone_momentum(x).flatten(start_dim=1)
+            z = self.projection_head_momentum(y)
+            z = z.detach()
+            return z
+
+        def training_step(self, batch, batch_idx):
+            momentum = cosine_schedule(self.current_epoch, 10, 0.996, 1)
+            update_momentum(self.backbone, self.backbone_momentum, m=momentum)
+            update_momentum(self.projection_head, self.projection_head_momentum, m=momentum)
+            (x0, x1) = batch[0]
+            p0 = self.forward(x0)
+            z0 = self.forward_momentum(x0)
+            p1 = self.forward(x1)
+            z1 = self.forward_momentum(x1)
+            loss = 0.5 * (self.criterion(p0, z1) + self.criterion(p1, z0))
+            return loss
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.06)
+
+    return BYOL
+
+
+def make_simsiam(namespace: str = "pl"):
+    """A module written exactly like lightly's SimSiam example, scaled down: ``forward`` returns
+    ``(z.detach(), p)``, ``NegativeCosineSimilarity`` called twice, symmetrised."""
+    from lightly.loss import NegativeCosineSimilarity
+    from lightly.models.modules import SimSiamPredictionHead, SimSiamProjectionHead
+
+    class SimSiam(_base(namespace).LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.backbone = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 32), nn.ReLU())
+            self.projection_head = SimSiamProjectionHead(32, 32, 16)
+            self.prediction_head = SimSiamPredictionHead(16, 8, 16)
+            self.criterion = NegativeCosineSimilarity()
+
+        def forward(self, x):
+            f = self.backbone(x).flatten(start_dim=1)
+            z = self.projection_head(f)
+            p = self.prediction_head(z)
+            z = z.detach()
+            return z, p
+
+        def training_step(self, batch, batch_idx):
+            (x0, x1) = batch[0]
+            z0, p0 = self.forward(x0)
+            z1, p1 = self.forward(x1)
+            loss = 0.5 * (self.criterion(z0, p1) + self.criterion(z1, p0))
+            return loss
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.06)
+
+    return SimSiam
+
+
+def make_dcl(namespace: str = "pl", weighted: bool = False):
+    """A module written exactly like lightly's DCL example (SimCLR with ``DCLLoss``; ``DCLWLoss``
+    with ``weighted=True``), scaled down."""
+    from lightly.loss import DCLLoss, DCLWLoss
+    from lightly.models.modules import SimCLRProjectionHead
+
+    class DCL(_base(namespace).LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.backbone = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 32), nn.ReLU())
+            self.projection_head = SimCLRProjectionHead(32, 32, 16)
+            self.criterion = DCLWLoss() if weighted else DCLLoss()
+
+        def forward(self, x):
+            x = self.backbone(x).flatten(start_dim=1)
+            z = self.projection_head(x)
+            return z
+
+        def training_step(self, batch, batch_index):
+            (x0, x1) = batch[0]
+            z0 = self.forward(x0)
+            z1 = self.forward(x1)
+            loss = self.criterion(z0, z1)
+            return loss
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.06)
+
+    return DCL
+
+
+#: The method × model test matrix's models: name -> factory(namespace) (lightly's examples).
+MODEL_FACTORIES = {
+    "simclr": make_simclr,
+    "moco": make_moco,
+    "byol": make_byol,
+    "simsiam": make_simsiam,
+    "dcl": make_dcl,
+}
+
+
 def trainer_kwargs(tmp_path, **kw):
     base = dict(
         max_epochs=1,

@@ -1,9 +1,11 @@
-"""``lightly-unlearn list``: every method, audit and criterion found through entry points."""
+"""``lightly-unlearn list``: every method, audit, criterion and loss adapter found through entry
+points."""
 
 from __future__ import annotations
 
 import argparse
 import inspect
+import re
 from typing import Any
 
 from lightly_unlearn import registry
@@ -12,8 +14,8 @@ from lightly_unlearn import registry
 def add_parser(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "list",
-        help="list unlearning methods, audits and criteria with their hyper-parameters",
-        description="List every registered method, audit and criterion (built-in and plugins).",
+        help="list unlearning methods, audits, criteria and loss adapters with their settings",
+        description="List every registered method, audit, criterion and loss adapter (built-in and plugins).",
     )
     p.add_argument("kind", nargs="?", choices=sorted(registry.GROUPS), help="only this kind")
 
@@ -72,9 +74,32 @@ def _describe_callable(name: str, obj: Any, kind: str) -> list[str]:
     return lines
 
 
+def _describe_loss(name: str, obj: Any) -> list[str]:
+    """A loss adapter: the losses it serves, what AC's gamma means there, its AC formulas and
+    the papers they come from (the arXiv ids its docstrings cite)."""
+    adapter = obj() if isinstance(obj, type) else obj
+    lines = [f"  {name}: {getattr(adapter, 'losses', '')}".rstrip()]
+    lines.append(f"      gamma: {getattr(adapter, 'gamma', '?')}")
+    if not getattr(adapter, "positive_pair", True):
+        lines.append("      Alignment Calibration: undefined (no positive pair)")
+    elif getattr(adapter, "calibration", ""):
+        lines.append(f"      Alignment Calibration: {adapter.calibration}")
+    module = inspect.getmodule(type(adapter))
+    docs = (inspect.getdoc(type(adapter)) or "") + (getattr(module, "__doc__", None) or "")
+    ids = list(dict.fromkeys(re.findall(r"arXiv:\d{4}\.\d{4,5}", docs)))
+    if ids:
+        lines.append(f"      papers: {', '.join(ids)}")
+    return lines
+
+
 def run(args: argparse.Namespace) -> int:
-    kinds = [args.kind] if args.kind else ["method", "audit", "criterion"]
-    plural = {"method": "methods", "audit": "audits", "criterion": "criteria"}
+    kinds = [args.kind] if args.kind else ["method", "audit", "criterion", "loss"]
+    plural = {
+        "method": "methods",
+        "audit": "audits",
+        "criterion": "criteria",
+        "loss": "loss adapters (criteria UnlearnCallback can unlearn through)",
+    }
     for kind in kinds:
         print(f"{plural[kind]} ({registry.GROUPS[kind]}):")
         components = registry.load_all(kind)
@@ -83,6 +108,8 @@ def run(args: argparse.Namespace) -> int:
         for name, obj in components.items():
             if kind == "method":
                 lines = _describe_method(name, obj)
+            elif kind == "loss":
+                lines = _describe_loss(name, obj)
             else:
                 lines = _describe_callable(name, obj, kind)
             print("\n".join(lines))
