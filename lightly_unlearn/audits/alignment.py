@@ -1,17 +1,30 @@
-"""Alignment score, alignment matrix, alignment gap matrix and forgetting score (SPEC §4).
+"""Alignment score, alignment matrix, alignment gap matrix and forgetting score.
 
 All functions are pure tensor maths on cached view embeddings ``views`` of shape ``(n, K, d)``:
-``views[i, a]`` is the embedding of augmentation ``t_a`` of sample ``x_i``.
+``views[i, a]`` is the embedding of augmentation ``t_a`` of sample ``x_i``. The alignment
+matrix and its gap ``G = A_before - A_after`` follow the black-box audit of Alignment
+Calibration (Wang et al., arXiv:2405.07317); the README gives the definitions.
+:func:`forgetting_score` is the one implementation of ``FS = mean(diag G) - mean(offdiag G)``
+used by every audit, figure and report.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lightly_unlearn.audits.base import Audit, AuditInputError, AuditResult, require_inputs
+from lightly_unlearn.audits.base import (
+    Audit,
+    AuditInputError,
+    AuditResult,
+    Labeler,
+    MetricInfo,
+    require_inputs,
+)
 from lightly_unlearn.audits.features import AuditInputs
 
 
@@ -37,7 +50,7 @@ def alignment_scores(views: Tensor) -> Tensor:
 
 
 def alignment_matrix(views: Tensor, other: Tensor | None = None) -> Tensor:
-    """``A_ij = mean_{a,b} cos(e(t_a x_i), e(t_b x_j))`` over all ``K x K`` view pairs (SPEC §4).
+    """``A_ij = mean_{a,b} cos(e(t_a x_i), e(t_b x_j))`` over all ``K x K`` view pairs.
 
     Equals ``<m_i, m_j>`` with ``m_i`` the mean of sample ``i``'s unit view embeddings. On the
     diagonal the ``K`` pairs ``a = b`` (cosine 1) are included, as the definition says, so
@@ -128,7 +141,7 @@ def forgetting_beyond_drift(
     forget and holdout samples (:func:`bootstrap_forgetting_score`): a bootstrap rather than a
     formula because the entries of an alignment matrix share samples and are not independent.
     """
-    diff = forgetting_score(torch.as_tensor(gap)) - forgetting_score(torch.as_tensor(holdout_gap))
+    diff = forgetting_score(gap) - forgetting_score(holdout_gap)
     boot = bootstrap_forgetting_score(gap, num_boot, seed) - bootstrap_forgetting_score(
         holdout_gap, num_boot, seed + 1
     )
@@ -137,11 +150,14 @@ def forgetting_beyond_drift(
     return float(diff), se
 
 
-def forgetting_score(gap: Tensor) -> float:
-    """``FS = mean(diag G) - mean(offdiag G)`` (SPEC §4). Positive: own-view alignment fell more
-    than cross-sample alignment, i.e. the samples were forgotten. Equals
-    ``separation(A_before) - separation(A_after)``."""
-    return separation(gap)
+def forgetting_score(gap: Tensor | np.ndarray) -> float:
+    """``FS = mean(diag G) - mean(offdiag G)`` of a gap matrix ``G = A_before - A_after``.
+
+    Positive: own-view (or own-caption) alignment fell more than cross-sample alignment, i.e.
+    the samples were forgotten. Equals ``separation(A_before) - separation(A_after)``. Accepts a
+    tensor or an array (square, ``n >= 2``).
+    """
+    return separation(torch.as_tensor(np.asarray(gap, dtype=np.float64)))
 
 
 class AlignmentMatrix(Audit):
@@ -162,10 +178,47 @@ class AlignmentMatrix(Audit):
 
     name = "alignment_matrix"
     needs = frozenset({"views"})
+    metric_info = {
+        "diag_alignment": MetricInfo("mean own-view alignment of forget samples (diagonal of A)"),
+        "offdiag_alignment": MetricInfo("mean alignment between different forget samples"),
+        "cross_cosine_forget": MetricInfo(
+            "mean cosine between different forget images (near 1: collapsed)"
+        ),
+        "forgetting_score": MetricInfo(
+            "FS = mean(diag G) - mean(offdiag G), G = A_before - A_after (> 0: forgotten)", True
+        ),
+        "forgetting_score_vs_holdout": MetricInfo(
+            "separation(A_after holdout) - separation(A_after forget) (about 0 = like never seen)"
+        ),
+        "holdout_drift_score": MetricInfo(
+            "FS of the holdout's own gap matrix (change on never-seen data)"
+        ),
+        "forgetting_beyond_drift": MetricInfo(
+            "forgetting_score - holdout_drift_score (> 0 beyond its error: forgotten)", True
+        ),
+        "forgetting_beyond_drift_se": MetricInfo(
+            "bootstrap standard error of forgetting_beyond_drift", False
+        ),
+    }
+    figures = ("gap_matrix",)
 
     def __init__(self, num_samples: int = 64, num_boot: int = 1000) -> None:
         self.num_samples = int(num_samples)
         self.num_boot = int(num_boot)
+
+    def figure(
+        self,
+        name: str,
+        result: AuditResult,
+        *,
+        title: str,
+        labeler: Labeler | None = None,
+        verdict: Any = None,
+    ) -> Any:
+        """The gap-matrix heat map (with the holdout's drift panel when it was computed)."""
+        if name not in self.figures:
+            return super().figure(name, result, title=title, labeler=labeler, verdict=verdict)
+        return draw_gap_figure(result, title, labeler, verdict, kind="image")
 
     def __call__(self, inputs: AuditInputs, before: AuditResult | None = None) -> AuditResult:
         require_inputs(self, inputs)
@@ -222,3 +275,35 @@ class AlignmentMatrix(Audit):
                 result.metrics["forgetting_beyond_drift"] = diff
                 result.metrics["forgetting_beyond_drift_se"] = se
         return result
+
+
+def draw_gap_figure(
+    result: AuditResult,
+    title: str,
+    labeler: Labeler | None,
+    verdict: Any,
+    kind: str,
+) -> Any:
+    """The heat map of ``result.arrays["gap_matrix"]`` (``None`` without a gap matrix)."""
+    arrays, metrics = result.arrays, result.metrics
+    gap = arrays.get("gap_matrix")
+    if gap is None:
+        return None
+    from lightly_unlearn.audits.report import gap_figure
+
+    def names(split: str, key: str) -> list[str] | None:
+        keys = arrays.get(key)
+        return None if labeler is None or keys is None else labeler(split, keys)
+
+    return gap_figure(
+        gap,
+        title,
+        forgetting_score(gap),
+        labels=names("forget", "keys"),
+        holdout_gap=arrays.get("holdout_gap_matrix"),
+        holdout_labels=names("holdout", "holdout_keys"),
+        holdout_fs=metrics.get("holdout_drift_score"),
+        verdict=None if verdict is None else verdict.line,
+        warnings=None if verdict is None else verdict.warnings,
+        kind=kind,
+    )

@@ -1,15 +1,22 @@
-"""The audit interface: a named callable over cached features that returns numbers (SPEC §4).
+"""The audit interface: a named callable over cached features that returns numbers.
 
 An audit declares what it reads (``needs``: the ``"retain"`` and ``"holdout"`` splits beside
-``forget``, ``"clean"`` features, augmented ``"views"``, ``"labels"``), so the caller computes each kind of feature once for all
-selected audits. ``__call__(inputs, before=None)`` returns an :class:`AuditResult`; ``before``
-is the same audit's result on the model before unlearning, for audits that compare the two (the
-alignment gap matrix). Third-party audits subclass :class:`Audit` and are declared in the
-``lightly_unlearn.audits`` entry-point group.
+``forget``, ``"clean"`` features, augmented ``"views"``, ``"labels"``), so the caller computes
+each kind of feature once for all selected audits. ``__call__(inputs, before=None)`` returns an
+:class:`AuditResult`; ``before`` is the same audit's result on the model before unlearning, for
+audits that compare the two (the alignment gap matrix).
+
+Like a torchmetrics ``Metric``, an audit also describes its outputs: ``metric_info`` maps each
+metric it reports to a :class:`MetricInfo` (what it means, whether higher is better), and
+``figures`` names the figures it can draw from a result (:meth:`Audit.figure`). Reports, the
+callback and the CLI read these declarations instead of knowing audits by name. Third-party
+audits subclass :class:`Audit` and are declared in the ``lightly_unlearn.audits`` entry-point
+group.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -50,15 +57,56 @@ class AuditResult:
         )
 
 
+@dataclass(frozen=True)
+class MetricInfo:
+    """What one audit metric means.
+
+    ``higher_is_better`` follows torchmetrics: ``True`` / ``False``, or ``None`` when neither
+    direction is "better" -- most unlearning numbers are judged against Retrain's (a model
+    never trained on the forget set), not against an extreme.
+    """
+
+    description: str
+    higher_is_better: bool | None = None
+
+
+#: ``labeler(split, keys) -> names``: how a caller names samples on figure axes (file names,
+#: dataset positions); ``split`` is ``"forget"`` or ``"holdout"``.
+Labeler = Callable[[str, Any], "list[str] | None"]
+
+
 class Audit:
-    """Base class: set ``name`` and ``needs``, implement ``__call__``."""
+    """Base class: set ``name``, ``needs`` and ``metric_info``, implement ``__call__``.
+
+    Audits that draw figures list them in ``figures`` and implement :meth:`figure`.
+    """
 
     name: ClassVar[str] = "audit"
     #: subset of {"retain", "clean", "views", "holdout", "labels"}
     needs: ClassVar[frozenset[str]] = frozenset()
+    #: every metric this audit may report, with its meaning
+    metric_info: ClassVar[Mapping[str, MetricInfo]] = {}
+    #: names of the figures :meth:`figure` can draw (file stems of the saved PNGs)
+    figures: ClassVar[tuple[str, ...]] = ()
 
     def __call__(self, inputs: AuditInputs, before: AuditResult | None = None) -> AuditResult:
         raise NotImplementedError
+
+    def figure(
+        self,
+        name: str,
+        result: AuditResult,
+        *,
+        title: str,
+        labeler: Labeler | None = None,
+        verdict: Any = None,
+    ) -> Any:
+        """The matplotlib figure ``name`` (one of :attr:`figures`) for ``result``, or ``None``
+        when the result holds nothing to draw (e.g. no ``before`` result to compare with).
+
+        ``verdict`` (a :class:`~lightly_unlearn.audits.verdict.Verdict`) goes into the title.
+        """
+        raise NotImplementedError(f"{type(self).__name__} draws no figure {name!r}.")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -123,3 +171,12 @@ def labelled(split: SplitFeatures, name: str, result: AuditResult, metric: str) 
         )
         return split.subset(torch.nonzero(mask).flatten())
     return split
+
+
+def metric_descriptions(audits: Sequence[Audit]) -> dict[str, MetricInfo]:
+    """``{metric: MetricInfo}`` over ``audits`` (the first audit declaring a metric wins)."""
+    out: dict[str, MetricInfo] = {}
+    for audit in audits:
+        for key, info in getattr(audit, "metric_info", {}).items():
+            out.setdefault(key, info)
+    return out

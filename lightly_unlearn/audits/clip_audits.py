@@ -1,4 +1,7 @@
-"""CLIP audits (SPEC §4): pair-alignment membership inference, retrieval, zero-shot, gap matrix.
+"""CLIP audits: pair-alignment membership inference, retrieval, zero-shot, gap matrix.
+
+CLIP is Radford et al., arXiv:2103.00020; the membership and alignment-matrix audits carry the
+image audits of Alignment Calibration (arXiv:2405.07317) over to image-caption pairs.
 
 All read :class:`~lightly_unlearn.audits.clip_features.CLIPFeatures` from
 ``inputs.cache["clip"]`` (built by :func:`~lightly_unlearn.audits.clip_features.compute_clip_inputs`);
@@ -23,16 +26,38 @@ every number is a percentage in ``[0, 100]`` unless stated.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from lightly_unlearn.audits.alignment import diag_offdiag_means
-from lightly_unlearn.audits.base import Audit, AuditInputError, AuditResult
+from lightly_unlearn.audits.alignment import (
+    diag_offdiag_means,
+    draw_gap_figure,
+    forgetting_score,
+)
+from lightly_unlearn.audits.base import Audit, AuditInputError, AuditResult, Labeler, MetricInfo
 from lightly_unlearn.audits.clip_features import PairFeatures, clip_features
-from lightly_unlearn.audits.emia import emia_metrics
+from lightly_unlearn.audits.emia import EMIA_METRICS, emia_metrics
 from lightly_unlearn.audits.features import AuditInputs
+
+#: EMIA's metric names -> the pair-alignment audit's (the rest get a ``clip_`` prefix).
+_CLIP_MIA_NAMES = {
+    "emia": "clip_mia",
+    "emia_threshold": "clip_mia_threshold",
+    "emia_attack_accuracy": "clip_mia_attack_accuracy",
+    "emia_auc": "clip_mia_auc",
+    "forget_holdout_auc": "clip_forget_holdout_auc",
+    "alignment_level_gap": "clip_pair_alignment_gap",
+    "alignment_retain": "clip_pair_alignment_retain",
+    "alignment_forget": "clip_pair_alignment_forget",
+    "alignment_holdout": "clip_pair_alignment_holdout",
+}
+
+
+def _clip_mia_name(key: str) -> str:
+    return _CLIP_MIA_NAMES.get(key, f"clip_{key}")
 
 
 class ClipPairMIA(Audit):
@@ -40,6 +65,13 @@ class ClipPairMIA(Audit):
 
     name = "clip_mia"
     needs = frozenset({"clip"})
+    metric_info = {
+        _clip_mia_name(k): MetricInfo(
+            v.description.replace("alignment score", "cos(image, caption)"), v.higher_is_better
+        )
+        for k, v in EMIA_METRICS.items()
+        if not k.startswith("cross_cosine")
+    }
 
     def __init__(self, max_samples: int = 10_000) -> None:
         self.max_samples = int(max_samples)
@@ -57,18 +89,7 @@ class ClipPairMIA(Audit):
             feats.holdout.pair_scores()[:size].numpy(),
             feats.forget.pair_scores().numpy(),
         )
-        renamed = {
-            "emia": "clip_mia",
-            "emia_threshold": "clip_mia_threshold",
-            "emia_attack_accuracy": "clip_mia_attack_accuracy",
-            "emia_auc": "clip_mia_auc",
-            "forget_holdout_auc": "clip_forget_holdout_auc",
-            "alignment_level_gap": "clip_pair_alignment_gap",
-            "alignment_retain": "clip_pair_alignment_retain",
-            "alignment_forget": "clip_pair_alignment_forget",
-            "alignment_holdout": "clip_pair_alignment_holdout",
-        }
-        return AuditResult(metrics={renamed.get(k, f"clip_{k}"): v for k, v in m.items()})
+        return AuditResult(metrics={_clip_mia_name(k): v for k, v in m.items()})
 
 
 def retrieval_ranks(query: Tensor, gallery: Tensor, query_ids: Tensor, gallery_ids: Tensor) -> Tensor:
@@ -106,6 +127,19 @@ class ClipRetrieval(Audit):
 
     name = "clip_retrieval"
     needs = frozenset({"clip"})
+    metric_info = {
+        "retrieval_gallery_size": MetricInfo("pairs per retrieval gallery (same for every split)"),
+        **{
+            f"retrieval_{split}_{d}_r{k}": MetricInfo(
+                f"recall@{k} (%), {'image→text' if d == 'i2t' else 'text→image'}, {split} pairs"
+                + ("" if split != "forget" else " (compare to Retrain)"),
+                None if split == "forget" else True,
+            )
+            for split in ("forget", "retain", "test")
+            for d in ("i2t", "t2i")
+            for k in (1, 5)
+        },
+    }
 
     def __init__(self, max_gallery: int = 1000, ks: tuple[int, ...] = (1, 5)) -> None:
         self.max_gallery = int(max_gallery)
@@ -133,6 +167,17 @@ class ClipZeroShot(Audit):
 
     name = "clip_zero_shot"
     needs = frozenset({"clip", "labels"})
+    metric_info = {
+        "zs_forget": MetricInfo("zero-shot accuracy (%) on forget pairs (compare to Retrain)"),
+        "zs_retain": MetricInfo("zero-shot accuracy (%) on retain pairs", True),
+        "zs_test": MetricInfo("zero-shot accuracy (%) on test pairs", True),
+        "zs_test_forget_classes": MetricInfo(
+            "zero-shot accuracy (%) on test pairs of the forgotten classes"
+        ),
+        "zs_test_other_classes": MetricInfo(
+            "zero-shot accuracy (%) on test pairs of the other classes", True
+        ),
+    }
 
     def __init__(self, forget_classes: list[int] | None = None) -> None:
         self.forget_classes = forget_classes
@@ -187,9 +232,33 @@ class ClipAlignmentGap(Audit):
 
     name = "clip_alignment_matrix"
     needs = frozenset({"clip"})
+    metric_info = {
+        "clip_diag_alignment": MetricInfo("mean cos(image i, its own caption) over forget pairs"),
+        "clip_offdiag_alignment": MetricInfo("mean cos(image i, caption j != i) over forget pairs"),
+        "clip_forgetting_score": MetricInfo(
+            "FS = mean(diag G) - mean(offdiag G), G = A_before - A_after on image × caption "
+            "(> 0: forgotten)",
+            True,
+        ),
+    }
+    figures = ("gap_matrix",)
 
     def __init__(self, num_samples: int = 64) -> None:
         self.num_samples = int(num_samples)
+
+    def figure(
+        self,
+        name: str,
+        result: AuditResult,
+        *,
+        title: str,
+        labeler: Labeler | None = None,
+        verdict: Any = None,
+    ) -> Any:
+        """The image × caption gap-matrix heat map."""
+        if name not in self.figures:
+            return super().figure(name, result, title=title, labeler=labeler, verdict=verdict)
+        return draw_gap_figure(result, title, labeler, verdict, kind="clip")
 
     def __call__(self, inputs: AuditInputs, before: AuditResult | None = None) -> AuditResult:
         pairs = clip_features(inputs, self.name).forget.subset(slice(0, self.num_samples))
@@ -208,9 +277,8 @@ class ClipAlignmentGap(Audit):
                     "both models on the same pairs (same seed)."
                 )
             g = torch.as_tensor(before.arrays["matrix"], dtype=torch.float32) - a
-            d, o = diag_offdiag_means(g)
             result.arrays["gap_matrix"] = g.numpy()
-            result.metrics["clip_forgetting_score"] = d - o
+            result.metrics["clip_forgetting_score"] = forgetting_score(g)
         return result
 
 
@@ -221,9 +289,7 @@ def save_clip_gap_heatmap(
     from lightly_unlearn.audits.report import gap_figure, save_figure
 
     gap = np.asarray(gap, dtype=float)
-    n = gap.shape[0]
-    fs = float(np.trace(gap) / n - (gap.sum() - np.trace(gap)) / (n * (n - 1)))
-    fig = gap_figure(gap, title=title, fs=fs)
+    fig = gap_figure(gap, title=title, fs=forgetting_score(gap))
     ax = fig.axes[0]
     ax.set_xlabel("caption j")
     ax.set_ylabel("image i")

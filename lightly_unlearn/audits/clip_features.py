@@ -1,4 +1,4 @@
-"""CLIP audit features: one image pass and one caption pass per pair, computed once (SPEC §4).
+"""CLIP audit features: one image pass and one caption pass per pair, computed once.
 
 CLIP audits read image *and* text embeddings, which the image-only feature cache
 (:class:`~lightly_unlearn.audits.features.SplitFeatures`) does not hold. :func:`compute_clip_inputs`

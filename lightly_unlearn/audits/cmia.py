@@ -1,4 +1,7 @@
-"""Classifier-level membership inference (CMIA) on the probe's true-label confidence (SPEC §4).
+"""Classifier-level membership inference (CMIA) on the probe's true-label confidence.
+
+The confidence-based attack used to evaluate unlearning by Jia et al. (arXiv:2304.04934) and
+Alignment Calibration (arXiv:2405.07317).
 
 The only feature is the linear probe's softmax probability of the true label. An
 ``SVC(C=3, kernel="rbf", gamma="auto")`` is fit on retain-sample confidences (members, label 1)
@@ -11,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.svm import SVC
 
-from lightly_unlearn.audits.base import Audit, AuditResult, labelled, require_inputs
+from lightly_unlearn.audits.base import Audit, AuditResult, MetricInfo, labelled, require_inputs
 from lightly_unlearn.audits.features import AuditInputs
 from lightly_unlearn.audits.probe import ProbeMode, get_probe
 
@@ -46,6 +49,10 @@ class CMIA(Audit):
 
     name = "cmia"
     needs = frozenset({"retain", "clean", "holdout", "labels"})
+    metric_info = {
+        "cmia": MetricInfo("CMIA efficacy: % of forget samples predicted non-member"),
+        "cmia_samples": MetricInfo("labelled forget samples judged by CMIA"),
+    }
 
     def __init__(
         self, probe_mode: ProbeMode = "logreg", max_samples: int = 10_000, **fit_kwargs

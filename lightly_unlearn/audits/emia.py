@@ -1,7 +1,8 @@
-"""Encoder membership inference (EMIA) on alignment scores, and forget-vs-holdout AUC (SPEC §4).
+"""Encoder membership inference (EMIA) on alignment scores, and forget-vs-holdout AUC.
 
-Threshold attack after EncoderMI: a sample is called a *member* when its alignment score is at
-least the threshold ``t``. ``t`` is the exact accuracy-optimal cut over all distinct scores,
+Threshold attack after EncoderMI (Liu et al., arXiv:2108.11023), as used to audit contrastive
+unlearning by Alignment Calibration (arXiv:2405.07317): a sample is called a *member* when its
+alignment score is at least the threshold ``t``. ``t`` is the exact accuracy-optimal cut over all distinct scores,
 found by one sort and a cumulative sum (O(n log n)), not a grid.
 """
 
@@ -11,7 +12,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from lightly_unlearn.audits.alignment import alignment_scores, cross_sample_cosine
-from lightly_unlearn.audits.base import Audit, AuditResult, require_inputs
+from lightly_unlearn.audits.base import Audit, AuditResult, MetricInfo, require_inputs
 from lightly_unlearn.audits.features import AuditInputs
 
 
@@ -66,7 +67,7 @@ def attack_accuracy(members: np.ndarray, nonmembers: np.ndarray, threshold: floa
 def emia_metrics(
     member_scores: np.ndarray, nonmember_scores: np.ndarray, forget_scores: np.ndarray
 ) -> dict[str, float]:
-    """EMIA efficacy and companions from alignment scores (SPEC §4).
+    """EMIA efficacy and companions from alignment scores.
 
     Returns:
         ``emia``: % of forget samples below the threshold (judged non-members; compare to
@@ -86,15 +87,36 @@ def emia_metrics(
         "emia": 100.0 * float(np.mean(forget < t)),
         "emia_threshold": t,
         "emia_attack_accuracy": 100.0 * acc,
-        "emia_auc": _auc(members, nonmembers),
-        "forget_holdout_auc": (auc := _auc(forget, nonmembers)),
-        "forget_holdout_auc_se": auc_standard_error(auc, len(forget), len(nonmembers)),
-        "forget_samples": float(len(forget)),
-        "holdout_samples": float(len(nonmembers)),
-        "alignment_level_gap": float(forget.mean() - nonmembers.mean()),
+        "emia_auc": roc_auc(members, nonmembers),
+        **forget_holdout_metrics(forget, nonmembers),
         "alignment_retain": float(members.mean()),
+    }
+
+
+def forget_holdout_metrics(
+    forget_scores: np.ndarray, holdout_scores: np.ndarray
+) -> dict[str, float]:
+    """How distinguishable forget samples are from never-seen ones, by alignment score.
+
+    Returns ``forget_holdout_auc`` (two-sided AUC, forget as the positive class: about 0.5 when
+    forget samples look never seen, above when still recognisably aligned, below on overshoot),
+    its standard error ``forget_holdout_auc_se`` (:func:`auc_standard_error`), the split sizes
+    ``forget_samples`` / ``holdout_samples``, ``alignment_level_gap`` (``mean(forget) -
+    mean(holdout)``, cosine units) and the two means ``alignment_forget`` / ``alignment_holdout``.
+    Needs no member sample, so a data owner with only their images and some never-seen ones can
+    compute it (``lightly-unlearn audit``).
+    """
+    forget = np.asarray(forget_scores, dtype=np.float64).ravel()
+    holdout = np.asarray(holdout_scores, dtype=np.float64).ravel()
+    auc = roc_auc(forget, holdout)
+    return {
+        "forget_holdout_auc": auc,
+        "forget_holdout_auc_se": auc_standard_error(auc, len(forget), len(holdout)),
+        "forget_samples": float(len(forget)),
+        "holdout_samples": float(len(holdout)),
+        "alignment_level_gap": float(forget.mean() - holdout.mean()),
         "alignment_forget": float(forget.mean()),
-        "alignment_holdout": float(nonmembers.mean()),
+        "alignment_holdout": float(holdout.mean()),
     }
 
 
@@ -116,9 +138,41 @@ def auc_standard_error(auc: float, n_positive: int, n_negative: int) -> float:
     return float(np.sqrt(max(var, 0.0)))
 
 
-def _auc(positive: np.ndarray, negative: np.ndarray) -> float:
+def roc_auc(positive: np.ndarray, negative: np.ndarray) -> float:
+    """Area under the ROC curve of scores, ``positive`` as the positive class (in ``[0, 1]``)."""
     labels = np.concatenate([np.ones(len(positive)), np.zeros(len(negative))])
     return float(roc_auc_score(labels, np.concatenate([positive, negative])))
+
+
+_auc = roc_auc  # the earlier private name
+
+#: What :func:`emia_metrics` and the EMIA audit report.
+EMIA_METRICS = {
+    "emia": MetricInfo(
+        "EMIA efficacy: % of forget samples judged non-members (compare to Retrain)"
+    ),
+    "emia_threshold": MetricInfo("alignment-score threshold of the attack (member iff >=)"),
+    "emia_attack_accuracy": MetricInfo("attack accuracy (%), retain sample vs holdout"),
+    "emia_auc": MetricInfo("EMIA attack AUC, retain sample vs holdout"),
+    "forget_holdout_auc": MetricInfo(
+        "forget vs holdout AUC of alignment scores (0.5 = indistinguishable)"
+    ),
+    "forget_holdout_auc_se": MetricInfo(
+        "standard error of forget_holdout_auc (Hanley-McNeil)", False
+    ),
+    "forget_samples": MetricInfo("forget samples scored"),
+    "holdout_samples": MetricInfo("holdout samples scored"),
+    "alignment_level_gap": MetricInfo("mean alignment forget - mean alignment holdout"),
+    "alignment_retain": MetricInfo("mean alignment score of the retain sample"),
+    "alignment_forget": MetricInfo("mean alignment score of the forget samples"),
+    "alignment_holdout": MetricInfo("mean alignment score of the holdout samples"),
+    "cross_cosine_retain": MetricInfo(
+        "mean cosine between different retain images (near 1: collapsed)"
+    ),
+    "cross_cosine_holdout": MetricInfo(
+        "mean cosine between different holdout images (near 1: collapsed)"
+    ),
+}
 
 
 class EMIA(Audit):
@@ -132,6 +186,7 @@ class EMIA(Audit):
 
     name = "emia"
     needs = frozenset({"retain", "views", "holdout"})
+    metric_info = EMIA_METRICS
 
     def __init__(self, max_samples: int = 10_000) -> None:
         self.max_samples = int(max_samples)

@@ -29,9 +29,46 @@ from torch.utils.data import Dataset
 from lightly_unlearn.data.views import split_item
 
 EmbedFn = Callable[[Tensor], Tensor]
+#: What audits embed: ``"backbone"`` (flattened backbone features), ``"head"`` (projection-head
+#: outputs) or a callable images -> embeddings.
+EmbedSpec = str | EmbedFn
+EMBED_NAMES = ("backbone", "head")
 
-#: Split names and the small integers mixed into the augmentation seeds.
+#: Split names and the small integers mixed into the augmentation and sampling seeds.
 SPLIT_CODES = {"retain": 0, "forget": 1, "holdout": 2}
+
+
+def split_code(split: str | int, default: int | None = None) -> int:
+    """The integer of a split name (:data:`SPLIT_CODES`); an unknown name gives ``default``, or,
+    without one, a code derived from its letters. Integers pass through."""
+    if not isinstance(split, str):
+        return int(split)
+    if split in SPLIT_CODES:
+        return SPLIT_CODES[split]
+    return default if default is not None else sum(map(ord, split))
+
+
+def check_embed_spec(spec: Any, what: str = "embed_fn") -> EmbedSpec:
+    """``spec`` if it is ``"backbone"``, ``"head"`` or a callable; a clear error otherwise."""
+    if callable(spec) or spec in EMBED_NAMES:
+        return spec
+    from lightly_unlearn.errors import ConfigurationError
+
+    raise ConfigurationError(f"{what} must be 'backbone', 'head' or a callable; got {spec!r}.")
+
+
+def resolve_embed_fn(spec: EmbedSpec, module: nn.Module, roles: Any = None) -> EmbedFn:
+    """The images -> embeddings function that ``spec`` names for ``module``.
+
+    ``"backbone"`` and ``"head"`` read the module's parts through ``roles`` (a ``ModuleRoles``;
+    default: lightly's example attribute names); a callable is returned as is.
+    """
+    from lightly_unlearn.adapters import backbone_embed_fn, head_embed_fn
+
+    spec = check_embed_spec(spec)
+    if callable(spec):
+        return spec
+    return backbone_embed_fn(module, roles) if spec == "backbone" else head_embed_fn(module, roles)
 
 
 @dataclass
@@ -73,10 +110,7 @@ class AuditInputs:
 
 def view_seed(seed: int, split: str | int, key: int, view: int) -> int:
     """The seed of augmentation ``view`` of sample ``key``: independent of batch, rank and order."""
-    code = SPLIT_CODES.get(split, split) if isinstance(split, str) else int(split)
-    if isinstance(code, str):
-        code = sum(map(ord, code))
-    state = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(code), int(key), int(view)])
+    state = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, split_code(split), int(key), int(view)])
     return int(state.generate_state(1)[0])
 
 

@@ -1,4 +1,5 @@
-"""Linear probe on frozen backbone features: RA, TA, UA (SPEC §4).
+"""Linear probe on frozen backbone features: RA, TA, UA (the utility and forget accuracies of
+unlearning benchmarks, e.g. Jia et al., arXiv:2304.04934).
 
 **Not the reference protocol.** The reference trains a linear layer for 100 epochs of SGD
 (lr 1.0, cosine) on freshly augmented images. The default here, ``mode="logreg"``, fits
@@ -24,6 +25,7 @@ from lightly_unlearn.audits.base import (
     Audit,
     AuditInputError,
     AuditResult,
+    MetricInfo,
     labelled,
     require_inputs,
 )
@@ -150,6 +152,14 @@ class LinearProbe(Audit):
 
     name = "linear_probe"
     needs = frozenset({"retain", "clean", "labels"})
+    metric_info = {
+        "ra": MetricInfo("linear probe accuracy on retain (%)", True),
+        "ta": MetricInfo("linear probe accuracy on holdout/test (%)", True),
+        "ua": MetricInfo("linear probe accuracy on forget (%) (compare to Retrain)"),
+        "ra_samples": MetricInfo("labelled retain samples scored for RA"),
+        "ta_samples": MetricInfo("labelled holdout samples scored for TA"),
+        "ua_samples": MetricInfo("labelled forget samples scored for UA"),
+    }
 
     def __init__(self, mode: ProbeMode = "logreg", **fit_kwargs) -> None:
         self.mode = mode

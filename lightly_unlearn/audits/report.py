@@ -8,7 +8,7 @@ backend (no display needed).
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,29 +16,38 @@ import numpy as np
 
 from lightly_unlearn.io import atomic_write, atomic_write_json  # noqa: F401  (one implementation)
 
-#: How each metric reads, for the Markdown report.
-DESCRIPTIONS = {
-    "emia": "EMIA efficacy: % of forget samples judged non-members (compare to Retrain)",
-    "emia_auc": "EMIA attack AUC, retain sample vs holdout",
-    "forget_holdout_auc": "forget vs holdout AUC of alignment scores (0.5 = indistinguishable)",
-    "alignment_level_gap": "mean alignment forget - mean alignment holdout",
-    "ra": "linear probe accuracy on retain (%)",
-    "ta": "linear probe accuracy on holdout/test (%)",
-    "ua": "linear probe accuracy on forget (%)",
-    "cmia": "CMIA efficacy: % of forget samples predicted non-member",
-    "forgetting_score": "FS = mean(diag G) - mean(offdiag G), G = A_before - A_after (> 0: forgotten)",
-    "forgetting_score_vs_holdout": "separation(A_after holdout) - separation(A_after forget) (about 0 = like never seen)",
-    "holdout_drift_score": "FS of the holdout's own gap matrix (change on never-seen data)",
-    "forgetting_beyond_drift": "forgetting_score - holdout_drift_score (> 0 beyond its error: forgotten)",
-    "forgetting_beyond_drift_se": "bootstrap standard error of forgetting_beyond_drift",
-    "forget_holdout_auc_se": "standard error of forget_holdout_auc (Hanley-McNeil)",
-    "cross_cosine_holdout": "mean cosine between different holdout images (near 1: collapsed)",
-    "cross_cosine_retain": "mean cosine between different retain images (near 1: collapsed)",
-    "cross_cosine_forget": "mean cosine between different forget images (near 1: collapsed)",
-    "ra_samples": "labelled retain samples scored for RA",
-    "ta_samples": "labelled holdout samples scored for TA",
-    "ua_samples": "labelled forget samples scored for UA",
+#: Metrics of ``lightly-unlearn audit`` that no audit class reports.
+_CLI_METRICS = {
+    "alignment_data": "mean alignment score of the data owner's images",
 }
+
+
+def builtin_metric_info() -> dict[str, Any]:
+    """``{metric: MetricInfo}`` declared by the built-in audits (see ``Audit.metric_info``)."""
+    from lightly_unlearn.audits.alignment import AlignmentMatrix
+    from lightly_unlearn.audits.base import MetricInfo, metric_descriptions
+    from lightly_unlearn.audits.clip_audits import (
+        ClipAlignmentGap,
+        ClipPairMIA,
+        ClipRetrieval,
+        ClipZeroShot,
+    )
+    from lightly_unlearn.audits.cmia import CMIA
+    from lightly_unlearn.audits.emia import EMIA
+    from lightly_unlearn.audits.probe import LinearProbe
+
+    classes = (EMIA, LinearProbe, CMIA, AlignmentMatrix, ClipPairMIA, ClipRetrieval,
+               ClipZeroShot, ClipAlignmentGap)  # fmt: skip
+    info = metric_descriptions(classes)  # type: ignore[arg-type]
+    for key, text in _CLI_METRICS.items():
+        info.setdefault(key, MetricInfo(text))
+    return info
+
+
+def __getattr__(name: str) -> Any:
+    if name == "DESCRIPTIONS":  # {metric: description}, as the Markdown report prints it
+        return {k: v.description for k, v in builtin_metric_info().items()}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def write_json(path: str | os.PathLike, payload: Mapping[str, Any]) -> Path:
@@ -155,13 +164,17 @@ def markdown_report(
     title: str = "Unlearning audit",
     notes: list[str] | None = None,
     verdict: Any = None,
+    metric_info: Mapping[str, Any] | None = None,
 ) -> str:
     """A short Markdown table of before/after metrics with one line describing each.
 
     With ``verdict`` (:class:`~lightly_unlearn.audits.verdict.Verdict`), the report opens with
     the one-line verdict, the warnings (code and message) and the forgetting score beside the
-    holdout drift and their difference with its 95 % interval.
+    holdout drift and their difference with its 95 % interval. ``metric_info`` (``{metric:
+    MetricInfo}``, e.g. :func:`~lightly_unlearn.audits.base.metric_descriptions` of the audits
+    run) describes the rows; by default the built-in audits' declarations.
     """
+    info = {**builtin_metric_info(), **(metric_info or {})}
     keys = list(dict.fromkeys([*(before or {}), *(after or {})]))
     lines = [f"# {title}", ""]
     if verdict is not None:
@@ -192,7 +205,62 @@ def markdown_report(
     for key in keys:
         b = "" if before is None or key not in before else f"{before[key]:.4g}"
         a = "" if after is None or key not in after else f"{after[key]:.4g}"
-        lines.append(f"| `{key}` | {b} | {a} | {DESCRIPTIONS.get(key, '')} |")
+        meaning = info[key].description if key in info else ""
+        lines.append(f"| `{key}` | {b} | {a} | {meaning} |")
     if notes:
         lines += ["", *[f"* {n}" for n in notes]]
     return "\n".join(lines) + "\n"
+
+
+def draw_figures(
+    audits: Sequence[Any],
+    results: Mapping[str, Any],
+    *,
+    title: str,
+    labeler: Any = None,
+    verdict: Any = None,
+) -> dict[str, Any]:
+    """``{file stem: figure}`` of every figure the audits declare (``Audit.figures``) and can
+    draw from their ``results``. Two audits declaring the same figure name: the later one is
+    saved as ``<audit name>_<figure>``."""
+    figures: dict[str, Any] = {}
+    for audit in audits:
+        result = results.get(audit.name)
+        for name in getattr(audit, "figures", ()) if result is not None else ():
+            fig = audit.figure(name, result, title=title, labeler=labeler, verdict=verdict)
+            if fig is not None:
+                figures[name if name not in figures else f"{audit.name}_{name}"] = fig
+    return figures
+
+
+def write_report(
+    folder: str | os.PathLike,
+    payload: Mapping[str, Any],
+    *,
+    before: Mapping[str, float] | None,
+    after: Mapping[str, float] | None,
+    figures: Mapping[str, Any] | None = None,
+    title: str = "Unlearning audit",
+    notes: list[str] | None = None,
+    verdict: Any = None,
+    metric_info: Mapping[str, Any] | None = None,
+    suffix: str = "",
+) -> dict[str, Path]:
+    """Write ``<figure>{suffix}.png`` per figure, ``audit{suffix}.json`` (``payload``) and
+    ``report{suffix}.md`` (metrics table, verdict, figures linked) into ``folder``, atomically.
+
+    The one report writer of :class:`~lightly_unlearn.callbacks.audit.AuditCallback` and
+    ``lightly-unlearn audit``. Returns ``{"json": ..., "report": ..., <figure>: ...}`` paths.
+    """
+    folder = Path(folder)
+    paths: dict[str, Path] = {}
+    for name, fig in (figures or {}).items():
+        paths[name] = save_figure(fig, folder / f"{name}{suffix}.png")
+    paths["json"] = write_json(folder / f"audit{suffix}.json", payload)
+    report = markdown_report(
+        before, after, title=title, notes=notes, verdict=verdict, metric_info=metric_info
+    )
+    for name in figures or {}:
+        report += f"\n![{name.replace('_', ' ')}]({name}{suffix}.png)\n"
+    paths["report"] = atomic_write(folder / f"report{suffix}.md", report)
+    return paths

@@ -25,6 +25,7 @@ from lightly_unlearn.audits.features import (
     extract_features,
     gather_split,
     shard,
+    split_code,
 )
 
 DEFAULT_AUDITS = ("emia", "linear_probe", "cmia", "alignment_matrix")
@@ -59,7 +60,7 @@ def needs_of(audits: Sequence[Audit]) -> frozenset[str]:
 
 def sample_keys(n: int, num_samples: int, seed: int, split: str) -> Tensor:
     """A seeded random subset of ``range(n)`` of size ``min(n, num_samples)``, fixed per split."""
-    offset = {"retain": 0, "forget": 1, "holdout": 2}.get(split, 3)
+    offset = split_code(split, default=3)
     gen = torch.Generator().manual_seed(int(seed) * 4 + offset)
     return torch.randperm(n, generator=gen)[: min(n, int(num_samples))]
 

@@ -1,4 +1,8 @@
-"""``AuditCallback``: audit the model before and after an unlearning run (SPEC §4)."""
+"""``AuditCallback``: audit the model before and after an unlearning run.
+
+The audits (EMIA after EncoderMI, arXiv:2108.11023; linear probe; CMIA; the alignment gap matrix
+of Alignment Calibration, arXiv:2405.07317) are defined in the README and in
+:mod:`lightly_unlearn.audits`."""
 
 from __future__ import annotations
 
@@ -12,15 +16,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from lightly_unlearn.adapters import backbone_embed_fn, head_embed_fn
-from lightly_unlearn.audits.base import Audit, AuditResult
-from lightly_unlearn.audits.report import (
-    atomic_write,
-    gap_figure,
-    markdown_report,
-    save_figure,
-    write_json,
-)
+from lightly_unlearn.audits.base import Audit, AuditResult, metric_descriptions
+from lightly_unlearn.audits.features import EmbedSpec, check_embed_spec, resolve_embed_fn
+from lightly_unlearn.audits.report import draw_figures, write_report
 from lightly_unlearn.audits.runner import (
     DEFAULT_AUDITS,
     compute_inputs,
@@ -32,8 +30,6 @@ from lightly_unlearn.audits.runner import (
 from lightly_unlearn.audits.verdict import Verdict, assess
 from lightly_unlearn.namespaces import DualNamespaceCallback
 from lightly_unlearn.roles import ModuleRoles
-
-EmbedSpec = str | Callable[[Tensor], Tensor]
 
 
 class AuditCallback(DualNamespaceCallback):  # a Callback in both namespaces
@@ -74,11 +70,11 @@ class AuditCallback(DualNamespaceCallback):  # a Callback in both namespaces
 
     Args:
         audits: Registered audit names (``lightly-unlearn list``) or :class:`Audit` instances.
-        num_samples: At most this many samples of each split are audited (seeded sample; SPEC
-            §4 uses up to 10 000 members). Lower it to make audits cheaper.
+        num_samples: At most this many samples of each split are audited (seeded sample; the
+            reference protocol uses up to 10 000 members). Lower it to make audits cheaper.
         every_n_epochs: Also audit after every n-th training epoch (``None``: never).
         num_views: ``K``, augmentations per sample for alignment scores and matrices.
-        embed_fn: ``"backbone"`` (flattened backbone features, SPEC default), ``"head"``
+        embed_fn: ``"backbone"`` (flattened backbone features, the default), ``"head"``
             (projection-head outputs) or a callable images -> embeddings.
         roles: Where the backbone and head are (``ModuleRoles``; default: lightly's example
             names, ``backbone``/``projection_head`` or DINO's ``student_*``).
@@ -120,10 +116,7 @@ class AuditCallback(DualNamespaceCallback):  # a Callback in both namespaces
             raise ValueError(
                 f"every_n_epochs must be a positive integer or None; got {every_n_epochs}."
             )
-        if not (callable(embed_fn) or embed_fn in ("backbone", "head")):
-            raise ValueError(
-                f"embed_fn must be 'backbone', 'head' or a callable; got {embed_fn!r}."
-            )
+        check_embed_spec(embed_fn)
         self.num_samples = int(num_samples)
         self.every_n_epochs = every_n_epochs
         self.num_views = int(num_views)
@@ -193,11 +186,7 @@ class AuditCallback(DualNamespaceCallback):  # a Callback in both namespaces
 
     # -- work -----------------------------------------------------------------------------------
     def _embed(self, pl_module: nn.Module) -> Callable[[Tensor], Tensor]:
-        if self.embed_fn == "backbone":
-            return backbone_embed_fn(pl_module, self.roles)
-        if self.embed_fn == "head":
-            return head_embed_fn(pl_module, self.roles)
-        return self.embed_fn  # type: ignore[return-value]
+        return resolve_embed_fn(self.embed_fn, pl_module, self.roles)
 
     def _clip_inputs(self, dm: Any, pl_module: nn.Module, device: Any) -> Any:
         """Image and caption embeddings for the CLIP audits (computed whole on every rank)."""
@@ -289,11 +278,8 @@ class AuditCallback(DualNamespaceCallback):  # a Callback in both namespaces
         for key, value in metrics.items():
             callback_metrics[f"audit/{when}/{key}"] = torch.tensor(float(value))
 
-    def _audit(
-        self, trainer: Any, pl_module: nn.Module, when: str
-    ) -> dict[str, AuditResult] | None:
-        dm = self._datamodule(trainer)
-        start = time.perf_counter()
+    def _inputs(self, trainer: Any, pl_module: nn.Module, dm: Any, when: str) -> Any:
+        """Embed every split once for all audits (a progress bar while images are embedded)."""
         world = int(getattr(trainer, "world_size", 1) or 1)
         device = getattr(pl_module, "device", None)
         needs = needs_of(self.audits)
@@ -328,6 +314,15 @@ class AuditCallback(DualNamespaceCallback):  # a Callback in both namespaces
         finally:
             if bar is not None:
                 bar.close()
+        return inputs
+
+    def _audit(
+        self, trainer: Any, pl_module: nn.Module, when: str
+    ) -> dict[str, AuditResult] | None:
+        dm = self._datamodule(trainer)
+        start = time.perf_counter()
+        world = int(getattr(trainer, "world_size", 1) or 1)
+        inputs = self._inputs(trainer, pl_module, dm, when)
         # trainer.log_dir broadcasts under DDP: every rank must read it, before rank 0 goes on
         folder = Path(trainer.log_dir or trainer.default_root_dir) / "audits"
         results = metrics = None
@@ -371,45 +366,29 @@ class AuditCallback(DualNamespaceCallback):  # a Callback in both namespaces
     def _write(
         self, trainer: Any, results: dict[str, AuditResult], when: str, folder: Path
     ) -> None:
-        name = next((n for n in ("alignment_matrix", "clip_alignment_matrix") if n in results), None)
-        gap = None if name is None else results[name].arrays.get("gap_matrix")
-        figure = None
         verdict = self.verdict
-        if gap is not None:
-            arrays = results[name].arrays
-            fs = results[name].metrics.get("forgetting_score", results[name].metrics.get("clip_forgetting_score"))
-            dm = getattr(trainer, "datamodule", None)
-            figure = gap_figure(
-                gap,
-                f"Alignment gap matrix ({when})",
-                fs,
-                labels=self._labels(getattr(dm, "forget", None), arrays.get("keys")),
-                holdout_gap=arrays.get("holdout_gap_matrix"),
-                holdout_labels=self._labels(getattr(dm, "holdout", None), arrays.get("holdout_keys")),
-                holdout_fs=results[name].metrics.get("holdout_drift_score"),
-                verdict=None if verdict is None else verdict.line,
-                warnings=None if verdict is None else verdict.warnings,
-                kind="clip" if name == "clip_alignment_matrix" else "image",
-            )
+        dm = getattr(trainer, "datamodule", None)
+        figures = draw_figures(
+            self.audits,
+            results,
+            title=f"Alignment gap matrix ({when})",
+            labeler=lambda split, keys: self._labels(getattr(dm, split, None), keys),
+            verdict=verdict,
+        )
+        for name, figure in figures.items():
             for logger in getattr(trainer, "loggers", []) or []:
                 experiment = getattr(logger, "experiment", None)
                 if hasattr(experiment, "add_figure"):
-                    experiment.add_figure(f"audit/{when}/gap_matrix", figure, trainer.global_step)
+                    experiment.add_figure(f"audit/{when}/{name}", figure, trainer.global_step)
         if not self.save_files:
             return
-        suffix = "" if when == "after" else f"_epoch{trainer.current_epoch}"
-        if figure is not None:
-            save_figure(figure, folder / f"gap_matrix{suffix}.png")
-        before = flat_metrics(self.before or {})
-        after = flat_metrics(results)
+        before, after = flat_metrics(self.before or {}), flat_metrics(results)
         payload = {
             "config": {
                 "audits": [a.name for a in self.audits],
                 "num_samples": self.num_samples,
                 "num_views": self.num_views,
-                "embed_fn": self.embed_fn
-                if isinstance(self.embed_fn, str)
-                else repr(self.embed_fn),
+                "embed_fn": self.embed_fn if isinstance(self.embed_fn, str) else repr(self.embed_fn),
             },
             "verdict": None if verdict is None else verdict.line,
             "warnings": [] if verdict is None else verdict.warnings,
@@ -422,15 +401,21 @@ class AuditCallback(DualNamespaceCallback):  # a Callback in both namespaces
                 if r.arrays
             },
         }
-        write_json(folder / f"audit{suffix}.json", payload)
         notes = [
             "Efficacy numbers (emia, cmia) and accuracies are compared to Retrain's, never to 100.",
             "Linear probe: logistic regression on cached clean backbone features, not the "
             "reference's 100-epoch augmented SGD probe.",
         ]
-        report = markdown_report(
-            before, after, title=f"Unlearning audit ({when})", notes=notes, verdict=verdict
+        paths = write_report(
+            folder,
+            payload,
+            before=before,
+            after=after,
+            figures=figures,
+            title=f"Unlearning audit ({when})",
+            notes=notes,
+            verdict=verdict,
+            metric_info=metric_descriptions(self.audits),
+            suffix="" if when == "after" else f"_epoch{trainer.current_epoch}",
         )
-        if figure is not None:
-            report += f"\n![alignment gap matrix](gap_matrix{suffix}.png)\n"
-        self.report_path = atomic_write(folder / f"report{suffix}.md", report)
+        self.report_path = paths["report"]

@@ -1,6 +1,6 @@
 """``HoldoutAlignmentStopping``: stop unlearning when forget samples align like never-seen ones.
 
-Success is landing where Retrain lands, not past it (SPEC §4): forget samples made *less* aligned
+Success is landing where Retrain lands, not past it: forget samples made *less* aligned
 than never-seen samples are recognisable again. Methods that push the forget samples' alignment
 down (AC with β > 0, NegGrad, gradient ascent) overshoot if they run too long, and "how long" is
 seed- and data-dependent. This callback is the calibrated mode: like Lightning's
@@ -21,9 +21,8 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from lightly_unlearn.adapters import backbone_embed_fn, head_embed_fn
 from lightly_unlearn.audits.alignment import alignment_scores
-from lightly_unlearn.audits.features import extract_features
+from lightly_unlearn.audits.features import check_embed_spec, extract_features, resolve_embed_fn
 from lightly_unlearn.audits.runner import sample_keys
 from lightly_unlearn.namespaces import DualNamespaceCallback
 from lightly_unlearn.roles import ModuleRoles
@@ -64,7 +63,7 @@ class HoldoutAlignmentStopping(DualNamespaceCallback):  # a Callback in both nam
         self.margin = float(margin)
         self.num_samples = int(num_samples)
         self.num_views = int(num_views)
-        self.embed_fn = embed_fn
+        self.embed_fn = check_embed_spec(embed_fn)
         self.roles = roles
         self.check_every_n_epochs = int(check_every_n_epochs)
         self.min_epochs = int(min_epochs)
@@ -87,11 +86,7 @@ class HoldoutAlignmentStopping(DualNamespaceCallback):  # a Callback in both nam
             )
 
     def _embed(self, pl_module: nn.Module) -> Callable[[Tensor], Tensor]:
-        if callable(self.embed_fn):
-            return self.embed_fn
-        if self.embed_fn == "head":
-            return head_embed_fn(pl_module, self.roles)
-        return backbone_embed_fn(pl_module, self.roles)
+        return resolve_embed_fn(self.embed_fn, pl_module, self.roles)
 
     def level_gap(self, trainer: Any, pl_module: nn.Module) -> float:
         """``mean score(forget) − mean score(holdout)`` on the fixed seeded samples."""

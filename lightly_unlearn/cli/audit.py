@@ -2,7 +2,8 @@
 
 Embeds the owner's images with the model before and after unlearning under the same seeded
 augmentations, and writes the alignment gap matrix (heat map), the forgetting score and a short
-Markdown + JSON report (SPEC §4).
+Markdown + JSON report. The alignment gap matrix is the black-box audit of Alignment
+Calibration (arXiv:2405.07317); the README defines it.
 """
 
 from __future__ import annotations
@@ -101,7 +102,8 @@ def load_model(spec: str, embedding: str = "backbone", device: str = "cpu") -> M
     """Resolve a MODEL string (see ``MODEL_HELP``) to an embedding function."""
     from torch import nn
 
-    from lightly_unlearn.adapters import ModuleContractError, backbone_embed_fn, head_embed_fn
+    from lightly_unlearn.audits.features import resolve_embed_fn
+    from lightly_unlearn.errors import ModuleContractError
     from lightly_unlearn.model_loading import ModelSpecError, build_from_checkpoint
 
     target, _, ckpt = spec.partition("@")
@@ -124,7 +126,7 @@ def load_model(spec: str, embedding: str = "backbone", device: str = "cpu") -> M
         raise AuditCLIError(str(err)) from err
     module.to(device).eval()
     try:
-        embed = backbone_embed_fn(module) if embedding == "backbone" else head_embed_fn(module)
+        embed = resolve_embed_fn(embedding, module)
     except ModuleContractError as err:
         raise AuditCLIError(str(err)) from err
     return Model(spec, embed, module)
@@ -201,31 +203,14 @@ def run(args: argparse.Namespace) -> int:
         return 1
 
 
-def _run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from lightly_unlearn.audits.alignment import (
-        AlignmentMatrix,
-        alignment_scores,
-        cross_sample_cosine,
-    )
-    from lightly_unlearn.audits.emia import _auc, auc_standard_error
-    from lightly_unlearn.audits.features import AuditInputs, extract_features
-    from lightly_unlearn.audits.report import (
-        atomic_write,
-        gap_figure,
-        markdown_report,
-        save_figure,
-        write_json,
-    )
-    from lightly_unlearn.audits.verdict import assess
-
-    if args.num_views < 2:
-        raise AuditCLIError(f"--num-views must be at least 2; got {args.num_views}.")
-    if args.batch_size < 1:
-        raise AuditCLIError(f"--batch-size must be at least 1; got {args.batch_size}.")
+def _check_args(args: argparse.Namespace) -> Path:
+    """Refuse bad numbers and an unsafe ``--out`` before any work; returns ``--out``."""
     from lightly_unlearn.paths import OutputPathError, check_output_path
 
+    for flag, value, least in (("--num-views", args.num_views, 2),
+                               ("--batch-size", args.batch_size, 1)):  # fmt: skip
+        if value < least:
+            raise AuditCLIError(f"{flag} must be at least {least}; got {value}.")
     checkpoints = [s.partition("@")[2] or None for s in (args.before, args.after)]
     try:  # before any work: never inside --data/--holdout (it would be audited next time)
         out = check_output_path(
@@ -235,105 +220,104 @@ def _run(args: argparse.Namespace) -> int:
         raise AuditCLIError(str(err)) from err
     if args.max_samples < 2:
         raise AuditCLIError(f"--max-samples must be at least 2; got {args.max_samples}.")
-    data = load_images(args.data, "data", args.max_samples)
-    holdout = load_images(args.holdout, "holdout", args.max_samples) if args.holdout else None
-    size = args.image_size or data[0].size[1]
+    return out
+
+
+def _embed_views(args: argparse.Namespace, when: str, model: Model, splits: dict, size: int,
+                 view_t: Callable, bar: Any) -> dict:  # fmt: skip
+    """``{split: SplitFeatures}`` of ``K`` seeded views per image; user-model errors explained."""
+    from lightly_unlearn.audits.features import extract_features
+
+    feats = {}
+    for split, images in splits.items():
+        try:
+            feats[split] = extract_features(
+                model.embed, images, view_transform=view_t, num_views=args.num_views,
+                seed=args.seed, split=split, batch_size=args.batch_size, module=model.module,
+                device=args.device, progress=bar.update,
+            )
+        except ValueError as err:
+            raise AuditCLIError(f"--{when} {model.spec}: {err}") from err
+        except RuntimeError as err:  # shape mismatch inside the user's model, etc.
+            raise AuditCLIError(
+                f"--{when} {model.spec} failed on {size}x{size} images: {err}. "
+                "Check --image-size and --embedding."
+            ) from err
+    return feats
+
+
+def _owner_metrics(result: Any, feats: dict) -> tuple[dict[str, float], dict[str, Any]]:
+    """The alignment-matrix metrics plus, with a holdout, the forget-vs-holdout numbers of
+    :func:`~lightly_unlearn.audits.emia.forget_holdout_metrics`; and the per-image scores."""
+    from lightly_unlearn.audits.alignment import alignment_scores, cross_sample_cosine
+    from lightly_unlearn.audits.emia import forget_holdout_metrics
+
+    scores = {s: alignment_scores(f.views).numpy() for s, f in feats.items()}
+    metrics = dict(result.metrics)
+    metrics["alignment_data"] = float(scores["forget"].mean())
+    if "holdout" in scores:
+        extra = forget_holdout_metrics(scores["forget"], scores["holdout"])
+        for key in ("alignment_holdout", "forget_holdout_auc", "forget_holdout_auc_se",
+                    "alignment_level_gap"):  # fmt: skip
+            metrics[key] = extra[key]
+        metrics["cross_cosine_holdout"] = cross_sample_cosine(feats["holdout"].views)
+    return metrics, scores
+
+
+def _audit_both(args: argparse.Namespace, splits: dict, size: int) -> tuple[dict, dict, dict]:
+    """Embed the images with both models and run the alignment-matrix audit on each."""
+    from tqdm import tqdm
+
+    from lightly_unlearn.audits.alignment import AlignmentMatrix
+    from lightly_unlearn.audits.features import AuditInputs
+
     view_t, _ = transforms(size, args.normalize)
     models = {
         "before": load_model(args.before, args.embedding, args.device),
         "after": load_model(args.after, args.embedding, args.device),
     }
-    splits = {"forget": data, **({"holdout": holdout} if holdout else {})}
     total = 2 * args.num_views * sum(len(v) for v in splits.values())
     audit = AlignmentMatrix(num_samples=args.max_samples)
-    results, scores, views = {}, {}, {}
+    results, metrics, scores = {}, {}, {}
     with tqdm(total=total, unit="img", disable=args.no_progress, file=sys.stderr) as bar:
         for when, model in models.items():
             bar.set_description(f"embedding ({when})")
-            feats = {}
-            for split, images in splits.items():
-                try:
-                    feats[split] = extract_features(
-                        model.embed,
-                        images,
-                        view_transform=view_t,
-                        num_views=args.num_views,
-                        seed=args.seed,
-                        split=split,
-                        batch_size=args.batch_size,
-                        module=model.module,
-                        device=args.device,
-                        progress=bar.update,
-                    )
-                except ValueError as err:
-                    raise AuditCLIError(f"--{when} {model.spec}: {err}") from err
-                except RuntimeError as err:  # shape mismatch inside the user's model, etc.
-                    raise AuditCLIError(
-                        f"--{when} {model.spec} failed on {size}x{size} images: {err}. "
-                        "Check --image-size and --embedding."
-                    ) from err
+            feats = _embed_views(args, when, model, splits, size, view_t, bar)
             inputs = AuditInputs(retain=None, forget=feats["forget"], holdout=feats.get("holdout"))
             results[when] = audit(inputs, before=results.get("before"))
-            scores[when] = {s: alignment_scores(f.views).numpy() for s, f in feats.items()}
-            views[when] = {s: f.views for s, f in feats.items()}
+            metrics[when], scores[when] = _owner_metrics(results[when], feats)
+    return results, metrics, scores
 
-    metrics = {when: dict(r.metrics) for when, r in results.items()}
-    for when, s in scores.items():
-        metrics[when]["alignment_data"] = float(s["forget"].mean())
-        if "holdout" in s:
-            metrics[when]["alignment_holdout"] = float(s["holdout"].mean())
-            auc = metrics[when]["forget_holdout_auc"] = _auc(s["forget"], s["holdout"])
-            metrics[when]["forget_holdout_auc_se"] = auc_standard_error(
-                auc, len(s["forget"]), len(s["holdout"])
-            )
-            metrics[when]["alignment_level_gap"] = float(s["forget"].mean() - s["holdout"].mean())
-            metrics[when]["cross_cosine_holdout"] = cross_sample_cosine(views[when]["holdout"])
+
+def _run(args: argparse.Namespace) -> int:
+    from lightly_unlearn.audits.alignment import AlignmentMatrix
+    from lightly_unlearn.audits.base import metric_descriptions
+    from lightly_unlearn.audits.emia import EMIA
+    from lightly_unlearn.audits.report import draw_figures, write_report
+    from lightly_unlearn.audits.verdict import assess
+
+    out = _check_args(args)
+    data = load_images(args.data, "data", args.max_samples)
+    holdout = load_images(args.holdout, "holdout", args.max_samples) if args.holdout else None
+    size = args.image_size or data[0].size[1]
+    splits = {"forget": data, **({"holdout": holdout} if holdout else {})}
+    results, metrics, scores = _audit_both(args, splits, size)
     after = results["after"]
     fs = after.metrics["forgetting_score"]
     verdict = assess(metrics["before"], metrics["after"], [*after.warnings])
-    names = image_names(args.data, args.max_samples)
-    fig = gap_figure(
-        after.arrays["gap_matrix"],
-        f"Alignment gap matrix ({len(data)} images)",
-        fs,
-        labels=names,
-        holdout_gap=after.arrays.get("holdout_gap_matrix"),
-        holdout_labels=image_names(args.holdout, args.max_samples) if holdout else None,
-        holdout_fs=after.metrics.get("holdout_drift_score"),
-        verdict=verdict.line,
-        warnings=verdict.warnings,
+    names = {"forget": image_names(args.data, args.max_samples),
+             "holdout": image_names(args.holdout, args.max_samples) if holdout else None}
+    audit = AlignmentMatrix(num_samples=args.max_samples)
+    figures = draw_figures(
+        [audit], {audit.name: after}, title=f"Alignment gap matrix ({len(data)} images)",
+        labeler=lambda split, keys: names[split], verdict=verdict,
     )
     try:  # only now: a failed run leaves no empty --out behind
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise AuditCLIError(f"--out {out}: cannot create the output folder ({err}).") from err
-    paths = [save_figure(fig, out / "gap_matrix.png")]
-    payload = {
-        "before_model": args.before,
-        "after_model": args.after,
-        "data": str(args.data),
-        "holdout": args.holdout,
-        "num_images": len(data),
-        "num_holdout": len(holdout) if holdout else 0,
-        "num_views": args.num_views,
-        "image_size": size,
-        "seed": args.seed,
-        "embedding": args.embedding,
-        "verdict": verdict.line,
-        "warnings": verdict.warnings,
-        "forgetting_score": fs,
-        "holdout_drift_score": after.metrics.get("holdout_drift_score"),
-        "forgetting_beyond_drift": after.metrics.get("forgetting_beyond_drift"),
-        "forgetting_beyond_drift_se": after.metrics.get("forgetting_beyond_drift_se"),
-        "image_names": names,
-        "holdout_names": image_names(args.holdout, args.max_samples) if holdout else None,
-        "metrics": metrics,
-        "gap_matrix": after.arrays["gap_matrix"],
-        "alignment_matrix_before": results["before"].arrays["matrix"],
-        "alignment_matrix_after": after.arrays["matrix"],
-        "alignment_scores": {w: {k: v.tolist() for k, v in s.items()} for w, s in scores.items()},
-    }
-    paths.append(write_json(out / "audit.json", payload))
+    payload = _payload(args, results, metrics, scores, verdict, names, size, len(data),
+                       len(holdout) if holdout else 0)  # fmt: skip
     notes = [
         f"{len(data)} images, K = {args.num_views} seeded augmentations, "
         f"{args.embedding} embeddings, {size}x{size} px.",
@@ -343,12 +327,43 @@ def _run(args: argparse.Namespace) -> int:
             "forget_holdout_auc near 0.5 after unlearning means your images look like images the "
             "model never saw; above 0.5 they are still recognisable, below 0.5 over-forgotten."
         )
-    report = markdown_report(
-        metrics["before"], metrics["after"], title="Data owner audit", notes=notes, verdict=verdict
+    paths = write_report(
+        out, payload, before=metrics["before"], after=metrics["after"], figures=figures,
+        title="Data owner audit", notes=notes, verdict=verdict,
+        metric_info=metric_descriptions([audit, EMIA()]),
     )
-    report += "\n![alignment gap matrix](gap_matrix.png)\n"
-    paths.append(atomic_write(out / "report.md", report))
     print(f"forgetting score FS = {fs:+.4f}. {verdict.line}")
-    for path in paths:
-        print(f"wrote {path}")
+    for key in (*figures, "json", "report"):
+        print(f"wrote {paths[key]}")
     return 0
+
+
+def _payload(args: argparse.Namespace, results: dict, metrics: dict, scores: dict, verdict: Any,
+             names: dict, size: int, num_images: int, num_holdout: int) -> dict[str, Any]:  # fmt: skip
+    """``audit.json`` of the data owner's audit."""
+    after = results["after"]
+    return {
+        "before_model": args.before,
+        "after_model": args.after,
+        "data": str(args.data),
+        "holdout": args.holdout,
+        "num_images": num_images,
+        "num_holdout": num_holdout,
+        "num_views": args.num_views,
+        "image_size": size,
+        "seed": args.seed,
+        "embedding": args.embedding,
+        "verdict": verdict.line,
+        "warnings": verdict.warnings,
+        "forgetting_score": after.metrics["forgetting_score"],
+        "holdout_drift_score": after.metrics.get("holdout_drift_score"),
+        "forgetting_beyond_drift": after.metrics.get("forgetting_beyond_drift"),
+        "forgetting_beyond_drift_se": after.metrics.get("forgetting_beyond_drift_se"),
+        "image_names": names["forget"],
+        "holdout_names": names["holdout"],
+        "metrics": metrics,
+        "gap_matrix": after.arrays["gap_matrix"],
+        "alignment_matrix_before": results["before"].arrays["matrix"],
+        "alignment_matrix_after": after.arrays["matrix"],
+        "alignment_scores": {w: {k: v.tolist() for k, v in s.items()} for w, s in scores.items()},
+    }
