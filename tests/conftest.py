@@ -239,6 +239,72 @@ def make_dcl(namespace: str = "pl", weighted: bool = False):
     return DCL
 
 
+def dino_transform():
+    """lightly's ``DINOTransform`` scaled to 8x8 digits: 2 global crops (8 px) + 2 local (4 px)."""
+    from lightly.transforms import DINOTransform
+
+    return DINOTransform(
+        global_crop_size=8, local_crop_size=4, n_local_views=2, cj_prob=0.0,
+        random_gray_scale=0.0, gaussian_blur=(0.0, 0.0, 0.0), solarization_prob=0.0,
+    )
+
+
+def make_dino(namespace: str = "pl"):
+    """A module written exactly like lightly's DINO example, scaled down: ``student_*`` /
+    ``teacher_*`` sub-modules, ``DINOLoss`` over 2 global + N local crops, teacher centering.
+    The backbone pools globally, so it takes the 8 px global and 4 px local crops alike."""
+    from lightly.loss import DINOLoss
+    from lightly.models.modules import DINOProjectionHead
+    from lightly.models.utils import deactivate_requires_grad, update_momentum
+    from lightly.utils.scheduler import cosine_schedule
+
+    class DINO(_base(namespace).LightningModule):
+        def __init__(self):
+            super().__init__()
+            backbone = nn.Sequential(
+                nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1)
+            )
+            input_dim = 16
+            self.student_backbone = backbone
+            self.student_head = DINOProjectionHead(input_dim, 32, 8, 64, freeze_last_layer=1)
+            self.teacher_backbone = copy.deepcopy(backbone)
+            self.teacher_head = DINOProjectionHead(input_dim, 32, 8, 64)
+            deactivate_requires_grad(self.teacher_backbone)
+            deactivate_requires_grad(self.teacher_head)
+            self.criterion = DINOLoss(output_dim=64, warmup_teacher_temp_epochs=5)
+
+        def forward(self, x):
+            y = self.student_backbone(x).flatten(start_dim=1)
+            z = self.student_head(y)
+            return z
+
+        def forward_teacher(self, x):
+            y = self.teacher_backbone(x).flatten(start_dim=1)
+            z = self.teacher_head(y)
+            return z
+
+        def training_step(self, batch, batch_idx):
+            momentum = cosine_schedule(self.current_epoch, 10, 0.996, 1)
+            update_momentum(self.student_backbone, self.teacher_backbone, m=momentum)
+            update_momentum(self.student_head, self.teacher_head, m=momentum)
+            views = batch[0]
+            views = [view.to(self.device) for view in views]
+            global_views = views[:2]
+            teacher_out = [self.forward_teacher(view) for view in global_views]
+            student_out = [self.forward(view) for view in views]
+            loss = self.criterion(teacher_out, student_out, epoch=self.current_epoch)
+            return loss
+
+        def on_after_backward(self):
+            self.student_head.cancel_last_layer_gradients(current_epoch=self.current_epoch)
+
+        def configure_optimizers(self):
+            optim = torch.optim.Adam(self.parameters(), lr=0.001)
+            return optim
+
+    return DINO
+
+
 #: The method × model test matrix's models: name -> factory(namespace) (lightly's examples).
 MODEL_FACTORIES = {
     "simclr": make_simclr,
@@ -246,6 +312,7 @@ MODEL_FACTORIES = {
     "byol": make_byol,
     "simsiam": make_simsiam,
     "dcl": make_dcl,
+    "dino": make_dino,
 }
 
 
