@@ -1,6 +1,7 @@
-"""Alignment Calibration (AC) objective and its drop-in criterion (SPEC §3).
+"""Alignment Calibration (AC) objective and its drop-in criterion.
 
-Reference: Wang et al., "Machine Unlearning in Contrastive Learning" (Alignment Calibration).
+Reference: Wang et al., "Machine Unlearning in Contrastive Learning" (Alignment Calibration),
+arXiv:2405.07317.
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ class AlignmentCalibrationLoss(NTXentLoss):
     """NT-Xent with Alignment Calibration for forget samples: a drop-in for ``NTXentLoss``.
 
     Without a forget mask it *is* ``NTXentLoss`` (same constructor, same value). With one it
-    returns ``L_AC`` of SPEC §3::
+    returns Alignment Calibration's ``L_AC`` (arXiv:2405.07317)::
 
         [Σ_retain ℓ_r + Σ_forget (α·(−s(z_u, z_π(u))/τ) + γ·lse_u)] / (#retain + α·#forget rows)
             + β·forget_fraction · mean_forget cos(z_u, f(t3 x_u))

@@ -1,4 +1,4 @@
-"""Per-row CLIP terms (SPEC §2): image rows are cross-entropy over texts, text rows over images.
+"""Per-row CLIP terms (CLIP: Radford et al., arXiv:2103.00020): image rows are cross-entropy over texts, text rows over images.
 
 For ``N`` image–text pairs open_clip's ``ClipLoss`` computes ``logits = scale · I Tᵀ`` (plus an
 optional ``logit_bias``) and returns ``(CE(logits_per_image) + CE(logits_per_text)) / 2``. Here

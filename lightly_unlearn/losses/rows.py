@@ -1,4 +1,4 @@
-"""Per-row contrastive losses and row masks (SPEC §2).
+"""Per-row contrastive losses and row masks (InfoNCE rows as in SimCLR, arXiv:2002.05709).
 
 Unlearning methods weigh retain and forget rows apart, so they need the contrastive loss per row,
 split into its alignment part (the positive logit ``s(z_u, z_pos)/τ``) and its uniformity part
