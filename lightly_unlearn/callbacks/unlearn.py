@@ -75,9 +75,13 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
 
     The user's ``training_step`` runs unchanged. The callback asks the datamodule for the
     method's data stream (retain only, forget only, or mixed), and replaces — for the duration of
-    ``fit`` and on the instance only — the ``forward`` of the module's ``criterion`` (a lightly
-    ``NTXentLoss``) by the method's objective on per-row losses of the full batch, with forget
-    rows masked as ``concat([m, m])``. Module structure and checkpoint keys stay the user's, so
+    ``fit`` and on the instance only — the ``forward`` of the module's ``criterion`` by the
+    method's objective on per-row losses of the full batch, with forget rows masked as
+    ``concat([m, m])``. The rows come from the criterion's loss adapter (``NTXentLoss``,
+    ``DCLLoss``/``DCLWLoss``, ``NegativeCosineSimilarity``, open_clip's ``ClipLoss``, ``DINOLoss``
+    and plugins: ``lightly-unlearn list loss``); a step may call the criterion several times
+    (BYOL, SimSiam), each call returning the objective over its own rows. Module structure and
+    checkpoint keys stay the user's, so
     the unlearned checkpoint loads with the user's own ``load_from_checkpoint``.
 
     MoCo: the memory bank (non-persistent, but live in the process) may hold keys of forget
