@@ -12,6 +12,7 @@ from lightly.loss import DCLLoss, DCLWLoss, NegativeCosineSimilarity, NTXentLoss
 from torch import nn
 
 from lightly_unlearn import ForgetRetainDataModule, UnlearnCallback, registry
+from lightly_unlearn.callbacks.unlearn import frozen_batch_norm_stats
 from lightly_unlearn.errors import ModuleContractError
 from lightly_unlearn.losses.adapter import RowTermsAdapter, describe_adapters, find_adapter
 from lightly_unlearn.losses.alignment_calibration import (
@@ -194,3 +195,42 @@ def test_list_says_what_gamma_means_for_each_loss(capsys):
     assert "negative_cosine_similarity" in out and "unused" in out
     assert "dcl" in out and "positive excluded" in out
     assert "arXiv:2405.07317" in out
+
+
+def _own_view_similarity(name, model, v1, v3):
+    """What positive calibration penalises, per model: the own first view's online embedding
+    against the extra view's target embedding."""
+    if name == "byol":
+        return nn.functional.cosine_similarity(model(v1), model.forward_momentum(v3))
+    if name == "simsiam":
+        return nn.functional.cosine_similarity(model(v1)[1], model(v3)[0])
+    return nn.functional.cosine_similarity(model(v1), model(v3))
+
+
+@pytest.mark.parametrize("name", ["byol", "simsiam", "dcl"])
+def test_ac_positive_calibration_lowers_own_view_similarity_beyond_infonce(tmp_path, name):
+    """One step from identical weights and views: β > 0 leaves the forget samples' own views less
+    similar (as the loss measures it) than β ≈ 0 does, on BYOL, SimSiam and DCL."""
+    from conftest import MODEL_FACTORIES
+
+    data = digits_dataset(40)
+    forget = list(range(0, 40, 2))
+    seen = {}
+
+    class Capture(pl.Callback):  # runs before UnlearnCallback takes the extra view
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            is_forget = torch.isin(batch[2], torch.tensor(forget))
+            seen["v1"] = batch[0][0][is_forget].clone()
+            seen["v3"] = batch[0][-1][is_forget].clone()
+
+    results = {}
+    for beta in (1e-9, 20.0):  # a vanishing beta keeps the same data pipeline (extra view drawn)
+        torch.manual_seed(0)
+        model = MODEL_FACTORIES[name]()()
+        dm = ForgetRetainDataModule(data, forget, tiny_transform(), batch_size=40)
+        cb = UnlearnCallback("ac", alpha=1.0, beta=beta, sync_momentum=False)
+        trainer = pl.Trainer(**trainer_kwargs(tmp_path, max_steps=1), callbacks=[Capture(), cb])
+        trainer.fit(model, datamodule=dm)
+        with torch.no_grad(), frozen_batch_norm_stats(model):  # batch statistics, as in training
+            results[beta] = _own_view_similarity(name, model, seen["v1"], seen["v3"]).mean().item()
+    assert results[20.0] < results[1e-9] - 1e-3, results
