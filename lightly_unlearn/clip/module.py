@@ -35,15 +35,85 @@ from lightly_unlearn.clip.loading import create_clip, create_tokenizer, load_cli
 MAX_LOGIT_SCALE = math.log(100.0)
 
 
+#: open_clip's SigLIP ``init_logit_bias`` (its model configs; ``CLIP.__init__`` defaults to none).
+SIGLIP_LOGIT_BIAS = -10.0
+
+
+def _init_text_tower(m: nn.Module) -> set[int]:
+    """open_clip's own ``TextTransformer.init_parameters`` on a text tower, or on a ``CLIP``
+    that holds the tower's parts as its own attributes (built-in text tower)."""
+    from types import SimpleNamespace
+
+    from open_clip.transformer import TextTransformer
+
+    parts = SimpleNamespace(
+        token_embedding=m.token_embedding,
+        positional_embedding=m.positional_embedding,
+        cls_emb=getattr(m, "cls_emb", None),
+        transformer=m.transformer,
+        text_projection=getattr(m, "text_projection", None),
+    )
+    TextTransformer.init_parameters(parts)
+    return {id(p) for p in (parts.positional_embedding, parts.cls_emb, parts.text_projection)
+            if isinstance(p, nn.Parameter)}  # fmt: skip
+
+
+def _init_vision_tokens(m: nn.Module) -> set[int]:
+    """A ViT tower's class / positional embeddings and projection, drawn as open_clip's
+    ``VisionTransformer.__init__`` draws them (``width ** -0.5`` Gaussians; its
+    ``init_parameters`` leaves them alone)."""
+    scale = m.class_embedding.shape[-1] ** -0.5
+    params = [m.class_embedding, m.positional_embedding]
+    if isinstance(getattr(m, "proj", None), nn.Parameter):
+        params.append(m.proj)
+    for p in params:
+        p.normal_(std=scale)
+    return {id(p) for p in params}
+
+
+def _init_logit_parameters(model: nn.Module) -> set[int]:
+    """The logit scale (and SigLIP bias) at the constructor's defaults."""
+    import inspect
+
+    covered = set()
+    if isinstance(getattr(model, "logit_scale", None), nn.Parameter):
+        default = inspect.signature(type(model).__init__).parameters.get("init_logit_scale")
+        value = default.default if default is not None else math.log(1 / 0.07)
+        model.logit_scale.fill_(float(value))
+        covered.add(id(model.logit_scale))
+    if isinstance(getattr(model, "logit_bias", None), nn.Parameter):
+        model.logit_bias.fill_(SIGLIP_LOGIT_BIAS)
+        covered.add(id(model.logit_bias))
+    return covered
+
+
+def _not_reinitialised(model: nn.Module, covered: set[int]) -> list[str]:
+    """Names of parameters neither a layer's ``reset_parameters`` nor the towers' init drew."""
+    missed = []
+    for name, p in model.named_parameters():
+        if id(p) in covered:
+            continue
+        if "." not in name:
+            missed.append(name)
+            continue
+        owner, leaf = name.rsplit(".", 1)
+        if (not callable(getattr(model.get_submodule(owner), "reset_parameters", None))
+                and leaf not in ("in_proj_weight", "in_proj_bias")
+                and "token_embedding" not in name):  # fmt: skip
+            missed.append(name)
+    return missed
+
+
 @torch.no_grad()
 def init_open_clip_parameters(model: nn.Module) -> list[str]:
     """Re-initialise an open_clip ``CLIP`` / ``CustomTextCLIP`` in place, as at construction.
 
-    Used by Retrain when the module was given a model object (no recipe to rebuild it). Covers
-    ``reset_parameters`` of every layer, the towers' ``init_parameters``, the built-in text
-    tower's embeddings and projection, the ViT class/positional embeddings and projection, and the
-    logit scale (``ln(1/0.07)``) / bias. Returns the names of direct parameters it could not
-    re-initialise (a warning is raised for them).
+    Used by Retrain when the module was given a model object (no recipe to rebuild it). Calls
+    ``reset_parameters`` of every layer and open_clip's own ``init_parameters`` of the towers
+    (also for a ``CLIP`` whose text tower is built in), redraws the ViT class/positional
+    embeddings and projection as open_clip's constructor does, and resets the logit scale to
+    the constructor's default (``ln(1/0.07)``) and a SigLIP bias. Returns the names of
+    parameters it could not re-initialise (a warning is raised for them).
     """
     covered: set[int] = set()
     for m in model.modules():
@@ -54,54 +124,12 @@ def init_open_clip_parameters(model: nn.Module) -> list[str]:
         init = getattr(m, "init_parameters", None)
         if callable(init) and m is not model:
             init()
-        # ViT tower: class embedding, positional embedding, projection (open_clip's construction)
         if hasattr(m, "class_embedding") and hasattr(m, "conv1"):
-            scale = m.class_embedding.shape[-1] ** -0.5
-            m.class_embedding.normal_(std=scale)
-            m.positional_embedding.normal_(std=scale)
-            covered.update({id(m.class_embedding), id(m.positional_embedding)})
-            proj = getattr(m, "proj", None)
-            if isinstance(proj, nn.Parameter):
-                proj.normal_(std=scale)
-                covered.add(id(proj))
-        # text tower (TextTransformer, or CLIP's copy of its attributes)
-        if hasattr(m, "token_embedding") and hasattr(m, "transformer") and hasattr(m, "positional_embedding") and not hasattr(m, "conv1"):
-            nn.init.normal_(m.token_embedding.weight, std=0.02)
-            nn.init.normal_(m.positional_embedding, std=0.01)
-            covered.add(id(m.positional_embedding))
-            width = m.transformer.width
-            layers = m.transformer.layers
-            proj_std = (width**-0.5) * ((2 * layers) ** -0.5)
-            for block in m.transformer.resblocks:
-                nn.init.normal_(block.attn.in_proj_weight, std=width**-0.5)
-                nn.init.normal_(block.attn.out_proj.weight, std=proj_std)
-                nn.init.normal_(block.mlp.c_fc.weight, std=(2 * width) ** -0.5)
-                nn.init.normal_(block.mlp.c_proj.weight, std=proj_std)
-            tp = getattr(m, "text_projection", None)
-            if isinstance(tp, nn.Parameter):
-                nn.init.normal_(tp, std=width**-0.5)
-                covered.add(id(tp))
-            cls_emb = getattr(m, "cls_emb", None)
-            if isinstance(cls_emb, nn.Parameter):
-                nn.init.normal_(cls_emb, std=0.01)
-                covered.add(id(cls_emb))
-    if isinstance(getattr(model, "logit_scale", None), nn.Parameter):
-        model.logit_scale.fill_(math.log(1 / 0.07))
-        covered.add(id(model.logit_scale))
-    bias = getattr(model, "logit_bias", None)
-    if isinstance(bias, nn.Parameter):
-        bias.fill_(-10.0)  # open_clip's SigLIP default init_logit_bias
-        covered.add(id(bias))
-    missed = [n for n, p in model.named_parameters() if id(p) not in covered and "." not in n]
-    missed += [
-        n
-        for n, p in model.named_parameters()
-        if id(p) not in covered
-        and "." in n
-        and not callable(getattr(model.get_submodule(n.rsplit(".", 1)[0]), "reset_parameters", None))
-        and n.rsplit(".", 1)[1] not in ("in_proj_weight", "in_proj_bias")
-        and "token_embedding" not in n
-    ]
+            covered |= _init_vision_tokens(m)
+        elif hasattr(m, "token_embedding") and hasattr(m, "transformer"):
+            covered |= _init_text_tower(m)
+    covered |= _init_logit_parameters(model)
+    missed = _not_reinitialised(model, covered)
     if missed:
         warnings.warn(
             f"Retrain could not re-initialise {len(missed)} parameter(s) of the open_clip model "
