@@ -10,7 +10,7 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("script", ["simclr_unlearn.py", "moco_unlearn.py", "byol_unlearn.py"])
+@pytest.mark.parametrize("script", ["simclr_unlearn.py", "moco_unlearn.py", "byol_unlearn.py", "dino_unlearn.py"])
 def test_example_runs(tmp_path, script):
     out = tmp_path / "out"
     proc = subprocess.run(
