@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 from sklearn.datasets import load_digits
+from sklearn.metrics import roc_auc_score
 
 from lightly_unlearn.cli import main
 
@@ -94,7 +95,11 @@ def test_cli_end_to_end_checkpoint_vs_function(folders, capsys):
     )
     fs = np.diag(gap).mean() - gap[~np.eye(12, dtype=bool)].mean()
     assert report["forgetting_score"] == pytest.approx(fs, abs=1e-5)
-    assert 0 <= report["metrics"]["after"]["forget_holdout_auc"] <= 1
+    scores = report["alignment_scores"]["after"]  # the AUC of exactly these per-image scores
+    labels = [1] * len(scores["forget"]) + [0] * len(scores["holdout"])
+    assert report["metrics"]["after"]["forget_holdout_auc"] == pytest.approx(
+        roc_auc_score(labels, scores["forget"] + scores["holdout"])
+    )
     assert "forgetting score FS" in capsys.readouterr().out
     assert "Data owner audit" in (out / "report.md").read_text()
 

@@ -137,8 +137,12 @@ def test_probe_on_digits_features():
     probe = fit_probe(x[:1000], y[:1000])
     assert probe.accuracy(x[:1000], y[:1000]) > 95
     assert probe.accuracy(x[1000:], y[1000:]) > 85
+    # a probability per label: over the ten possible labels the confidences of a sample sum to 1,
+    # and the true-label confidence is the entry of the sample's own label
+    per_label = np.stack([probe.true_label_confidence(x[1000:1010], np.full(10, c)) for c in range(10)])
+    np.testing.assert_allclose(per_label.sum(0), 1.0, atol=1e-6)
     conf = probe.true_label_confidence(x[1000:1010], y[1000:1010])
-    assert ((conf > 0) & (conf <= 1)).all()
+    np.testing.assert_allclose(conf, per_label[y[1000:1010], np.arange(10)])
     assert probe.true_label_confidence(x[:1], np.array([99]))[0] == 0.0  # unseen label
     views = np.repeat(x[:300, None, :], 2, axis=1) + np.random.default_rng(0).normal(
         0, 1, (300, 2, 64)

@@ -2,6 +2,7 @@
 
 import pytest
 import pytorch_lightning as pl
+import torch
 from conftest import digits_dataset, make_simclr, tiny_transform, trainer_kwargs
 
 from lightly_unlearn import ForgetRetainDataModule, HoldoutAlignmentStopping, UnlearnCallback
@@ -16,12 +17,29 @@ def _fit(tmp_path, stopper, holdout=True, epochs=4):
     return trainer
 
 
-def test_stops_at_the_first_check_that_reaches_the_margin(tmp_path):
-    stopper = HoldoutAlignmentStopping(margin=1.0, num_samples=8, num_views=2)  # any gap <= 1
-    trainer = _fit(tmp_path, stopper)
-    assert trainer.current_epoch == 1 and stopper.stopped_epoch == 0 and len(stopper.history) == 1
-    assert -1.0 <= stopper.history[0] <= 1.0
-    assert "calibration/alignment_level_gap" in trainer.callback_metrics
+def _seeded_fit(tmp_path, stopper, epochs):
+    torch.manual_seed(0)  # the same model, batches and views in every run
+    return _fit(tmp_path, stopper, epochs=epochs)
+
+
+def test_stops_once_training_brings_the_gap_below_the_margin(tmp_path):
+    """AC (beta = 1) pushes the forget samples' alignment down epoch by epoch: with a margin
+    between the first check and a later one, the run goes on past the first check and stops at
+    the first epoch whose gap crossed the margin."""
+    free = HoldoutAlignmentStopping(margin=-2.0, num_samples=8, num_views=2)  # never stops
+    _seeded_fit(tmp_path / "free", free, epochs=4)
+    gaps = free.history
+    assert len(gaps) == 4 and min(gaps[1:]) < gaps[0], gaps  # the gap falls during training
+    margin = (gaps[0] + min(gaps[1:])) / 2  # not reached at the first check, reached later
+    crossing = next(i for i, g in enumerate(gaps) if g <= margin)
+    assert crossing >= 1
+
+    stopper = HoldoutAlignmentStopping(margin=margin, num_samples=8, num_views=2)
+    trainer = _seeded_fit(tmp_path / "stopped", stopper, epochs=4)
+    assert stopper.history == pytest.approx(gaps[: crossing + 1])  # same run up to the stop
+    assert stopper.history[0] > margin >= stopper.history[-1]
+    assert stopper.stopped_epoch == crossing and trainer.current_epoch == crossing + 1
+    assert trainer.callback_metrics["calibration/alignment_level_gap"] == pytest.approx(gaps[crossing])
 
 
 def test_runs_on_while_forget_samples_align_more_than_holdout(tmp_path):
