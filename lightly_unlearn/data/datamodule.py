@@ -22,15 +22,14 @@ from lightly_unlearn.data.sampling import (
 from lightly_unlearn.data.validation import (
     check_batches,
     check_resumed_forget_set,
-    check_views,
+    check_training_dataset,
     validate_forget_indices,
+    views_of_first_item,
 )
 from lightly_unlearn.data.views import (
     KeyedPairs,
     KeyedViews,
     RawSubset,
-    split_item,
-    split_pair,
     view_transforms,
 )
 
@@ -132,56 +131,16 @@ class ForgetRetainDataModule(L.LightningDataModule, pl.LightningDataModule):
         forget_batch_size: int | None = None,
     ) -> None:
         super().__init__()
-        from lightly_unlearn.data.validation import check_dataset
-
-        check_dataset(dataset)  # iterable datasets, a lying __len__, dict items: refused here
-        if holdout is not None:
-            check_dataset(holdout, "holdout")
-        if not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__"):
-            raise TypeError(
-                f"dataset must be a map-style dataset (with __getitem__ and __len__); got "
-                f"{type(dataset).__name__}. Iterable datasets cannot be split by position."
-            )
-        if getattr(dataset, "transform", None) is not None:
-            raise ValueError(
-                f"{type(dataset).__name__} already has a transform ({dataset.transform!r}). Pass "
-                "the dataset without a transform and give the multi-view transform to "
-                "ForgetRetainDataModule(transform=...): forget samples need views built here."
-            )
+        self.num_samples = check_training_dataset(dataset, holdout)  # reads items: refused now
         self.dataset = dataset
-        self.num_samples = len(dataset)
-        if self.num_samples == 0:
-            raise ValueError("dataset is empty.")
         self.forget_indices = validate_forget_indices(forget_indices, self.num_samples)
         is_forget = torch.zeros(self.num_samples, dtype=torch.bool)
         is_forget[self.forget_indices] = True
         self.retain_indices = torch.nonzero(~is_forget).flatten()
-        if not callable(transform):
-            raise TypeError(f"transform must be callable; got {type(transform).__name__}.")
+        #: Views per sample in a batch (image and caption tokens for CLIP), before any extra view.
+        self.num_views = views_of_first_item(dataset, transform, tokenizer)
         self.transform = transform
         self.tokenizer = tokenizer
-        #: Views per sample in a batch (image and caption tokens for CLIP), before any extra view.
-        self.num_views = 2
-        if tokenizer is not None:
-            image, caption, _ = split_pair(dataset[0])
-            transform(image)
-            tokens = tokenizer([caption])
-            if not isinstance(tokens, torch.Tensor) or tokens.dim() != 2:
-                raise TypeError(
-                    "tokenizer(list_of_captions) must return a LongTensor (n, context_length), "
-                    f"as open_clip tokenizers do; got {type(tokens).__name__}."
-                )
-        else:
-            first = dataset[0]
-            if isinstance(first, (tuple, list)) and len(first) >= 2 and isinstance(first[1], str):
-                raise ValueError(
-                    "The dataset's items look like (image, caption, ...) pairs: pass the model's "
-                    "tokenizer (ForgetRetainDataModule(..., transform=preprocess_train, "
-                    "tokenizer=tokenizer)) for CLIP; without a tokenizer, items are "
-                    "(image, target, ...) and `transform` must be a multi-view transform."
-                )
-            # every view is carried (multi-crop: DINO's 2 global + N local crops)
-            self.num_views = check_views(transform(split_item(first)[0]))
         self.batch_size = int(batch_size)
         if forget_batch_size is not None and int(forget_batch_size) < 2:
             raise ValueError(

@@ -228,3 +228,59 @@ def check_resumed_forget_set(
         f"({sha256[:12]}…, {num_forget} samples). Resume with the same forget_indices, or "
         "start a new run without ckpt_path."
     )
+
+
+def check_training_dataset(dataset: Any, holdout: Any = None) -> int:
+    """Refuse a training set (and holdout) the datamodule cannot split; returns ``len(dataset)``.
+
+    Reads the first and last items (iterable datasets, a lying ``__len__``, dict items, a dataset
+    with a transform of its own and an empty dataset are refused with how to fix it).
+    """
+    check_dataset(dataset)
+    if holdout is not None:
+        check_dataset(holdout, "holdout")
+    if not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__"):
+        raise TypeError(
+            f"dataset must be a map-style dataset (with __getitem__ and __len__); got "
+            f"{type(dataset).__name__}. Iterable datasets cannot be split by position."
+        )
+    if getattr(dataset, "transform", None) is not None:
+        raise ValueError(
+            f"{type(dataset).__name__} already has a transform ({dataset.transform!r}). Pass "
+            "the dataset without a transform and give the multi-view transform to "
+            "ForgetRetainDataModule(transform=...): forget samples need views built here."
+        )
+    if len(dataset) == 0:
+        raise ValueError("dataset is empty.")
+    return len(dataset)
+
+
+def views_of_first_item(dataset: Any, transform: Any, tokenizer: Any = None) -> int:
+    """Run ``transform`` (and ``tokenizer``) on ``dataset[0]`` as the loaders will; returns the
+    number of views per sample (image and caption tokens: 2 for CLIP; every crop of a multi-view
+    transform otherwise). Refuses a non-callable transform, a tokenizer that does not return
+    ``(n, context_length)`` tokens, and caption items without a tokenizer."""
+    from lightly_unlearn.data.views import split_item, split_pair
+
+    if not callable(transform):
+        raise TypeError(f"transform must be callable; got {type(transform).__name__}.")
+    if tokenizer is not None:
+        image, caption, _ = split_pair(dataset[0])
+        transform(image)
+        tokens = tokenizer([caption])
+        if not isinstance(tokens, torch.Tensor) or tokens.dim() != 2:
+            raise TypeError(
+                "tokenizer(list_of_captions) must return a LongTensor (n, context_length), "
+                f"as open_clip tokenizers do; got {type(tokens).__name__}."
+            )
+        return 2
+    first = dataset[0]
+    if isinstance(first, (tuple, list)) and len(first) >= 2 and isinstance(first[1], str):
+        raise ValueError(
+            "The dataset's items look like (image, caption, ...) pairs: pass the model's "
+            "tokenizer (ForgetRetainDataModule(..., transform=preprocess_train, "
+            "tokenizer=tokenizer)) for CLIP; without a tokenizer, items are "
+            "(image, target, ...) and `transform` must be a multi-view transform."
+        )
+    # every view is carried (multi-crop: DINO's 2 global + N local crops)
+    return check_views(transform(split_item(first)[0]))
