@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from lightly_unlearn.audits.alignment import forgetting_score
 from lightly_unlearn.audits.report import gap_figure, save_figure
 from lightly_unlearn.io import atomic_write, atomic_write_json
 
@@ -105,7 +106,7 @@ def write_outputs(out: Path, setting: Mapping[str, Any], rows: Sequence[Mapping[
     written = [atomic_write_json(out / "results.json",
                           {"setting": dict(setting), "summary": list(rows), "per_seed": list(per_seed)})]
     for name, gap in gap_matrices.items():
-        fs = float(np.trace(gap) / len(gap) - (gap.sum() - np.trace(gap)) / (len(gap) * (len(gap) - 1)))
+        fs = forgetting_score(gap)
         written.append(save_figure(gap_figure(gap, f"Alignment gap matrix: {name} (forget samples)", fs),
                                    out / f"gap_{name}.png"))
     written.append(comparison_plot(rows, out / "comparison.png"))
