@@ -1,4 +1,4 @@
-"""Audit metrics against brute force and hand-made cases (SPEC §4)."""
+"""Audit metrics against brute force and hand-made cases."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Sign and weights of every method's objective on a hand-made batch (SPEC §3)."""
+"""Sign and weights of every method's objective on a hand-made batch."""
 
 import pytest
 import torch

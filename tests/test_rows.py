@@ -1,4 +1,4 @@
-"""Per-row contrastive terms must be lightly's loss, row by row (SPEC §2)."""
+"""Per-row contrastive terms must be lightly's loss, row by row."""
 
 import torch
 from lightly.loss import NTXentLoss

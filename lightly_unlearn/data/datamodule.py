@@ -183,7 +183,7 @@ class ForgetRetainDataModule(L.LightningDataModule, pl.LightningDataModule):
 
     @property
     def forget_fraction(self) -> float:
-        """``|D_forget| / |D_train|``, used to scale AC's β (SPEC §3)."""
+        """``|D_forget| / |D_train|``, used to scale AC's β (as the AC reference does)."""
         return len(self.forget_indices) / self.num_samples
 
     @property

@@ -100,7 +100,7 @@ class ForgetPairedViews(Dataset):
 
 
 class ForgetPairedCaptions(ForgetPairedViews):
-    """AC for image–caption pairs (SPEC §3, CLIP): ``[image, tokens, extra tokens]`` per item.
+    """AC for image–caption pairs (CLIP): ``[image, tokens, extra tokens]`` per item.
 
     A forget pair ``i`` yields ``[t(image_i), tok(caption_π(i)), tok(caption_i)]``: in the
     contrastive loss image ``i`` is paired with the caption of another forget pair ``π(i)`` (and
