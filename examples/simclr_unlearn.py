@@ -53,19 +53,21 @@ class SimCLR(pl.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.06)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--method", default="ac", help="see `lightly-unlearn list`")
     parser.add_argument("--out", default="simclr_unlearn_out")
     parser.add_argument("--pretrain-epochs", type=int, default=8)
     parser.add_argument("--unlearn-epochs", type=int, default=2)
-    args = parser.parse_args()
+    parser.add_argument("--samples", type=int, default=600,
+                        help="training digits (every tenth is forgotten); fewer for a quick try")
+    args = parser.parse_args(argv)
     torch.manual_seed(0)
     out = Path(args.out)
 
-    train, test = digits_as_images(0, 600), digits_as_images(1400, 1797)
+    train, test = digits_as_images(0, args.samples), digits_as_images(1400, 1797)
     transform = SimCLRTransform(input_size=16, gaussian_blur=0.0, cj_prob=0.4)
-    forget_ids = list(range(0, 600, 10))  # the deletion request: 60 samples (10 %)
+    forget_ids = list(range(0, args.samples, 10))  # the deletion request: 10 % (60 of 600)
     datamodule = ForgetRetainDataModule(
         train, forget_ids, transform, batch_size=64, holdout=test, seed=0
     )
