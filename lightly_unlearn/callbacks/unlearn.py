@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from lightly_unlearn import registry
 from lightly_unlearn.adapters import (
     ModuleContractError,
+    check_trainable,
     reinitialise,
     require,
 )
@@ -213,6 +214,24 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
         if self.init_checkpoint is not None:  # weights only; the loop starts fresh
             load_initial_weights(pl_module, self.init_checkpoint)
         self._reset_fit_state()
+        dm = self._checked_datamodule(trainer)
+        self._criterion = pl_module.criterion if hasattr(pl_module, "criterion") else None
+        self._adapter: RowTermsAdapter = self._checked_adapter(pl_module)
+        self._roles = resolve_roles(pl_module, self.roles)  # misspelt role names fail here
+        if self.method.extra_view and self.embed_fn is None and self._adapter.image_text:
+            require(pl_module, "encode_text")  # CLIP: the extra view is the own caption
+        self._warn_if_nothing_to_sync(pl_module)
+        check_trainable(pl_module)  # no meta tensors, something to train: refused before any step
+        dm.configure(
+            self.method.data, extra_view=self.method.extra_view, pair_forget=self.method.pairs_forget
+        )
+        self._datamodule, self._module = dm, pl_module
+        self._forget_keys = dm.forget_indices
+        self._forget_summary = (dm.forget_sha256, len(dm.forget_indices))
+        self._install(self._criterion)
+
+    def _checked_datamodule(self, trainer: Any) -> Any:
+        """The trainer's ``ForgetRetainDataModule``, with the streams this method needs."""
         dm = getattr(trainer, "datamodule", None)
         if dm is None or not hasattr(dm, "configure") or not hasattr(dm, "forget_indices"):
             raise TypeError(
@@ -232,7 +251,11 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
                 f"dataset ({n_forget} samples). Forgetting everything is a re-initialisation, "
                 "not unlearning; keep some retain samples or use `gradient_ascent`."
             )
-        if not hasattr(pl_module, "criterion"):
+        return dm
+
+    def _checked_adapter(self, pl_module: nn.Module) -> RowTermsAdapter:
+        """The loss adapter serving the module's ``criterion`` (refused when there is none)."""
+        if self._criterion is None:
             raise ModuleContractError(
                 f"{type(pl_module).__name__} has no attribute 'criterion'. UnlearnCallback changes "
                 "the objective through the module's loss object, as in lightly's examples: store "
@@ -240,7 +263,6 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
                 "training_step. If your step computes the loss another way, use "
                 "`AlignmentCalibrationLoss` there directly instead of the callback."
             )
-        self._criterion = pl_module.criterion
         adapter = find_adapter(self._criterion)
         if adapter is None:
             raise ModuleContractError(
@@ -249,10 +271,9 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
                 f"'lightly_unlearn.losses'): {describe_adapters()}. Use one of these losses, or "
                 "add an adapter for yours: a RowTermsAdapter subclass registered under that group."
             )
-        self._adapter: RowTermsAdapter = adapter
-        self._roles = resolve_roles(pl_module, self.roles)  # misspelt role names fail here
-        if self.method.extra_view and self.embed_fn is None and adapter.image_text:
-            require(pl_module, "encode_text")  # CLIP: the extra view is the own caption
+        return adapter
+
+    def _warn_if_nothing_to_sync(self, pl_module: nn.Module) -> None:
         if self.sync_momentum and not self._roles.momentum_pairs:
             frozen = frozen_children(pl_module)
             if frozen:
@@ -263,16 +284,6 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
                     "what they learnt from the forget set. Name the pairs with "
                     "`UnlearnCallback(roles=ModuleRoles(momentum_pairs=[(online, copy), ...]))`."
                 )
-        from lightly_unlearn.adapters import check_trainable
-
-        check_trainable(pl_module)  # no meta tensors, something to train: refused before any step
-        dm.configure(
-            self.method.data, extra_view=self.method.extra_view, pair_forget=self.method.pairs_forget
-        )
-        self._datamodule, self._module = dm, pl_module
-        self._forget_keys = dm.forget_indices
-        self._forget_summary = (dm.forget_sha256, len(dm.forget_indices))
-        self._install(self._criterion)
 
     def on_train_start(self, trainer: Any, pl_module: nn.Module) -> None:
         # Retrain re-initialises here, after every on_fit_start (so AuditCallback's "before"
