@@ -1,4 +1,4 @@
-"""The full unlearning benchmark (SPEC §5): every method against Retrain, tuned alike, over seeds.
+"""The full unlearning benchmark: every method against Retrain, tuned alike, over seeds.
 
 Two settings (``--setting``):
 

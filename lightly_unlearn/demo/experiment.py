@@ -1,4 +1,4 @@
-"""One unlearning experiment on the embedded setting (SPEC §5): pretrain, Retrain, every method, audits.
+"""One unlearning experiment (the demo and the benchmark): pretrain, Retrain, every method, audits.
 
 Everything goes through the public API a user has — a lightly-style module, a
 ``ForgetRetainDataModule``, ``UnlearnCallback`` and the audit functions — so the demo and the
@@ -11,7 +11,7 @@ schedule make the pretrained model *leak membership*, which is what unlearning m
 
 Audit features: membership is read from **projection-head** alignment scores (K = 10 seeded
 views); the backbone of this small model generalises and leaks little (members-vs-holdout AUC
-0.58-0.60), so SPEC §4's backbone default would rank methods on noise here. The linear probe and
+0.58-0.60), so the audits' backbone default would rank methods on noise here. The linear probe and
 CMIA read the backbone's clean features, as in the reference.
 """
 
@@ -302,7 +302,7 @@ class Experiment:
 
 
 def gaps(run: Run, retrain: Run) -> dict[str, float]:
-    """Avg. Gap to Retrain over RA/TA/UA/EMIA/CMIA and the indistinguishability gap (SPEC §4)."""
+    """Avg. Gap to Retrain over RA/TA/UA/EMIA/CMIA and the indistinguishability gap."""
     m, r = run.metrics, retrain.metrics
     per = {k: abs(m[k] - r[k]) for k in GAP_METRICS if k in m and k in r}
     return {

@@ -13,7 +13,7 @@ from lightly_unlearn.audits.alignment import forgetting_score
 from lightly_unlearn.audits.report import gap_figure, save_figure
 from lightly_unlearn.io import atomic_write, atomic_write_json
 
-#: (key, header, format) of the table columns, in SPEC §5's order.
+#: (key, header, format) of the table columns, in the benchmark's order.
 COLUMNS = (
     ("ra", "RA", "{:.1f}"),
     ("ta", "TA", "{:.1f}"),
