@@ -167,20 +167,26 @@ def _module_transform(cls: type) -> Any:
 
 def _prepare(args: argparse.Namespace) -> dict[str, Any]:
     """Everything that can be refused, refused here: no training has started."""
-    from lightly_unlearn import registry
-    from lightly_unlearn.image_folder import (
-        ImageFolderDataModule,
-        image_files,
-        make_transform,
-        read_forget_list,
-    )
-    from lightly_unlearn.model_loading import (
-        ModelSpecError,
-        build_from_checkpoint,
-        import_object,
-        split_model_spec,
-    )
-    from lightly_unlearn.namespaces import NamespaceMismatchError, trainer_class_for
+    target, ckpt_path = _checkpoint_of(args)
+    data, forget_file, out = Path(args.data), Path(args.forget), Path(args.out)
+    holdout = Path(args.holdout) if args.holdout else None
+    _check_out(out, [data, holdout, ckpt_path, forget_file], ckpt_path)
+    if args.signing_key and not Path(args.signing_key).is_file():
+        raise UnlearnInputError(f"--signing-key {args.signing_key}: no such file.")
+    names = _check_files(data, holdout, forget_file)
+    _check_method(args)
+    model, cls, trainer_cls, roles = _load_model(args, target, ckpt_path)
+    dm = _datamodule(args, cls, data, names, forget_file)
+    if holdout is None and not args.no_audit:
+        print("lightly-unlearn unlearn: no --holdout: the audit shows the alignment gap of the forget "
+              "set only (no reference for never-seen images).", file=sys.stderr)
+    return dict(target=target, ckpt=ckpt_path, model=model, cls=cls, dm=dm, out=out,
+                trainer_cls=trainer_cls, roles=roles)
+
+
+def _checkpoint_of(args: argparse.Namespace) -> tuple[str, Path]:
+    """``--model pkg.module:Class@ckpt`` -> (``pkg.module:Class``, existing checkpoint path)."""
+    from lightly_unlearn.model_loading import ModelSpecError, split_model_spec
 
     try:
         target, ckpt = split_model_spec(args.model)
@@ -193,13 +199,13 @@ def _prepare(args: argparse.Namespace) -> dict[str, Any]:
     ckpt_path = Path(ckpt)
     if not ckpt_path.is_file():
         raise UnlearnInputError(f"--model: checkpoint file {ckpt_path} does not exist.")
-    data = Path(args.data)
-    holdout = Path(args.holdout) if args.holdout else None
-    forget_file = Path(args.forget)
-    out = Path(args.out)
-    _check_out(out, [data, holdout, ckpt_path, forget_file], ckpt_path)
-    if args.signing_key and not Path(args.signing_key).is_file():
-        raise UnlearnInputError(f"--signing-key {args.signing_key}: no such file.")
+    return target, ckpt_path
+
+
+def _check_files(data: Path, holdout: Path | None, forget_file: Path) -> list[str]:
+    """The image names of ``--data``; every forget name must be one of them."""
+    from lightly_unlearn.image_folder import image_files, read_forget_list
+
     try:
         names = image_files(data, "--data")
         read_forget_list(forget_file, names)
@@ -207,11 +213,25 @@ def _prepare(args: argparse.Namespace) -> dict[str, Any]:
             image_files(holdout, "--holdout")
     except (FileNotFoundError, ValueError) as err:
         raise UnlearnInputError(str(err)) from err
+    return names
+
+
+def _check_method(args: argparse.Namespace) -> None:
+    from lightly_unlearn import registry
+
     try:
         method = registry.load("method", args.method)
         method(**dict(args.hp))  # unknown hyper-parameters are refused here
     except (KeyError, LookupError, TypeError, ValueError) as err:
         raise UnlearnInputError(f"--method {args.method} / --hp: {err}") from err
+
+
+def _load_model(args: argparse.Namespace, target: str, ckpt_path: Path) -> tuple[Any, type, Any, Any]:
+    """The user's class, built from the checkpoint, its Trainer class and its module roles."""
+    from lightly_unlearn.model_loading import ModelSpecError, build_from_checkpoint, import_object
+    from lightly_unlearn.namespaces import NamespaceMismatchError, trainer_class_for
+    from lightly_unlearn.roles import resolve_roles, roles_from_settings
+
     try:
         cls = import_object(target, args.model)
         if not isinstance(cls, type):
@@ -226,13 +246,18 @@ def _prepare(args: argparse.Namespace) -> dict[str, Any]:
             "module's loss object, as in lightly's examples (`self.criterion = NTXentLoss()`, "
             "called in training_step)."
         )
-    from lightly_unlearn.roles import resolve_roles, roles_from_settings
-
     try:  # misspelt role names are refused before any training
         roles = roles_from_settings(args.roles)
         resolve_roles(model, roles)
     except (ValueError, TypeError) as err:
         raise UnlearnInputError(f"--role: {err}") from err
+    return model, cls, trainer_cls, roles
+
+
+def _datamodule(args: argparse.Namespace, cls: type, data: Path, names: list[str], forget_file: Path) -> Any:
+    """The image-folder datamodule, with the module's transform or ``--transform``."""
+    from lightly_unlearn.image_folder import ImageFolderDataModule, make_transform
+
     transform = _module_transform(cls)
     if transform is not None and (args.transform or args.image_size):
         raise UnlearnInputError(
@@ -245,17 +270,12 @@ def _prepare(args: argparse.Namespace) -> dict[str, Any]:
 
             size = args.image_size or _first_height(data, names[0])
             transform = make_transform(args.transform or "simclr", size)
-        dm = ImageFolderDataModule(
+        return ImageFolderDataModule(
             str(data), str(forget_file), transform=transform, holdout=args.holdout,
             batch_size=args.batch_size, num_workers=args.num_workers, seed=args.seed,
         )
     except (FileNotFoundError, ValueError, TypeError) as err:
         raise UnlearnInputError(str(err)) from err
-    if holdout is None and not args.no_audit:
-        print("lightly-unlearn unlearn: no --holdout: the audit shows the alignment gap of the forget "
-              "set only (no reference for never-seen images).", file=sys.stderr)
-    return dict(target=target, ckpt=ckpt_path, model=model, cls=cls, dm=dm, out=out,
-                trainer_cls=trainer_cls, roles=roles)
 
 
 # -- the run --------------------------------------------------------------------------------------
