@@ -12,6 +12,7 @@ are listed and refused before anything trains.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,34 @@ def image_files(folder: str | os.PathLike, what: str = "--data") -> list[str]:
             f"{what} {folder}: no image files ({', '.join(IMAGE_SUFFIXES)}) in it."
         )
     return names
+
+
+def check_images(folder: str | os.PathLike, names: Sequence[str], what: str = "--data") -> None:
+    """Open every image once (header and integrity, no full decode) before any training.
+
+    A corrupt file or one over Pillow's decompression-bomb limit would otherwise fail in the
+    middle of an epoch; here it is refused with the file's name and what to do.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    root = Path(folder)
+    for name in names:
+        path = root / name
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(path) as image:
+                    image.verify()
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+            raise ValueError(
+                f"{what}: {path} is refused by Pillow's decompression-bomb limit "
+                f"(PIL.Image.MAX_IMAGE_PIXELS = {Image.MAX_IMAGE_PIXELS} pixels; {err}). Resize the "
+                "image to the size the model sees, or remove it from the folder."
+            ) from None
+        except (UnidentifiedImageError, OSError, SyntaxError) as err:
+            raise ValueError(
+                f"{what}: cannot read image {path} ({err}). Replace or remove the file."
+            ) from None
 
 
 def read_forget_list(path: str | os.PathLike, names: Sequence[str]) -> list[int]:

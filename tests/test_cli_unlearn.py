@@ -187,6 +187,39 @@ def test_bad_method_and_hp_exit_2(setup, capsys, monkeypatch):
     assert rc == 2 and "no_such_method" in err
 
 
+@pytest.mark.parametrize("bad", ["corrupt", "bomb"])
+@pytest.mark.parametrize("folder", ["data", "holdout"])
+def test_unreadable_images_exit_2_before_training(setup, capsys, monkeypatch, bad, folder):
+    from PIL import Image
+
+    s = setup
+    files = sorted(s[folder].iterdir())
+    path = files[len(files) // 2]  # in the middle of the folder, not its last file
+    if bad == "corrupt":
+        path.write_bytes(path.read_bytes()[:40])
+    else:
+        monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 16)  # 8x8 digits are 4x over the limit
+    argv = _args(s, s["tmp"] / "out", "--holdout", str(s["holdout"]))
+    rc, err = _refused(s, capsys, monkeypatch, argv)
+    assert rc == 2 and len(err.strip().splitlines()) == 1, err
+    assert ("MAX_IMAGE_PIXELS" in err) if bad == "bomb" else ("cannot read image" in err)
+    assert not (s["tmp"] / "out").exists()
+
+
+def test_summary_names_the_public_key_of_a_signed_receipt(setup, capsys):
+    s = setup
+    assert main(["keygen", "--out", str(s["tmp"] / "keys")]) == 0
+    capsys.readouterr()
+    key = s["tmp"] / "keys" / "receipt_signing.key"
+    rc = main(_args(s, s["tmp"] / "out", "--signing-key", str(key), "--no-audit", "--no-progress"))
+    out = capsys.readouterr().out
+    assert rc == 0
+    check = next(line for line in out.splitlines() if line.strip().startswith("check "))
+    assert f"--public-key {key.with_suffix('.pub')}" in check
+    command = check.split("check", 1)[1].split()
+    assert main(command[1:]) == 0  # the printed command verifies the signed receipt
+
+
 def test_wrong_class_for_checkpoint_is_one_line(setup, capsys, monkeypatch):
     s = setup
     rc, err = _refused(s, capsys, monkeypatch, _args(s, s["tmp"] / "out", model="Other"))

@@ -222,3 +222,11 @@ def test_fit_start_says_what_is_happening(tmp_path, caplog):
     line = next(r.getMessage() for r in caplog.records if "UnlearnCallback:" in r.getMessage())
     assert "ac (alpha=1.0, beta=1.0" in line and "forget 3 / retain 61" in line
     assert "stream 'mixed': 4 batches of 16" in line and "0.8 forget samples per batch" in line
+
+
+def test_retain_only_method_with_one_retain_sample_says_why():
+    dm = ForgetRetainDataModule(digits_dataset(10), list(range(9)), _fast_views(), batch_size=64)
+    with pytest.raises(ValueError, match="retain set has 1 sample.*forget fewer samples|retain set has 1 sample"):
+        dm.configure("retain")
+    dm.configure("mixed")  # the methods that train on the forget set still work
+    assert dm.layout().samples >= 9

@@ -204,13 +204,14 @@ def _checkpoint_of(args: argparse.Namespace) -> tuple[str, Path]:
 
 def _check_files(data: Path, holdout: Path | None, forget_file: Path) -> list[str]:
     """The image names of ``--data``; every forget name must be one of them."""
-    from lightly_unlearn.image_folder import image_files, read_forget_list
+    from lightly_unlearn.image_folder import check_images, image_files, read_forget_list
 
     try:
         names = image_files(data, "--data")
         read_forget_list(forget_file, names)
+        check_images(data, names, "--data")
         if holdout is not None:
-            image_files(holdout, "--holdout")
+            check_images(holdout, image_files(holdout, "--holdout"), "--holdout")
     except (FileNotFoundError, ValueError) as err:
         raise UnlearnInputError(str(err)) from err
     return names
@@ -361,7 +362,9 @@ def run(args: argparse.Namespace) -> int:
     ]
     if result["audit"] is not None:
         lines.append(f"  audit report {out / 'audits' / 'report.md'}")
-    lines.append(f"  check        lightly-unlearn verify-receipt {result['receipt']} "
-                 f"--checkpoint {result['ckpt']}")
+    check = f"lightly-unlearn verify-receipt {result['receipt']} --checkpoint {result['ckpt']}"
+    if args.signing_key:  # keygen writes the public key beside the private one
+        check += f" --public-key {Path(args.signing_key).with_suffix('.pub')}"
+    lines.append(f"  check        {check}")
     print("\n".join(lines))
     return 0

@@ -258,6 +258,13 @@ class ForgetRetainDataModule(L.LightningDataModule, pl.LightningDataModule):
             return BatchLayout(per_rank // self.batch_size, self.batch_size)
         if self.mode == "retain":
             per_rank = n_retain // world
+            if per_rank < 2:
+                raise ValueError(
+                    f"The retain set has {n_retain} sample(s) ({per_rank} per device): a method "
+                    "that trains on retain samples only needs at least 2 per device for a "
+                    "contrastive batch. Forget fewer samples, or use a method that trains on the "
+                    "forget set (gradient_ascent, neggrad, ac)."
+                )
             check_batches(per_rank, min(self.batch_size, per_rank), f"per-device ({world} devices) retain")
             size = min(self.batch_size, per_rank)
             return BatchLayout(per_rank // size, size)
