@@ -112,7 +112,12 @@ def read_forget_list(path: str | os.PathLike, names: Sequence[str]) -> list[int]
 
 
 class ImageFolder:
-    """Map-style dataset of ``(RGB PIL image, 0)`` items for the given files of a folder."""
+    """Map-style dataset of ``(RGB PIL image, 0)`` items for the given files of a folder.
+
+    ``names`` (item ``i`` is the file ``names[i]``, relative to ``root``) is what the audits'
+    heat maps and ``audit.json`` label samples with (see ``callbacks.audit.sample_labels``), so
+    the data owner finds the file names of the forget list there.
+    """
 
     def __init__(self, root: str | os.PathLike, names: Sequence[str] | None = None) -> None:
         self.root = Path(root)

@@ -109,6 +109,14 @@ def test_callback_logs_keys_and_writes_files(tmp_path, trainer_cls):
     )
     assert Image.open(folder / "gap_matrix.png").size[0] > 300
     assert "forgetting_score" in (folder / "report.md").read_text()
+    # a dataset without file names: the heat map's labels are dataset ids, written in its order
+    labels, hold = report["image_names"], report["holdout_names"]
+    assert len(labels) == 32 and sorted(labels) != labels  # the seeded sample order, shown as is
+    assert sorted(int(x[1:]) for x in labels) == list(range(0, 160, 5))
+    assert len(hold) == len(report["arrays"]["alignment_matrix"]["holdout_gap_matrix"])
+    assert {int(x[1:]) for x in hold} <= set(range(80))
+    keys = callback.after["alignment_matrix"].arrays["keys"]  # positions in the forget split
+    assert labels == [f"#{5 * int(k)}" for k in keys]  # forget_indices = range(0, 160, 5)
 
 
 def test_before_numbers_survive_a_resume(tmp_path):
@@ -186,10 +194,11 @@ def test_forgetting_score_positive_after_ac_with_beta(tmp_path):
 
 class _FigureExperiment:
     def __init__(self):
-        self.figures = []
+        self.figures, self.objects = [], []
 
     def add_figure(self, tag, figure, step):
         self.figures.append((tag, step))
+        self.objects.append(figure)
 
 
 class _RecordingLogger(pl.loggers.Logger):
@@ -233,3 +242,50 @@ def test_every_n_epochs_and_figure_logging(tmp_path):
     files = {p.name for p in (tmp_path / "rec" / "audits").iterdir()}
     assert {"audit.json", "gap_matrix.png", "audit_epoch0.json", "gap_matrix_epoch0.png"} <= files
     assert [h["when"] for h in callback.history] == ["before", "epoch", "after"]
+
+
+def test_heat_map_and_audit_json_name_the_owners_files(tmp_path):
+    """With ``ImageFolderDataModule`` the heat map's axes and ``audit.json`` carry the file names
+    of the forget list (and of the holdout folder), in the order of the matrices."""
+    from lightly_unlearn.image_folder import ImageFolderDataModule
+
+    data, holdout = tmp_path / "images", tmp_path / "holdout"
+    for folder, start, count in ((data, 0, 48), (holdout, 500, 24)):
+        folder.mkdir()
+        for i, (image, _) in enumerate(digits(start, start + count)):
+            image.save(folder / f"{folder.name}_{i:02d}.png")
+    forget = [f"images_{i:02d}.png" for i in range(0, 48, 4)]
+    (tmp_path / "forget.txt").write_text("\n".join(forget) + "\n")
+    dm = ImageFolderDataModule(str(data), str(tmp_path / "forget.txt"), image_size=8,
+                               holdout=str(holdout), batch_size=16)  # fmt: skip
+    logger = _RecordingLogger(tmp_path / "rec")
+    callback = AuditCallback(audits=("alignment_matrix",), num_samples=12, num_views=2)
+    trainer = pl.Trainer(max_epochs=1, default_root_dir=tmp_path, callbacks=[callback],
+                         logger=logger, enable_progress_bar=False, enable_model_summary=False,
+                         enable_checkpointing=False, accelerator="cpu")  # fmt: skip
+    torch.manual_seed(0)
+    trainer.fit(SimCLR(), datamodule=dm)
+    report = json.loads((tmp_path / "rec" / "audits" / "audit.json").read_text())
+    arrays = callback.after["alignment_matrix"].arrays
+    assert report["image_names"] == [forget[int(k)] for k in arrays["keys"]]
+    assert sorted(report["image_names"]) == forget
+    assert report["holdout_names"] == [f"holdout_{int(k):02d}.png" for k in arrays["holdout_keys"]]
+    panels = [ax for ax in logger.experiment.objects[-1].axes if ax.images]
+    for ax, names in zip(panels, (report["image_names"], report["holdout_names"]), strict=True):
+        assert [t.get_text() for t in ax.get_yticklabels()] == names
+        assert [t.get_text() for t in ax.get_xticklabels()] == names
+
+
+def test_sample_labels_follow_subsets_down_to_file_names():
+    from lightly_unlearn.callbacks.audit import sample_labels
+    from lightly_unlearn.data.views import RawSubset
+    from lightly_unlearn.image_folder import ImageFolder
+
+    folder = ImageFolder("unused", names=[f"f{i}.png" for i in range(10)])
+    user = torch.utils.data.Subset(folder, [9, 8, 7, 6, 5])  # the dataset given to the datamodule
+    forget = RawSubset(user, [1, 3])  # the datamodule's forget split
+    assert sample_labels(forget, np.array([1, 0])) == ["f6.png", "f8.png"]
+    assert sample_labels(RawSubset(list(range(5)), [1, 3]), [1, 0]) == ["#3", "#1"]  # ids
+    assert sample_labels(folder, [2]) == ["f2.png"]  # the holdout: a dataset itself
+    folder.names = ["cat", "dog"]  # not one name per item (class names): ids instead
+    assert sample_labels(folder, [2]) == ["#2"]

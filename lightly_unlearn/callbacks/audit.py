@@ -32,6 +32,46 @@ from lightly_unlearn.namespaces import DualNamespaceCallback
 from lightly_unlearn.roles import ModuleRoles
 
 
+def _file_names(dataset: Any) -> Sequence[str] | None:
+    """The dataset's per-item file names: a ``names`` sequence, or lightly's
+    ``LightlyDataset.get_filenames()``; ``None`` when it has neither (or they do not fit)."""
+    names = getattr(dataset, "names", None)
+    if names is None and callable(getattr(dataset, "get_filenames", None)):
+        names = dataset.get_filenames()
+    if isinstance(names, (str, bytes)) or not isinstance(names, Sequence):
+        return None
+    try:
+        return names if len(names) == len(dataset) else None  # e.g. class names: not per item
+    except TypeError:
+        return None
+
+
+def sample_labels(dataset: Any, keys: Any) -> list[str]:
+    """Heat-map labels of the samples ``keys`` (positions in ``dataset``, an audited split).
+
+    The data owner's file names where the dataset knows them, else ``#<id>``, the sample's
+    position in the dataset given to the datamodule. A dataset knows its file names through a
+    ``names`` sequence (one per item, in item order; :class:`~lightly_unlearn.image_folder.
+    ImageFolder`, and so ``ImageFolderDataModule`` and ``lightly-unlearn unlearn``, has it) or
+    lightly's ``LightlyDataset.get_filenames()``. Subsets (``.dataset`` and ``.indices``, such
+    as the datamodule's ``forget`` split or a torch ``Subset``) are followed down to it.
+    """
+    positions = [int(k) for k in np.asarray(keys).reshape(-1).tolist()]
+    base = dataset
+    indices = getattr(base, "indices", None)
+    if indices is not None and hasattr(base, "dataset"):  # ids: positions in the user's dataset
+        positions = [int(indices[p]) for p in positions]
+        base = base.dataset
+    ids = [f"#{p}" for p in positions]
+    while getattr(base, "indices", None) is not None and hasattr(base, "dataset"):
+        positions = [int(base.indices[p]) for p in positions]
+        base = base.dataset
+    names = _file_names(base) if base is not None else None
+    if names is None or any(p >= len(names) for p in positions):
+        return ids
+    return [str(names[p]) for p in positions]
+
+
 class AuditCallback(DualNamespaceCallback):  # a Callback in both namespaces
     """Run audits at fit start ("before"), at train end ("after") and optionally every n epochs.
 
@@ -52,7 +92,11 @@ class AuditCallback(DualNamespaceCallback):  # a Callback in both namespaces
           ``audit.json`` and ``report.md`` carry the ``warnings`` list and the one-line
           ``verdict`` of :func:`lightly_unlearn.audits.verdict.assess` (``collapse``,
           ``no_membership_signal``, ``overshoot``, ``holdout_drift``, ...), also kept in
-          :attr:`verdict` for a ``ReceiptCallback``;
+          :attr:`verdict` for a ``ReceiptCallback``. The heat map's axes name the samples by
+          their file names when the dataset has a ``names`` sequence (``ImageFolderDataModule``
+          does), else by ids (``#<position in the dataset>``), see :func:`sample_labels`;
+          ``audit.json`` lists those labels as ``image_names`` and ``holdout_names``, in the
+          order of the heat map's rows and columns (``null`` without that panel);
         * a progress bar in Lightning's style while embedding, and one summary line (verdict and
           report path) when the "after" audit is written. Audit time is taken out of the
           training progress bar's clock, so the epoch's rate shows training alone.
@@ -353,15 +397,21 @@ class AuditCallback(DualNamespaceCallback):  # a Callback in both namespaces
         self._pause_training_clock(trainer, time.perf_counter() - start)
         return results
 
-    def _labels(self, dataset: Any, keys: Any) -> list[str] | None:
-        """Sample ids for heat-map axes: positions in the user's dataset where known."""
-        if keys is None:
-            return None
-        indices = getattr(dataset, "indices", None)
-        out = []
-        for k in np.asarray(keys).astype(int).tolist():
-            out.append(f"#{indices[k]}" if indices is not None and k < len(indices) else f"#{k}")
-        return out
+    @staticmethod
+    def _panel_labels(results: dict[str, AuditResult], dm: Any) -> dict[str, list[str] | None]:
+        """``image_names`` / ``holdout_names`` of ``audit.json``: the heat maps' axis labels
+        (:func:`sample_labels`), in the order of the matrices' rows and columns."""
+        panels = (("image_names", "forget", "keys"), ("holdout_names", "holdout", "holdout_keys"))
+        for name in ("alignment_matrix", *results):  # the image audit's panels first
+            arrays = results[name].arrays if name in results else {}
+            if "keys" in arrays and "matrix" in arrays:
+                return {
+                    field: None
+                    if arrays.get(key) is None
+                    else sample_labels(getattr(dm, split, None), arrays[key])
+                    for field, split, key in panels
+                }
+        return {"image_names": None, "holdout_names": None}
 
     def _write(
         self, trainer: Any, results: dict[str, AuditResult], when: str, folder: Path
@@ -372,7 +422,7 @@ class AuditCallback(DualNamespaceCallback):  # a Callback in both namespaces
             self.audits,
             results,
             title=f"Alignment gap matrix ({when})",
-            labeler=lambda split, keys: self._labels(getattr(dm, split, None), keys),
+            labeler=lambda split, keys: sample_labels(getattr(dm, split, None), keys),
             verdict=verdict,
         )
         for name, figure in figures.items():
@@ -392,6 +442,8 @@ class AuditCallback(DualNamespaceCallback):  # a Callback in both namespaces
             },
             "verdict": None if verdict is None else verdict.line,
             "warnings": [] if verdict is None else verdict.warnings,
+            # the heat maps' axis labels (file names, else dataset ids), in the matrices' order
+            **self._panel_labels(results, dm),
             "before": before,
             when: after,
             "history": self.history,
