@@ -265,3 +265,25 @@ def test_heat_map_names_legend_holdout_panel_and_clip():
     clip = gap_figure(gap, "G", kind="clip")
     assert "image × caption" in clip._suptitle.get_text()
     assert [ax for ax in clip.axes if ax.images][0].get_xlabel() == "caption j"
+
+
+@pytest.mark.parametrize("holdout", [True, False], ids=["two_panels", "one_panel"])
+def test_long_verdict_is_wrapped_above_the_panel_titles(holdout):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    verdict = assess(
+        {"cross_cosine_forget": 0.4, "cross_cosine_holdout": 0.4, "ra": 90.0, "ta": 85.0},
+        {"cross_cosine_forget": 0.999, "cross_cosine_holdout": 0.998, "ra": 20.0, "ta": 18.0,
+         "forgetting_score": 0.1},
+    )  # fmt: skip
+    assert verdict.line.startswith("COLLAPSE") and len(verdict.line) > 300
+    gap = np.eye(12) * 0.1
+    fig = gap_figure(gap, "Alignment gap matrix (after)", 0.1, labels=[f"{i}.png" for i in range(12)],
+                     holdout_gap=gap if holdout else None, verdict=verdict.line,
+                     warnings=verdict.warnings)  # fmt: skip
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    title = fig._suptitle.get_window_extent(renderer)
+    assert 0 <= title.x0 and title.x1 <= fig.bbox.x1 and title.y1 <= fig.bbox.y1  # on the page
+    for ax in [ax for ax in fig.axes if ax.images]:
+        assert ax.title.get_window_extent(renderer).y1 < title.y0  # below the title's last line

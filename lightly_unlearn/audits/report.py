@@ -65,6 +65,29 @@ def _wrap(text: str, width: int) -> str:
     return "\n".join(textwrap.wrap(text, width)) if text else ""
 
 
+def _heading(
+    title: str,
+    fs: float | None,
+    two_panels: bool,
+    kind: str,
+    verdict: str | None,
+    warnings: list[dict[str, str]] | None,
+    width: int,
+) -> str:
+    """The heat map's title: ``title`` (with FS for one panel), the verdict and the warning
+    codes, each wrapped at ``width`` characters."""
+    heading = title if fs is None or two_panels else f"{title}: FS = {fs:+.4f}"
+    if kind == "clip" and "caption" not in heading:
+        heading = f"{heading} (image × caption)"
+    lines = [_wrap(heading, width)]
+    if verdict:
+        lines.append(_wrap(verdict, width))
+    if warnings:
+        codes = ", ".join(dict.fromkeys(w["code"] for w in warnings))
+        lines.append(_wrap(f"warnings: {codes}", width))
+    return "\n".join(lines)
+
+
 def gap_figure(
     gap: np.ndarray,
     title: str = "Alignment gap matrix",
@@ -103,7 +126,13 @@ def gap_figure(
     named = max(len(p[0]) if p[1] is not None and len(p[0]) <= MAX_NAMED_SAMPLES else 0
                 for p in panels)  # fmt: skip
     side = 4.6 + 0.06 * named
-    fig = Figure(figsize=(side * len(panels) + 1.2, side + 1.6), dpi=100, layout="constrained")
+    width = int(60 * len(panels))
+    heading = _heading(title, fs, holdout_gap is not None, kind, verdict, warnings, width)
+    # the title's own height (10 pt lines, 1.2 line spacing) is added above the panels, so a long
+    # verdict never runs into the panel titles
+    title_height = (heading.count("\n") + 1) * 10 * 1.2 / 72 + 0.15
+    height = side + 1.3 + title_height
+    fig = Figure(figsize=(side * len(panels) + 1.2, height), dpi=100, layout="constrained")
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     image = None
     row_name, col_name = ("image", "caption") if kind == "clip" else ("image", "image")
@@ -123,17 +152,8 @@ def gap_figure(
     bar = fig.colorbar(image, ax=list(axes), shrink=0.85)
     what = "cos(image i, caption j)" if kind == "clip" else "alignment of i with j"
     bar.set_label(f"{what}: before - after")
-    heading = title if fs is None or holdout_gap is not None else f"{title}: FS = {fs:+.4f}"
-    if kind == "clip" and "caption" not in heading:
-        heading = f"{heading} (image × caption)"
-    lines = [heading]
-    width = int(60 * len(panels))
-    if verdict:
-        lines.append(_wrap(verdict, width))
-    if warnings:
-        codes = ", ".join(dict.fromkeys(w["code"] for w in warnings))
-        lines.append(f"warnings: {codes}")
-    fig.suptitle("\n".join(lines), fontsize=10)
+    # placed by hand, outside the layout: the panels start below its last line
+    fig.suptitle(heading, fontsize=10, y=1 - 0.05 / height, va="top", in_layout=False)
     legend = (
         "Red: the pair aligns less after unlearning than before; blue: more; white: unchanged. "
         "Forgetting shows as a diagonal (each "
@@ -144,7 +164,7 @@ def gap_figure(
         legend += " The never-seen panel shows how much the model changed anyway."
     legend = _wrap(legend, width + 40)
     bottom = 0.03 + 0.025 * (legend.count("\n") + 1) * 6.4 / fig.get_figheight()
-    fig.get_layout_engine().set(rect=(0, bottom, 1, 1 - 0.01))
+    fig.get_layout_engine().set(rect=(0, bottom, 1, 1 - (title_height + 0.05) / height))
     fig.text(0.5, 0.01, legend, ha="center", va="bottom", fontsize=8)
     return fig
 
