@@ -452,10 +452,17 @@ def verify_receipt(
         try:
             public_key.verify(base64.b64decode(signature["value"]), _canonical(receipt))
         except InvalidSignature:
+            given, named = key_id(public_key), str(signature.get("key_id"))[:16]
+            if named.lower() == given:  # the right key: the content or signature changed
+                return False, (
+                    "SIGNATURE INVALID: the receipt was edited after it was signed, or its "
+                    f"signature is corrupt (it names the given key {given}, but that key's "
+                    "signature does not match its content). Do not trust it."
+                )
             return False, (
-                f"SIGNATURE INVALID: the receipt was not signed by the key {key_id(public_key)} "
-                f"(it names key {str(signature.get('key_id'))[:16]}), or was edited after signing. "
-                "Do not trust it."
+                f"SIGNATURE INVALID: the receipt names signing key {named}, not the given key "
+                f"{given}: it was signed by another key (or edited after signing). Check that "
+                "--public-key is the signer's receipt_signing.pub. Do not trust it."
             )
         header = f"Signature OK (Ed25519 key {key_id(public_key)}). "
     else:

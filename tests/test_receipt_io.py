@@ -176,7 +176,14 @@ def test_keygen_writes_a_private_key_and_never_overwrites_it(tmp_path, capsys):
 
 def test_signed_receipt_detects_forgery(run, keys, tmp_path, capsys):
     from lightly_unlearn.io import sha256_bytes
-    from lightly_unlearn.receipt import _canonical, generate_signing_key, seal, sign_receipt
+    from lightly_unlearn.receipt import (
+        _canonical,
+        generate_signing_key,
+        key_id,
+        load_public_key,
+        seal,
+        sign_receipt,
+    )
 
     _, trainer, _, pretrained, _, _ = run
     key, pub = keys
@@ -193,8 +200,11 @@ def test_signed_receipt_detects_forgery(run, keys, tmp_path, capsys):
     resealed = seal(dict(receipt, method="retrain"))  # the same with the signature dropped
     other_key, _ = generate_signing_key(tmp_path / "other")
     resigned = sign_receipt(dict(receipt, method="retrain"), other_key)  # signed by another key
-    for name, fake, why in [("forged", forged, "SIGNATURE INVALID"), ("resealed", resealed, "UNSIGNED"),
-                            ("resigned", resigned, "SIGNATURE INVALID")]:
+    # same key, content changed: the edit is said first; another key: both key ids are named
+    given, other = key_id(load_public_key(pub)), resigned["signature"]["key_id"][:16]
+    edited = f"SIGNATURE INVALID: the receipt was edited after it was signed, or its signature is corrupt (it names the given key {given}"
+    for name, fake, why in [("forged", forged, edited), ("resealed", resealed, "UNSIGNED"),
+                            ("resigned", resigned, f"names signing key {other}, not the given key {given}")]:
         (tmp_path / f"{name}.json").write_text(json.dumps(fake))
         code, out, err = _cli(capsys, "verify-receipt", tmp_path / f"{name}.json", "--checkpoint", final,
                               "--public-key", pub)
