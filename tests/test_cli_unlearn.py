@@ -121,6 +121,12 @@ def test_unlearn_end_to_end(setup, capsys):
     assert rc == 0, captured.err
     for name in ("unlearned.ckpt", "unlearning_receipt.json", "audits/report.md", "audits/audit.json"):
         assert (out / name).is_file(), name
+    # the audit names the owner's files (heat map labels, in the matrices' order), not ids
+    import json
+
+    audit = json.loads((out / "audits" / "audit.json").read_text())
+    assert sorted(audit["image_names"]) == [f"img_{i:03d}.png" for i in range(0, 64, 8)]
+    assert set(audit["holdout_names"]) <= {f"img_{i:03d}.png" for i in range(64, 96)}
     # inputs untouched
     assert {p: sha256_file(p) for p in before} == before
     # the user's class loads the output, with changed weights
