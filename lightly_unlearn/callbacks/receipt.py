@@ -11,6 +11,9 @@ from torch import nn
 
 from lightly_unlearn.audits.runner import flat_metrics
 from lightly_unlearn.audits.verdict import assess
+from lightly_unlearn.callbacks.audit import AuditCallback
+from lightly_unlearn.callbacks.unlearn import UnlearnCallback
+from lightly_unlearn.errors import ConfigurationError
 from lightly_unlearn.namespaces import DualNamespaceCallback
 from lightly_unlearn.paths import check_output_path
 from lightly_unlearn.receipt import (
@@ -26,11 +29,9 @@ from lightly_unlearn.receipt import (
 RECEIPT_NAME = "unlearning_receipt.json"
 
 
-def _find(trainer: Any, *attrs: str) -> Any:
-    for cb in getattr(trainer, "callbacks", []) or []:
-        if all(hasattr(cb, a) for a in attrs):
-            return cb
-    return None
+def _find(trainer: Any, kind: type) -> Any:
+    """The trainer's first callback of class ``kind`` (``None`` if there is none)."""
+    return next((cb for cb in getattr(trainer, "callbacks", []) or [] if isinstance(cb, kind)), None)
 
 
 class ReceiptCallback(DualNamespaceCallback):  # a Callback in both namespaces
@@ -70,6 +71,10 @@ class ReceiptCallback(DualNamespaceCallback):  # a Callback in both namespaces
         signing_key: An Ed25519 private key file (``lightly-unlearn keygen``) to sign the
             receipt with, so auditors can check it with the public key
             (``verify-receipt --public-key``). Unsigned receipts only detect accidental changes.
+        unlearn: The ``UnlearnCallback`` whose run this receipt records. Default: the
+            trainer's ``UnlearnCallback`` (found by class; exactly one is expected).
+        audit: The ``AuditCallback`` whose numbers and verdict go into the receipt. Default:
+            the trainer's ``AuditCallback``, if any.
     """
 
     def __init__(
@@ -77,8 +82,13 @@ class ReceiptCallback(DualNamespaceCallback):  # a Callback in both namespaces
         path: str | os.PathLike | None = None,
         input_checkpoint: str | os.PathLike | None = None,
         signing_key: str | os.PathLike | None = None,
+        *,
+        unlearn: UnlearnCallback | None = None,
+        audit: AuditCallback | None = None,
     ) -> None:
         super().__init__()
+        self.unlearn = unlearn
+        self.audit = audit
         self.path = None if path is None else Path(path)
         self.input_checkpoint = None if input_checkpoint is None else Path(input_checkpoint)
         self.signing_key = None if signing_key is None else Path(signing_key)
@@ -96,8 +106,8 @@ class ReceiptCallback(DualNamespaceCallback):  # a Callback in both namespaces
     def setup(self, trainer: Any, pl_module: nn.Module, stage: str) -> None:
         if stage != "fit":
             return
-        if _find(trainer, "method", "hyperparameters", "state_dict") is None:
-            raise ValueError(
+        if self._unlearn(trainer) is None:
+            raise ConfigurationError(
                 "ReceiptCallback records an unlearning run, but the trainer has no "
                 "UnlearnCallback: add `UnlearnCallback(method=...)` to `callbacks`."
             )
@@ -107,7 +117,7 @@ class ReceiptCallback(DualNamespaceCallback):  # a Callback in both namespaces
                 "Pass the checkpoint the model's weights were loaded from."
             )
         self._source = self.input_checkpoint or getattr(  # UnlearnCallback(init_checkpoint=...)
-            _find(trainer, "init_checkpoint"), "init_checkpoint", None)
+            self._unlearn(trainer), "init_checkpoint", None)
         self._source = None if self._source is None else Path(self._source)
         if self._source is not None:
             self._refuse_overwriting_checkpoint_callback(trainer, self._source)
@@ -117,6 +127,12 @@ class ReceiptCallback(DualNamespaceCallback):  # a Callback in both namespaces
         self._signer = None if self.signing_key is None else load_signing_key(self.signing_key)
         self.started_at = now()
         self.receipt = self.written = None
+
+    def _unlearn(self, trainer: Any) -> UnlearnCallback | None:
+        return self.unlearn if self.unlearn is not None else _find(trainer, UnlearnCallback)
+
+    def _audit(self, trainer: Any) -> AuditCallback | None:
+        return self.audit if self.audit is not None else _find(trainer, AuditCallback)
 
     def _refuse_overwriting_checkpoint_callback(self, trainer: Any, source: Path) -> None:
         for cb in getattr(trainer, "callbacks", []) or []:
@@ -190,12 +206,14 @@ class ReceiptCallback(DualNamespaceCallback):  # a Callback in both namespaces
         self._check_path(path, input_path, checkpoint_path)  # also for write() without a fit
         if self.signing_key is not None and self._signer is None:
             self._signer = load_signing_key(self.signing_key)
-        unlearn = _find(trainer, "method", "hyperparameters", "state_dict")
+        unlearn = self._unlearn(trainer)
         if unlearn is None:
-            raise ValueError("No UnlearnCallback in this trainer; nothing to write a receipt for.")
+            raise ConfigurationError(
+                "No UnlearnCallback in this trainer; nothing to write a receipt for."
+            )
         state = unlearn.state_dict()
         dm = getattr(trainer, "datamodule", None)
-        audit = _find(trainer, "before", "after", "history")
+        audit = self._audit(trainer)
         audits = None
         if audit is not None and (audit.before is not None or audit.after is not None):
             audits = {
