@@ -271,13 +271,15 @@ def markdown(payload: dict[str, Any]) -> str:
         head = f"{res['setting']['arch']} {res['model']}, forget {res['forget']} ({rows['retrain']['seeds']} seeds)"
         out += [f"**{head}**: Retrain forget-vs-holdout AUC {rows['retrain']['forget_holdout_auc']:.2f}, "
                 f"original {rows['original']['forget_holdout_auc']:.2f}", "",
-                "| method | Avg.Gap | Indist.Gap | RA | TA | F-vs-H AUC | epochs | time/RT |", "|---|---|---|---|---|---|---|---|"]
+                "| method | Avg.Gap | Indist.Gap | RA | TA | F-vs-H AUC | epochs (mean) | time/RT |", "|---|---|---|---|---|---|---|---|"]
+        epochs = {n: np.mean([r["epochs"] for seed in res["per_seed"] for r in seed if r["method"] == n])
+                  for n in names}
         for n in names:
             r = rows[n]
             hp = " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in r["hyperparameters"].items())
             out.append(f"| {n} {hp} | {r['avg_gap']:.1f} ± {r['avg_gap_std']:.1f} | "
                        f"{r['indist_gap']:.1f} ± {r['indist_gap_std']:.1f} | {r['ra']:.1f} | {r['ta']:.1f} | "
-                       f"{r['forget_holdout_auc']:.2f} | {r['epochs']} | {100 * r['time_vs_retrain']:.1f} % |")
+                       f"{r['forget_holdout_auc']:.2f} | {epochs[n]:g} | {100 * r['time_vs_retrain']:.1f} % |")
         out += ["", "| paired (AC − best baseline) | metric | mean | 95 % t-interval | verdict |", "|---|---|---|---|---|"]
         for c in res["paired"]:
             out.append(f"| {c['ac']} − {c['baseline']} | {c['metric']} | {c['mean_difference']:+.1f} | "
