@@ -32,6 +32,7 @@ from lightly_unlearn.data.views import (
     RawSubset,
     view_transforms,
 )
+from lightly_unlearn.namespaces import LIGHTNING as _LIGHTNING  # noqa: F401  (installs the namespace hints)
 
 DataMode = Literal["all", "retain", "forget", "mixed"]
 
