@@ -159,3 +159,115 @@ def test_namespace_mismatch_names_both_namespaces(tmp_path):
         L.Trainer(**trainer_kwargs(tmp_path)).fit(PLCLIPModule.__new__(PLCLIPModule), datamodule=dm)
     with pytest.raises(TypeError, match="must be a `LightningModule`"):  # others: Lightning's own
         pl.Trainer(**trainer_kwargs(tmp_path)).fit(torch.nn.Linear(2, 2), datamodule=dm)
+
+
+# -- LightningCLI of one namespace, classes of the other ------------------------------------------
+
+_OTHER_NAMESPACE = '''
+import lightning.pytorch as L
+import pytorch_lightning as pl
+
+
+class PLModel(pl.LightningModule):  # lightly's style
+    pass
+
+
+class LModel(L.LightningModule):
+    pass
+
+
+class PLCallback(pl.Callback):
+    pass
+'''
+
+
+@pytest.fixture
+def classes_module(tmp_path, monkeypatch):
+    """An importable module ``ns_classes`` with a module / callback of each namespace."""
+    pytest.importorskip("jsonargparse")
+    (tmp_path / "ns_classes.py").write_text(_OTHER_NAMESPACE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sys.modules.pop("ns_classes", None)
+    import ns_classes
+
+    yield ns_classes
+    sys.modules.pop("ns_classes", None)
+
+
+def test_lightning_cli_model_class_of_the_other_namespace(classes_module):
+    """`LightningCLI(model_class=...)`: raised before parsing, naming both namespaces and the fix."""
+    from lightning.pytorch.cli import LightningCLI as LCLI
+    from pytorch_lightning.cli import LightningCLI as PLCLI
+
+    from lightly_unlearn import CLIPModule, PLCLIPModule
+    from lightly_unlearn.image_folder import ImageFolderDataModule
+
+    with pytest.raises(NamespaceMismatchError) as info:  # lightly's pl module, lightning's CLI
+        LCLI(classes_module.PLModel, ImageFolderDataModule, run=False, args=[])
+    message = str(info.value)
+    assert "PLModel is a pytorch_lightning.LightningModule" in message
+    assert "this LightningCLI is from lightning.pytorch" in message
+    assert "pytorch_lightning.cli.LightningCLI" in message
+    with pytest.raises(NamespaceMismatchError, match=r"use lightly_unlearn\.PLCLIPModule"):
+        PLCLI(CLIPModule, ImageFolderDataModule, run=False, args=[])
+    with pytest.raises(NamespaceMismatchError, match=r"use lightly_unlearn\.CLIPModule .*lightning\.pytorch"):
+        LCLI(PLCLIPModule, run=False, args=[])
+    with pytest.raises(NamespaceMismatchError, match="Trainer is a pytorch_lightning.Trainer"):
+        LCLI(classes_module.LModel, trainer_class=pl.Trainer, run=False, args=[])
+
+
+def _cli_error(cli_class, args, capsys) -> str:
+    with pytest.raises(SystemExit) as info:
+        cli_class(args=args)
+    assert info.value.code == 2
+    return capsys.readouterr().err
+
+
+def test_lightning_cli_class_path_of_the_other_namespace(classes_module, tmp_path, capsys):
+    """A `class_path` on the command line or in a config file: the CLI's error starts with the hint."""
+    from lightning.pytorch.cli import LightningCLI as LCLI
+    from pytorch_lightning.cli import LightningCLI as PLCLI
+
+    err = _cli_error(LCLI, ["fit", "--model=ns_classes.PLModel"], capsys)
+    assert ("error: PLModel is a pytorch_lightning.LightningModule, but this LightningCLI is from "
+            "lightning.pytorch") in err
+    assert "pytorch_lightning.cli.LightningCLI" in err
+    assert "Given value: ns_classes.PLModel" in err  # jsonargparse's own message follows
+    err = _cli_error(PLCLI, ["fit", "--model=lightly_unlearn.CLIPModule"], capsys)
+    assert "error: CLIPModule is a lightning.pytorch.LightningModule" in err
+    assert "use lightly_unlearn.PLCLIPModule" in err
+    config = tmp_path / "config.yaml"
+    config.write_text("model:\n  class_path: ns_classes.LModel\n"
+                      "trainer:\n  callbacks:\n    - class_path: ns_classes.PLCallback\n")
+    err = _cli_error(LCLI, ["fit", "--config", str(config)], capsys)
+    assert "error: PLCallback is a pytorch_lightning.Callback, but this LightningCLI is from lightning.pytorch" in err
+    err = _cli_error(PLCLI, ["fit", "--model=ns_classes.PLModel", "--config", str(config)], capsys)
+    assert "LModel is a lightning.pytorch.LightningModule, but this LightningCLI is from pytorch_lightning" in err
+    err = _cli_error(LCLI, ["fit", "--model=ns_classes.NoSuchModel"], capsys)  # others: as before
+    assert "is a pytorch_lightning" not in err and "ns_classes.NoSuchModel" in err
+
+
+@pytest.mark.parametrize("name", ["lightning.pytorch.cli", "pytorch_lightning.cli"])
+def test_cli_hint_is_installed_when_the_cli_module_is_imported(name, monkeypatch):
+    """The hint comes from an import hook: `<ns>.cli` imported after lightly_unlearn is wrapped."""
+    import ast
+    import importlib
+
+    import lightly_unlearn.namespaces as namespaces
+
+    pytest.importorskip("jsonargparse")
+    nodes = list(ast.walk(ast.parse(Path(namespaces.__file__).read_text())))
+    imported = {alias.name for node in nodes if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module or "" for node in nodes if isinstance(node, ast.ImportFrom)}
+    assert not {m for m in imported if m.startswith("jsonargparse") or m.endswith(".cli")}
+    package = importlib.import_module(name.rsplit(".", 1)[0])
+    original = importlib.import_module(name)
+    monkeypatch.setattr(package, "cli", original)  # both restored after the test
+    monkeypatch.delitem(sys.modules, name)
+    fresh = importlib.import_module(name)  # a new module object, as on a first import
+    assert fresh is not original
+    assert fresh.LightningArgumentParser.__dict__.get("_lightly_unlearn_hint") is True
+    assert "__wrapped__" in vars(fresh.LightningArgumentParser.__dict__["error"])
+    other = pl.Trainer if name.startswith("lightning") else L.Trainer
+    with pytest.raises(NamespaceMismatchError, match="this LightningCLI is from"):
+        fresh.LightningArgumentParser().add_lightning_class_args(other, "trainer")
