@@ -279,7 +279,7 @@ def markdown(payload: dict[str, Any]) -> str:
             hp = " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in r["hyperparameters"].items())
             out.append(f"| {n} {hp} | {r['avg_gap']:.1f} ± {r['avg_gap_std']:.1f} | "
                        f"{r['indist_gap']:.1f} ± {r['indist_gap_std']:.1f} | {r['ra']:.1f} | {r['ta']:.1f} | "
-                       f"{r['forget_holdout_auc']:.2f} | {epochs[n]:g} | {100 * r['time_vs_retrain']:.1f} % |")
+                       f"{r['forget_holdout_auc']:.2f} | {epochs[n]:.3g} | {100 * r['time_vs_retrain']:.1f} % |")
         out += ["", "| paired (AC − best baseline) | metric | mean | 95 % t-interval | verdict |", "|---|---|---|---|---|"]
         for c in res["paired"]:
             out.append(f"| {c['ac']} − {c['baseline']} | {c['metric']} | {c['mean_difference']:+.1f} | "
