@@ -29,9 +29,14 @@ class DigitsSimCLR(pl.LightningModule):
     def __init__(self, width: int = 256, out_dim: int = 128, temperature: float = 0.2, lr: float = 2e-3):
         super().__init__()
         self.save_hyperparameters()
-        self.backbone = mlp_backbone(width)
-        self.projection_head = SimCLRProjectionHead(width, width, out_dim)
+        self.backbone, features = self.make_backbone(width)
+        self.projection_head = SimCLRProjectionHead(features, width, out_dim)
         self.criterion = NTXentLoss(temperature=temperature)
+
+    @staticmethod
+    def make_backbone(width: int) -> tuple[nn.Module, int]:
+        """(backbone, its feature dimension)."""
+        return mlp_backbone(width), width
 
     def forward(self, x):
         return self.projection_head(self.backbone(x).flatten(start_dim=1))
@@ -53,13 +58,15 @@ class DigitsMoCo(pl.LightningModule):
                  lr: float = 2e-3, bank_size: int = 512, momentum: float = 0.99):
         super().__init__()
         self.save_hyperparameters()
-        self.backbone = mlp_backbone(width)
-        self.projection_head = MoCoProjectionHead(width, width, out_dim)
+        self.backbone, features = self.make_backbone(width)
+        self.projection_head = MoCoProjectionHead(features, width, out_dim)
         self.backbone_momentum = copy.deepcopy(self.backbone)
         self.projection_head_momentum = copy.deepcopy(self.projection_head)
         deactivate_requires_grad(self.backbone_momentum)
         deactivate_requires_grad(self.projection_head_momentum)
         self.criterion = NTXentLoss(temperature=temperature, memory_bank_size=(bank_size, out_dim))
+
+    make_backbone = staticmethod(DigitsSimCLR.make_backbone)
 
     def forward(self, x):
         return self.projection_head(self.backbone(x).flatten(start_dim=1))
@@ -96,61 +103,33 @@ def conv_backbone(channels: tuple[int, ...] = (32, 64, 128, 128),
     return nn.Sequential(*layers)
 
 
-class ConvSimCLR(pl.LightningModule):
+def _conv_backbone(width: int) -> tuple[nn.Module, int]:
+    return conv_backbone(), 128
+
+
+def _sgd(module: pl.LightningModule) -> torch.optim.Optimizer:
+    return torch.optim.SGD(module.parameters(), lr=module.hparams.lr, momentum=0.9, weight_decay=5e-4)
+
+
+class ConvSimCLR(DigitsSimCLR):
     """SimCLR as in lightly's example, with a small BatchNorm CNN and SGD (momentum 0.9, wd 5e-4)."""
 
     def __init__(self, width: int = 256, out_dim: int = 128, temperature: float = 0.2, lr: float = 0.06):
-        super().__init__()
-        self.save_hyperparameters()
-        self.backbone = conv_backbone()
-        self.projection_head = SimCLRProjectionHead(128, width, out_dim)
-        self.criterion = NTXentLoss(temperature=temperature)
+        super().__init__(width, out_dim, temperature, lr)
 
-    def forward(self, x):
-        return self.projection_head(self.backbone(x).flatten(start_dim=1))
-
-    def training_step(self, batch, batch_index):
-        (x0, x1) = batch[0]
-        loss = self.criterion(self.forward(x0), self.forward(x1))
-        self.log("train_loss", loss, batch_size=len(x0))
-        return loss
-
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=self.hparams.lr, momentum=0.9, weight_decay=5e-4)
+    make_backbone = staticmethod(_conv_backbone)
+    configure_optimizers = _sgd
 
 
-class ConvMoCo(pl.LightningModule):
+class ConvMoCo(DigitsMoCo):
     """MoCo v2 as in lightly's example, with the small BatchNorm CNN and SGD."""
 
     def __init__(self, width: int = 256, out_dim: int = 128, temperature: float = 0.2,
                  lr: float = 0.06, bank_size: int = 256, momentum: float = 0.99):
-        super().__init__()
-        self.save_hyperparameters()
-        self.backbone = conv_backbone()
-        self.projection_head = MoCoProjectionHead(128, width, out_dim)
-        self.backbone_momentum = copy.deepcopy(self.backbone)
-        self.projection_head_momentum = copy.deepcopy(self.projection_head)
-        deactivate_requires_grad(self.backbone_momentum)
-        deactivate_requires_grad(self.projection_head_momentum)
-        self.criterion = NTXentLoss(temperature=temperature, memory_bank_size=(bank_size, out_dim))
+        super().__init__(width, out_dim, temperature, lr, bank_size, momentum)
 
-    def forward(self, x):
-        return self.projection_head(self.backbone(x).flatten(start_dim=1))
-
-    def forward_momentum(self, x):
-        return self.projection_head_momentum(self.backbone_momentum(x).flatten(start_dim=1)).detach()
-
-    def training_step(self, batch, batch_index):
-        m = self.hparams.momentum
-        update_momentum(self.backbone, self.backbone_momentum, m=m)
-        update_momentum(self.projection_head, self.projection_head_momentum, m=m)
-        x_query, x_key = batch[0]
-        loss = self.criterion(self.forward(x_query), self.forward_momentum(x_key))
-        self.log("train_loss", loss, batch_size=len(x_query))
-        return loss
-
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=self.hparams.lr, momentum=0.9, weight_decay=5e-4)
+    make_backbone = staticmethod(_conv_backbone)
+    configure_optimizers = _sgd
 
 
 CONV_MODELS = {"simclr": ConvSimCLR, "moco": ConvMoCo}
