@@ -89,3 +89,27 @@ def test_benchmark_quick_runs(tmp_path):
     assert rows["ac+stop"]["epochs"] <= 2  # at most 10 % of the 20 pretraining epochs
     assert {c["ac"] for c in result["paired"]} == {"ac", "ac+stop"}
     assert all(len(c["differences"]) == 2 for c in result["paired"])
+
+
+@pytest.mark.slow
+def test_class_forgetting_quick_runs(tmp_path):
+    """The class-forgetting smoke run: Retrain, Fine-tune, AC and AC partners="other_class" on the
+    tiny CLIP and the SimCLR MLP, two seeds, paired intervals per metric."""
+    spec = importlib.util.spec_from_file_location("bench_class", ROOT / "benchmarks" / "class_forgetting.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "class.json"
+    assert bench.main(["--quick", "--out", str(out)]) == 0
+    payload = json.loads(out.read_text())
+    assert payload["partial"] is False and payload["seeds"] == [1, 2]
+    for setting in ("clip", "mlp"):
+        res = payload["results"][setting]
+        rows = {r["method"]: r for r in res["summary"]}
+        assert set(rows) == {"original", "retrain", "finetune", "ac", "ac_other"}
+        assert all(r["seeds"] == 2 for r in rows.values())
+        pairs = {(c["a"], c["b"], c["metric"]) for c in res["paired"]}
+        headline = "gap_zs_forget" if setting == "clip" else "indist_gap"
+        assert ("ac_other", "ac", headline) in pairs
+        assert all(len(c["differences"]) == 2 for c in res["paired"])
+    clip = {r["method"]: r for r in payload["results"]["clip"]["summary"]}
+    assert clip["retrain"]["gap_zs_forget"] == 0.0 and math.isfinite(clip["ac_other"]["zs_forget"])

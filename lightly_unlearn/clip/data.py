@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from lightly_unlearn.data.views import dataset_targets as _targets  # shared with AC's partners
+
 DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 #: ``{name}`` is the class name ("seven"), ``{label}`` the class index ("7").
@@ -58,23 +60,6 @@ class CaptionDataset(Dataset):
     def __getitem__(self, i: int) -> tuple[Any, str, int]:
         image, target = self.dataset[i][0], int(self.dataset[i][1])
         return image, self.caption(i, target), target
-
-
-def _item_target(item: Any) -> int | None:
-    if isinstance(item, (tuple, list)):
-        if len(item) >= 3 and isinstance(item[1], str):
-            return int(item[2])
-        if len(item) >= 2 and not isinstance(item[1], str):
-            return int(item[1])
-    return None
-
-
-def _targets(dataset: Any) -> list[int | None]:
-    for attr in ("targets", "labels"):
-        values = getattr(dataset, attr, None)
-        if values is not None and len(values) == len(dataset):
-            return [int(v) for v in values]
-    return [_item_target(dataset[i]) for i in range(len(dataset))]
 
 
 def forget_by_class(dataset: Any, classes: int | Iterable[int]) -> torch.Tensor:

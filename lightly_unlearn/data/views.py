@@ -42,6 +42,41 @@ def split_pair(item: Any) -> tuple[Any, str, Any]:
     return item[0], item[1], (item[2] if len(item) >= 3 else -1)
 
 
+def item_target(item: Any) -> int | None:
+    """The integer class label of an item ``(image, target)`` / ``(image, caption, target)``, else ``None``."""
+    if isinstance(item, (tuple, list)):
+        if len(item) >= 3 and isinstance(item[1], str):
+            return _as_label(item[2])
+        if len(item) >= 2 and not isinstance(item[1], str):
+            return _as_label(item[1])
+    return None
+
+
+def _as_label(value: Any) -> int | None:
+    try:
+        return int(value)  # ints, numpy / 0-d tensor labels
+    except (TypeError, ValueError, RuntimeError):
+        return None  # a bare image, a caption, a multi-label vector: no class label
+
+
+def dataset_targets(dataset: Any, keys: Sequence[int] | None = None) -> list[int | None]:
+    """Class labels of ``dataset[k]`` for ``k`` in ``keys`` (default: every position).
+
+    Reads ``dataset.targets`` / ``dataset.labels`` when present (torchvision style), looks
+    through ``torch.utils.data.Subset`` to its dataset's labels, else reads the items
+    (:func:`item_target`; ``None`` where an item carries no integer label).
+    """
+    keys = range(len(dataset)) if keys is None else [int(k) for k in keys]
+    for attr in ("targets", "labels"):
+        values = getattr(dataset, attr, None)
+        if values is not None and len(values) == len(dataset):
+            return [_as_label(values[k]) for k in keys]
+    inner, positions = getattr(dataset, "dataset", None), getattr(dataset, "indices", None)
+    if isinstance(dataset, torch.utils.data.Subset) and inner is not None and positions is not None:
+        return dataset_targets(inner, [int(positions[k]) for k in keys])
+    return [item_target(dataset[k]) for k in keys]
+
+
 def tokenize_one(tokenizer: Callable, caption: str) -> torch.Tensor:
     """One caption -> ``LongTensor (context_length,)`` (open_clip tokenizers take lists)."""
     return tokenizer([caption])[0]
