@@ -87,7 +87,9 @@ def test_resumed_run_equals_uninterrupted_run(interrupted):
     assert state["epoch"] == 1  # two epochs (0 and 1) done
     (unlearn_state,) = [v for k, v in state["callbacks"].items() if k.startswith("UnlearnCallback")]
     assert unlearn_state["method"] == "ac"
-    assert unlearn_state["hyperparameters"] == {"alpha": 1.5, "beta": 1.0, "gamma": None}
+    assert unlearn_state["hyperparameters"] == {
+        "alpha": 1.5, "beta": 1.0, "gamma": None, "partners": "forget", "calibration": "down"
+    }
     assert unlearn_state["forget_sha256"] == _dm().forget_sha256
     (audit_state,) = [v for k, v in state["callbacks"].items() if k.startswith("AuditCallback")]
     assert audit_state["before"] is not None
@@ -117,3 +119,15 @@ def test_resume_with_a_different_forget_set_or_hparams_is_refused(interrupted, c
         _fit(tmp, "refused", ckpt_path=str(ckpt), **change)
     assert sha256_file(ckpt) == digest
     assert not (tmp / "refused").exists() or not any((tmp / "refused").rglob("*.ckpt"))
+
+
+def test_checkpoint_without_newer_options_resumes_at_their_defaults():
+    """A checkpoint written before ``partners``/``calibration`` existed ran them at their
+    defaults: resuming it with the defaults is accepted, with another value refused."""
+    from lightly_unlearn import UnlearnCallback
+
+    old = {"method": "ac", "hyperparameters": {"alpha": 1.0, "beta": 4.0, "gamma": None},
+           "forget_sha256": None, "num_forget": None}
+    UnlearnCallback("ac").load_state_dict(old)
+    with pytest.raises(ValueError, match="hyper-parameters"):
+        UnlearnCallback("ac", calibration="matched").load_state_dict(old)

@@ -271,18 +271,20 @@ class Experiment:
         return self.original
 
     def unlearn(self, method: str, hyperparameters: Mapping[str, Any] | None = None,
-                epochs: int | None = None, calibrated: bool = False, check_every: int = 1) -> Run:
+                epochs: int | None = None, calibrated: bool = False, check_every: int = 1,
+                label: str | None = None) -> Run:
         """Run ``method`` from the pretrained weights (Retrain: from scratch, same recipe).
 
         ``calibrated``: at most ``epochs``, stopped by :class:`HoldoutAlignmentStopping`, which
-        checks every ``check_every`` epochs.
+        checks every ``check_every`` epochs. ``label`` names the row (default: the method's
+        name, with ``+stop`` when calibrated).
         """
         if self._pretrained_state is None:
             self.pretrain()
         s = self.setting
         hp = dict(hyperparameters or {})
         callback = UnlearnCallback(method, **hp)
-        name = callback.method.name + ("+stop" if calibrated else "")
+        name = label or callback.method.name + ("+stop" if calibrated else "")
         retrain = callback.method.name == "retrain"
         if retrain and (cached := self._load("retrain")) is not None:
             return cached
