@@ -25,17 +25,17 @@ def _rows(gaps):
 
 def test_a_variant_is_paired_with_its_method_and_its_calibrated_mode_not_taken_as_a_baseline():
     bench = _bench()
-    per_seed = [_rows({"neggrad": 3.0, "ac": 5.0 + s, "ac+stop": 4.0, "ac:matched": 4.0 + 0.1 * s})
+    per_seed = [_rows({"neggrad": 3.0, "ac": 5.0 + s, "ac+stop": 4.0, "ac:beta4": 4.0 + 0.1 * s})
                 for s in range(5)]
     comps = bench.paired(per_seed)
     assert {c["baseline"] for c in comps if c["ac"] == "ac"} == {"neggrad"}  # never a variant
     by = {(c["metric"], c["ac"], c["baseline"]): c for c in comps}
-    vs_ac = by[("avg_gap", "ac:matched", "ac")]
+    vs_ac = by[("avg_gap", "ac:beta4", "ac")]
     assert vs_ac["differences"] == pytest.approx([-1.0 - 0.9 * s for s in range(5)])
-    assert vs_ac["verdict"] == "ac:matched leads"
-    vs_stop = by[("avg_gap", "ac:matched", "ac+stop")]
+    assert vs_ac["verdict"] == "ac:beta4 leads"
+    vs_stop = by[("avg_gap", "ac:beta4", "ac+stop")]
     assert vs_stop["mean_difference"] == pytest.approx(0.2)
-    assert bench.family("ac:matched+stop") == "ac" and bench.family("neggrad+stop") == "neggrad"
+    assert bench.family("ac:beta4+stop") == "ac" and bench.family("neggrad+stop") == "neggrad"
 
 
 @pytest.mark.slow
@@ -44,17 +44,17 @@ def test_add_variants_runs_on_the_cached_references_of_a_quick_run(tmp_path):
     cache, first, out = tmp_path / "cache", tmp_path / "run.json", tmp_path / "with_variants.json"
     assert bench.main(["--quick", "--models", "simclr", "--methods", "ac", "--no-calibrated",
                        "--cache", str(cache), "--out", str(first)]) == 0
-    assert bench.main(["--add-variants", "ac:matched", "--to", str(first), "--cache", str(cache),
+    assert bench.main(["--add-variants", "ac:beta0", "--to", str(first), "--cache", str(cache),
                        "--out", str(out)]) == 0
     payload = json.loads(out.read_text())
     res = payload["results"][0]
     for rows in res["per_seed"]:
         names = [r["method"] for r in rows]
-        assert names == ["original", "retrain", "ac", "ac:matched"]
-        matched = rows[-1]
-        assert matched["hyperparameters"]["calibration"] == "matched"
-        assert matched["epochs"] == 2  # the full budget: 10 % of the 20 quick pretraining epochs
-    assert any(c["ac"] == "ac:matched" and c["baseline"] == "ac" for c in res["paired"])
+        assert names == ["original", "retrain", "ac", "ac:beta0"]
+        ac, variant = rows[-2:]
+        assert variant["hyperparameters"] == {**ac["hyperparameters"], "beta": 0.0}
+        assert variant["epochs"] == ac["epochs"]  # the method's chosen epochs
+    assert any(c["ac"] == "ac:beta0" and c["baseline"] == "ac" for c in res["paired"])
     # the input run is left as it was
     assert [r["method"] for r in json.loads(first.read_text())["results"][0]["per_seed"][0]] == [
         "original", "retrain", "ac"]

@@ -88,7 +88,7 @@ def test_resumed_run_equals_uninterrupted_run(interrupted):
     (unlearn_state,) = [v for k, v in state["callbacks"].items() if k.startswith("UnlearnCallback")]
     assert unlearn_state["method"] == "ac"
     assert unlearn_state["hyperparameters"] == {
-        "alpha": 1.5, "beta": 1.0, "gamma": None, "partners": "forget", "calibration": "down"
+        "alpha": 1.5, "beta": 1.0, "gamma": None, "partners": "forget"
     }
     assert unlearn_state["forget_sha256"] == _dm().forget_sha256
     (audit_state,) = [v for k, v in state["callbacks"].items() if k.startswith("AuditCallback")]
@@ -122,12 +122,12 @@ def test_resume_with_a_different_forget_set_or_hparams_is_refused(interrupted, c
 
 
 def test_checkpoint_without_newer_options_resumes_at_their_defaults():
-    """A checkpoint written before ``partners``/``calibration`` existed ran them at their
-    defaults: resuming it with the defaults is accepted, with another value refused."""
+    """A checkpoint written before ``partners`` existed ran it at its default: resuming it with
+    the default is accepted, with another value refused."""
     from lightly_unlearn import UnlearnCallback
 
     old = {"method": "ac", "hyperparameters": {"alpha": 1.0, "beta": 4.0, "gamma": None},
            "forget_sha256": None, "num_forget": None}
     UnlearnCallback("ac").load_state_dict(old)
     with pytest.raises(ValueError, match="hyper-parameters"):
-        UnlearnCallback("ac", calibration="matched").load_state_dict(old)
+        UnlearnCallback("ac", partners="other_class").load_state_dict(old)

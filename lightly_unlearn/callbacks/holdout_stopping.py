@@ -16,7 +16,6 @@ split, so successive checks compare like with like.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -27,35 +26,6 @@ from lightly_unlearn.audits.features import check_embed_spec, extract_features, 
 from lightly_unlearn.audits.runner import sample_keys
 from lightly_unlearn.namespaces import DualNamespaceCallback
 from lightly_unlearn.roles import ModuleRoles
-
-
-def alignment_level_gap(
-    embed: Callable[[Tensor], Tensor],
-    datamodule: Any,
-    module: nn.Module,
-    num_samples: int = 128,
-    num_views: int = 4,
-) -> tuple[float, float]:
-    """``mean score(forget) − mean score(holdout)`` and its standard error.
-
-    Scores are the audits' alignment scores (``num_views`` seeded augmentations, mean pairwise
-    cosine, eval mode) on a fixed seeded sample of at most ``num_samples`` of each split of a
-    ``ForgetRetainDataModule`` with ``holdout=``; successive calls on one datamodule compare like
-    with like (same samples, same augmentations). The standard error of the difference of means,
-    ``sqrt(var_f / n_f + var_h / n_h)``, says how far from zero a gap must be to mean something.
-    """
-    means, variances = [], []
-    for split, dataset in (("forget", datamodule.forget), ("holdout", datamodule.holdout)):
-        keys = sample_keys(len(dataset), num_samples, datamodule.seed, split)
-        feats = extract_features(
-            embed, dataset, keys=keys, view_transform=datamodule.view_transform,
-            num_views=num_views, seed=datamodule.seed, split=split, module=module,
-            device=module.device,
-        )
-        scores = alignment_scores(feats.views).double()
-        means.append(scores.mean().item())
-        variances.append(scores.var().item() / len(scores) if len(scores) > 1 else 0.0)
-    return means[0] - means[1], math.sqrt(sum(variances))
 
 
 class HoldoutAlignmentStopping(DualNamespaceCallback):  # a Callback in both namespaces
@@ -120,9 +90,17 @@ class HoldoutAlignmentStopping(DualNamespaceCallback):  # a Callback in both nam
 
     def level_gap(self, trainer: Any, pl_module: nn.Module) -> float:
         """``mean score(forget) − mean score(holdout)`` on the fixed seeded samples."""
-        return alignment_level_gap(
-            self._embed(pl_module), trainer.datamodule, pl_module, self.num_samples, self.num_views
-        )[0]
+        dm = trainer.datamodule
+        means = []
+        for split, dataset in (("forget", dm.forget), ("holdout", dm.holdout)):
+            keys = sample_keys(len(dataset), self.num_samples, dm.seed, split)
+            feats = extract_features(
+                self._embed(pl_module), dataset, keys=keys, view_transform=dm.view_transform,
+                num_views=self.num_views, seed=dm.seed, split=split, module=pl_module,
+                device=pl_module.device,
+            )
+            means.append(alignment_scores(feats.views).mean().item())
+        return means[0] - means[1]
 
     def on_train_epoch_end(self, trainer: Any, pl_module: nn.Module) -> None:
         epoch = trainer.current_epoch + 1

@@ -17,8 +17,6 @@ from lightly_unlearn.adapters import (
     reinitialise,
     require,
 )
-from lightly_unlearn.audits.features import resolve_embed_fn
-from lightly_unlearn.callbacks.holdout_stopping import alignment_level_gap
 from lightly_unlearn.data.validation import check_resumed_forget_set
 from lightly_unlearn.errors import ForgetCoverageError, NonFiniteLossError  # noqa: F401  (re-exported)
 from lightly_unlearn.losses.adapter import RowTermsAdapter, describe_adapters, find_adapter
@@ -172,7 +170,6 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
         self._finished = False
         self._resumed = False
         self._total_steps = 1
-        self._level_gap: tuple[float, float] | None = None  # this epoch's (gap, standard error)
 
     # -- description, logging, checkpoint state ----------------------------------------------
     @property
@@ -226,8 +223,6 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
         if self.method.extra_view and self.embed_fn is None and self._adapter.image_text:
             require(pl_module, "encode_text")  # CLIP: the extra view is the own caption
         self._warn_if_nothing_to_sync(pl_module)
-        if self.method.needs_level_gap:
-            self._check_level_gap_inputs(dm)
         check_trainable(pl_module)  # no meta tensors, something to train: refused before any step
         dm.configure(
             self.method.data, extra_view=self.method.extra_view,
@@ -260,19 +255,6 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
                 "not unlearning; keep some retain samples or use `gradient_ascent`."
             )
         return dm
-
-    def _check_level_gap_inputs(self, dm: Any) -> None:
-        if getattr(dm, "holdout", None) is None:
-            raise ValueError(
-                f"{self.method.name}: calibration='matched' drives the forget samples' alignment "
-                "toward never-seen samples' level: pass `holdout=` (e.g. the test split) to "
-                "ForgetRetainDataModule, or use calibration='down'."
-            )
-        if self._adapter.image_text:
-            raise ValueError(
-                f"{self.method.name}: calibration='matched' measures view alignment of images; "
-                "it is not implemented for image-text (CLIP) criteria. Use calibration='down'."
-            )
 
     def _checked_adapter(self, pl_module: nn.Module) -> RowTermsAdapter:
         """The loss adapter serving the module's ``criterion`` (refused when there is none)."""
@@ -387,17 +369,6 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
         if self._forget_seen is not None:
             self._forget_seen.zero_()
         self._epoch_batches = 0
-        if self.method.needs_level_gap:
-            self._measure_level_gap(trainer, pl_module)
-
-    def _measure_level_gap(self, trainer: Any, pl_module: nn.Module) -> None:
-        """The forget-vs-holdout alignment level gap (as ``HoldoutAlignmentStopping`` measures
-        it: head outputs, eval mode, fixed seeded samples and views), averaged over ranks."""
-        embed = resolve_embed_fn("head", pl_module, self._roles)
-        measured = torch.tensor(alignment_level_gap(embed, self._datamodule, pl_module))
-        gap, se = trainer.strategy.reduce(measured.to(pl_module.device), reduce_op="mean").tolist()
-        self._level_gap = (gap, se)
-        pl_module.log("calibration/alignment_level_gap", gap, batch_size=1)
 
     def _check_coverage(self, trainer: Any, pl_module: nn.Module) -> None:
         """Log ``unlearn/forget_seen`` (distinct forget samples served this epoch, all ranks);
@@ -551,7 +522,6 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
                 forget_fraction=self._datamodule.forget_fraction,
                 second=self._adapter.second(*args, call=call, **kwargs),
                 image_text=self._adapter.image_text,
-                level_gap=self._level_gap,
             )
         )
         reg = self.method.regularizer(module, progress)

@@ -34,9 +34,6 @@ class StepContext:
             captions), or ``None``.
         image_text: Whether the criterion is an image–text (CLIP) loss: ``anchor`` holds image
             and ``second``/``extra`` caption embeddings.
-        level_gap: For methods with ``needs_level_gap``: the alignment level gap
-            ``mean score(forget) − mean score(holdout)`` measured at the start of this epoch,
-            and its standard error; otherwise ``None``.
     """
 
     terms: RowTerms
@@ -48,7 +45,6 @@ class StepContext:
     forget_fraction: float
     second: Tensor | None = None
     image_text: bool = False
-    level_gap: tuple[float, float] | None = None
 
 
 class UnlearningMethod:
@@ -66,8 +62,6 @@ class UnlearningMethod:
     extra_view: bool = False
     #: Where paired forget samples draw their partner from (``data.pairing``): ``"forget"``.
     partners: str = "forget"
-    #: Whether each epoch needs the forget-vs-holdout alignment level gap (``StepContext.level_gap``).
-    needs_level_gap: bool = False
     #: Whether all weights are re-initialised first (Retrain).
     reinitialise: ClassVar[bool] = False
     #: Hyper-parameters with their defaults, and a short help text for each.
