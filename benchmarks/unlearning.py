@@ -90,7 +90,7 @@ REFERENCES = ("original", "retrain")
 #: AC's ``calibration='matched'`` was measured at commit f68e858 before it was dropped:
 #: ``benchmarks/results/variants/matched_*.json``).
 VARIANTS: dict[str, tuple[str, dict[str, Any], str]] = {
-    f"ac:beta{b:g}": ("ac", {"beta": float(b)}, "chosen") for b in (0, 1, 4, 16)
+    f"ac:beta{b:g}": ("ac", {"beta": float(b)}, "chosen") for b in (0, 1, 4, 8, 16)
 }
 
 
@@ -225,6 +225,37 @@ def paired(per_seed: list[list[dict]], metrics: tuple[str, ...] = ("avg_gap", "i
     return out
 
 
+def configurations(per_seed: list[list[dict]], family_name: str = "ac",
+                   metrics: tuple[str, ...] = ("avg_gap", "indist_gap", "score")) -> list[dict[str, Any]]:
+    """Every fixed-epoch configuration of one method (its chosen row and its ``<name>:<variant>``
+    rows, not ``+stop``) against the best of them, per metric, paired per seed: is a given
+    configuration (e.g. the default beta) the best or within noise of the best in this setting?"""
+    def value(row: dict, metric: str) -> float:
+        return score(row) if metric == "score" else float(row[metric])
+
+    by_seed = [{r["method"]: r for r in rows} for rows in per_seed]
+    names, seen = [], []
+    for n in by_seed[0]:  # a variant equal to the chosen configuration is the same configuration
+        if family(n) == family_name and "+" not in n and all(n in rows for rows in by_seed):
+            hp = by_seed[0][n]["hyperparameters"]
+            if hp not in seen:
+                names.append(n)
+                seen.append(hp)
+    out = []
+    for metric in metrics if len(names) > 1 else ():
+        best = min(names, key=lambda n: np.mean([value(rows[n], metric) for rows in by_seed]))
+        for name in names:
+            diffs = [value(rows[name], metric) - value(rows[best], metric) for rows in by_seed]
+            mean, low, high = t_interval(diffs)
+            out.append({"metric": metric, "configuration": name,
+                        "hyperparameters": by_seed[0][name]["hyperparameters"], "best": best,
+                        "mean": float(np.mean([value(rows[name], metric) for rows in by_seed])),
+                        "mean_difference": mean, "ci95": [low, high],
+                        "verdict": "best" if name == best else
+                        ("within noise of the best" if not low > 0 else "worse than the best")})
+    return out
+
+
 def paired_text(comparisons: list[dict[str, Any]]) -> str:
     lines = []
     for c in comparisons:
@@ -238,6 +269,7 @@ def finish(result: dict[str, Any]) -> dict[str, Any]:
     """Summary rows and paired comparisons from a result's per-seed rows."""
     result["summary"] = aggregate(result["per_seed"])
     result["paired"] = paired(result["per_seed"])
+    result["configurations"] = configurations(result["per_seed"])
     return result
 
 
@@ -314,7 +346,16 @@ def report(payload: dict[str, Any]) -> str:
         parts += [f"== {res['setting']['arch']} {res['model']}, forget {res['forget']}", table(res["summary"]),
                   "paired (AC − best baseline, 95 % t-interval over seeds; lower gap is better):",
                   paired_text(res["paired"])]
+        if res.get("configurations"):
+            parts += ["AC configurations against the best of them (paired, 95 % t-interval):"]
+            parts += [f"  {c['metric']:<10} {hp_text(c['hyperparameters']):<32} {c['mean']:6.1f}  "
+                      f"{c['mean_difference']:+6.1f} [{c['ci95'][0]:+.1f}, {c['ci95'][1]:+.1f}]  {c['verdict']}"
+                      for c in res["configurations"]]
     return "\n".join(parts)
+
+
+def hp_text(hp: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in hp.items())
 
 
 def markdown(payload: dict[str, Any]) -> str:
@@ -332,7 +373,7 @@ def markdown(payload: dict[str, Any]) -> str:
                   for n in names}
         for n in names:
             r = rows[n]
-            hp = " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in r["hyperparameters"].items())
+            hp = hp_text(r["hyperparameters"])
             out.append(f"| {n} {hp} | {r['avg_gap']:.1f} ± {r['avg_gap_std']:.1f} | "
                        f"{r['indist_gap']:.1f} ± {r['indist_gap_std']:.1f} | {r['ra']:.1f} | {r['ta']:.1f} | "
                        f"{r['forget_holdout_auc']:.2f} | {epochs[n]:.3g} | {100 * r['time_vs_retrain']:.1f} % |")
@@ -340,6 +381,12 @@ def markdown(payload: dict[str, Any]) -> str:
         for c in res["paired"]:
             out.append(f"| {c['ac']} − {c['baseline']} | {c['metric']} | {c['mean_difference']:+.1f} | "
                        f"[{c['ci95'][0]:+.1f}, {c['ci95'][1]:+.1f}] | {c['verdict']} |")
+        if res.get("configurations"):
+            out += ["", "| AC configuration | metric | mean | − best | 95 % t-interval | verdict |",
+                    "|---|---|---|---|---|---|"]
+            out += [f"| {hp_text(c['hyperparameters'])} | {c['metric']} | {c['mean']:.1f} | "
+                    f"{c['mean_difference']:+.1f} | [{c['ci95'][0]:+.1f}, {c['ci95'][1]:+.1f}] | {c['verdict']} |"
+                    for c in res["configurations"]]
         out.append("")
     return "\n".join(out)
 

@@ -58,3 +58,18 @@ def test_add_variants_runs_on_the_cached_references_of_a_quick_run(tmp_path):
     # the input run is left as it was
     assert [r["method"] for r in json.loads(first.read_text())["results"][0]["per_seed"][0]] == [
         "original", "retrain", "ac"]
+
+
+def test_configurations_name_the_best_and_what_is_within_noise_of_it():
+    """The default-beta question: each fixed-epoch AC configuration against the best of them."""
+    bench = _bench()
+    per_seed = [_rows({"neggrad": 1.0, "ac": 6.0 + s, "ac+stop": 0.0, "ac:beta4": 5.0 + s % 2,
+                       "ac:beta16": 5.7 + (1.0 if s % 2 else -1.0)}) for s in range(6)]
+    for rows in per_seed:
+        for r in rows:
+            r["hyperparameters"] = {"beta": {"ac": 1.0, "ac:beta4": 4.0, "ac:beta16": 16.0}.get(r["method"])}
+    got = {c["configuration"]: c for c in bench.configurations(per_seed) if c["metric"] == "avg_gap"}
+    assert set(got) == {"ac", "ac:beta4", "ac:beta16"}  # not +stop, not other methods
+    assert got["ac:beta4"]["verdict"] == "best" and got["ac:beta4"]["best"] == "ac:beta4"
+    assert got["ac"]["verdict"] == "worse than the best" and got["ac"]["ci95"][0] > 0
+    assert got["ac:beta16"]["verdict"] == "within noise of the best"
