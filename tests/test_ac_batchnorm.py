@@ -134,12 +134,16 @@ def test_ac_uses_the_relative_term_for_image_text_models():
 
 @pytest.mark.slow
 def test_ac_on_a_batchnorm_convnet_stays_near_finetune():
-    """Behaviour, not mechanism: a few AC epochs (default-sized beta) on a small lightly-style
-    BatchNorm conv net keep different samples' embeddings as spread as fine-tune does.
+    """Behaviour, not mechanism: a few AC epochs on a small lightly-style BatchNorm conv net keep
+    different samples' embeddings as spread as fine-tune does.
 
-    Margin: the mean (over 2 seeds) pairwise cosine of different samples' head outputs may exceed
-    fine-tune's by at most 0.12. Measured: fine-tune 0.44, AC beta=4 0.47; with the forget-only
-    extra pass, 0.70 (on a ResNet-18 the same shortcut reached 1.00).
+    The mean (over 2 seeds) pairwise cosine of different samples' head outputs may exceed
+    fine-tune's at the same lr by at most a margin:
+    * beta=4 at the pretraining lr 0.06 (harsh; the BatchNorm-shortcut regression), margin 0.12.
+      Measured: fine-tune 0.44, AC 0.47; with the forget-only extra pass, 0.70 (on a ResNet-18
+      the same shortcut reached 1.00). (beta=8 here: 0.59, beta=16: 0.82.)
+    * the default beta at the recommended lr 0.006 (10x lower), margin 0.05. Measured: fine-tune
+      0.19, AC (beta=8) 0.21 (beta=16: 0.26).
     """
     import copy
 
@@ -158,6 +162,7 @@ def test_ac_on_a_batchnorm_convnet_stays_near_finetune():
                                           *block(64, 64, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten())
             self.projection_head = SimCLRProjectionHead(64, 64, 32)
             self.criterion = NTXentLoss()
+            self.lr = 0.06
 
         def forward(self, x):
             return self.projection_head(self.backbone(x))
@@ -167,7 +172,7 @@ def test_ac_on_a_batchnorm_convnet_stays_near_finetune():
             return self.criterion(self(x0), self(x1))
 
         def configure_optimizers(self):
-            return torch.optim.SGD(self.parameters(), lr=0.06)
+            return torch.optim.SGD(self.parameters(), lr=self.lr)
 
     data = digits_dataset(256)
     transform = SimCLRTransform(input_size=8, gaussian_blur=0.0, random_gray_scale=0.0)
@@ -186,13 +191,16 @@ def test_ac_on_a_batchnorm_convnet_stays_near_finetune():
     pl.Trainer(max_epochs=3, **kw).fit(base, datamodule=ForgetRetainDataModule(data, [0], transform, batch_size=32))
     forget = list(range(0, 256, 16))
     cosine = {}
-    for method, hp in (("finetune", {}), ("ac", {"beta": 4.0})):
+    for method, hp, lr in (("finetune", {}, 0.06), ("ac", {"beta": 4.0}, 0.06),
+                           ("finetune", {}, 0.006), ("ac", {}, 0.006)):
         runs = []
         for seed in range(2):
             module = copy.deepcopy(base)
+            module.lr = lr
             torch.manual_seed(seed)
             dm = ForgetRetainDataModule(data, forget, transform, batch_size=32, seed=seed)
             pl.Trainer(max_epochs=2, callbacks=[UnlearnCallback(method, **hp)], **kw).fit(module, datamodule=dm)
             runs.append(mean_cosine(module, dm))
-        cosine[method] = sum(runs) / len(runs)
-    assert cosine["ac"] <= cosine["finetune"] + 0.12, cosine
+        cosine[(method, lr)] = sum(runs) / len(runs)
+    assert cosine[("ac", 0.06)] <= cosine[("finetune", 0.06)] + 0.12, cosine
+    assert cosine[("ac", 0.006)] <= cosine[("finetune", 0.006)] + 0.05, cosine

@@ -11,6 +11,7 @@ import lightning.pytorch as L
 import numpy as np
 import pytest
 import torch
+from conftest import digits_dataset, make_simclr, tiny_transform, trainer_kwargs
 from PIL import Image
 
 from lightly_unlearn import ForgetRetainDataModule, UnlearnCallback
@@ -18,7 +19,6 @@ from lightly_unlearn.audits.features import extract_features
 from lightly_unlearn.callbacks.audit import AuditCallback
 from lightly_unlearn.callbacks.receipt import ReceiptCallback
 from lightly_unlearn.cli import main
-from tests.conftest import digits_dataset, make_simclr, tiny_transform, trainer_kwargs
 
 
 class Collapse(L.Callback):

@@ -128,6 +128,8 @@ def test_checkpoint_without_newer_options_resumes_at_their_defaults():
 
     old = {"method": "ac", "hyperparameters": {"alpha": 1.0, "beta": 4.0, "gamma": None},
            "forget_sha256": None, "num_forget": None}
-    UnlearnCallback("ac").load_state_dict(old)
+    UnlearnCallback("ac", beta=4.0).load_state_dict(old)
     with pytest.raises(ValueError, match="hyper-parameters"):
-        UnlearnCallback("ac", partners="other_class").load_state_dict(old)
+        UnlearnCallback("ac", beta=4.0, partners="other_class").load_state_dict(old)
+    with pytest.raises(ValueError, match="hyper-parameters"):  # beta's default has changed since
+        UnlearnCallback("ac").load_state_dict(old)
