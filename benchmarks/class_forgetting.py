@@ -29,13 +29,24 @@ the full run on 2 shared CPU cores (``OMP_NUM_THREADS=1``) is recorded in the JS
 
     OMP_NUM_THREADS=1 python benchmarks/class_forgetting.py            # both settings, 5 seeds
     OMP_NUM_THREADS=1 python benchmarks/class_forgetting.py --quick    # smoke run, seconds
+    OMP_NUM_THREADS=1 python benchmarks/class_forgetting.py --tune --cache /tmp/cf_cache
+
+``--tune`` benchmarks the option the way ``benchmarks/unlearning.py`` does: every method (Fine-tune,
+AC, AC other_class) is tuned over a grid of the same size (AC and AC other_class over the *same*
+grid: epochs x beta) on the tuning seed(s), the configuration with the smallest mean ``score`` is
+kept (CLIP: ``|ZS forget − Retrain's| + AUC gap``; MLP: ``Avg.Gap + Indist.Gap``, as in
+``unlearning.score``), and only that one is evaluated on the disjoint evaluation seeds with the
+paired per-seed intervals. ``--cache`` keeps each seed's pretrained model and Retrain row, keyed by
+the setting, so runs (and the tuning and evaluation stages) share them.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
 import importlib.util
+import json
 import os
 import sys
 import time
@@ -68,6 +79,30 @@ CLIP_PLANS = {
 CLIP_FULL = {"train": 1000, "test": 300, "epochs": 30, "unlearn_epochs": 5, "seeds": [1, 2, 3, 4, 5]}
 CLIP_QUICK = {"train": 300, "test": 100, "epochs": 3, "unlearn_epochs": 1, "seeds": [1, 2]}
 
+OTHER = {"partners": "other_class"}
+#: ``--tune``: the CLIP AC epochs (both partner choices; x beta in {0, 4}); 5 is the untuned run's.
+CLIP_AC_EPOCHS = (1, 2, 5, 10)
+
+
+def ac_grid(epochs: tuple[int, ...], betas: tuple[float, ...], extra: dict[str, Any] | None = None
+            ) -> list[tuple[str, dict[str, Any], int]]:
+    return [("ac", {"alpha": 1.0, "beta": float(b), **(extra or {})}, e) for b in betas for e in epochs]
+
+
+def grids(setting: str, quick: bool) -> dict[str, list[tuple[str, dict[str, Any], int]]]:
+    """``--tune`` grids, ``{row: [(method, hyper-parameters, epochs), ...]}``: as many configurations
+    per row; AC and AC other_class the same grid. CLIP: 5 unlearning epochs is the example's AC and
+    ~1/6 of the 30 pretraining epochs; MLP: ≤ 10 % of the 300 pretraining epochs, as in
+    ``benchmarks/unlearning.py``."""
+    if quick:
+        ft, ep, betas = (1, 2), (1,), (0.0, 4.0)
+    elif setting == "clip":
+        ft, ep, betas = (1, 2, 3, 5, 8, 10, 15, 20), CLIP_AC_EPOCHS, (0.0, 4.0)
+    else:
+        ft, ep, betas = (3, 6, 9, 12, 15, 20, 25, 30), (3, 6, 15, 30), (0.0, 4.0)
+    return {"finetune": [("finetune", {}, e) for e in ft], "ac": ac_grid(ep, betas),
+            "ac_other": ac_grid(ep, betas, OTHER)}
+
 #: Per-row CLIP metrics kept (all from the example's audits).
 CLIP_METRICS = (
     "zs_forget", "zs_test_forget_classes", "zs_test_other_classes", "zs_test", "zs_retain",
@@ -85,74 +120,211 @@ def gap_columns(row: dict[str, float], retrain: dict[str, float]) -> dict[str, f
     }
 
 
-def run_clip(seed: int, cfg: dict[str, Any], forget_class: int, log) -> list[dict[str, Any]]:
-    """Pretrain on every pair, then each plan from the pretrained weights; audited alike."""
-    import lightning.pytorch as L
+def clip_score(row: dict[str, float]) -> float:
+    """What CLIP tuning minimises: the headline gap plus the overshoot-catching AUC gap."""
+    return float(row["gap_zs_forget"] + row["gap_auc"])
 
-    from lightly_unlearn import CLIPModule, ForgetRetainDataModule, UnlearnCallback
-    from lightly_unlearn.clip import DIGIT_NAMES, DIGIT_TEMPLATES, CaptionDataset, forget_by_class
-    from lightly_unlearn.clip.data import tiny_clip_kwargs
 
-    ex = _load("clip_unlearn_example", ROOT / "examples" / "clip_unlearn.py")
-    train_items, test_items = ex.digits(cfg["train"])
-    train = CaptionDataset(train_items, DIGIT_NAMES, DIGIT_TEMPLATES)
-    test = CaptionDataset(test_items[: cfg["test"]], DIGIT_NAMES, DIGIT_TEMPLATES)
-    forget = forget_by_class(train, forget_class)
+class ClipSeed:
+    """One CLIP seed: pretrain on every pair (or load it from ``cache``), then any plan from the
+    pretrained weights, each started from ``L.seed_everything(seed)`` and audited alike. The
+    pretrained model and the Retrain row are cached keyed by the data, the recipe, the class and
+    the seed."""
 
-    L.seed_everything(seed, verbose=False)
-    kwargs = tiny_clip_kwargs(embed_dim=32, width=32, layers=1, heads=2)
-    original = CLIPModule(model_name="ViT-B-32", model_kwargs=kwargs, lr=3e-3, weight_decay=0.05)
-    dm = ForgetRetainDataModule(
-        train, forget, original.preprocess_train, batch_size=32, holdout=test, seed=seed,
-        tokenizer=original.tokenizer, eval_transform=original.preprocess_val,
-    )
-    t0 = time.perf_counter()
-    ex.trainer(cfg["epochs"]).fit(original, datamodule=dm)  # mode "all": every pair
-    seconds = {"original": time.perf_counter() - t0}
-    flat, before = ex.audit(original, dm)
-    rows = {"original": flat}
-    for name, (method, hp) in CLIP_PLANS.items():
-        epochs = cfg["epochs"] if method == "retrain" else cfg["unlearn_epochs"]
+    def __init__(self, seed: int, cfg: dict[str, Any], forget_class: int, cache: str | None, log=print):
+        import lightning.pytorch as L
+
+        from lightly_unlearn import CLIPModule
+        from lightly_unlearn.clip import (
+            DIGIT_NAMES,
+            DIGIT_TEMPLATES,
+            CaptionDataset,
+            forget_by_class,
+        )
+        from lightly_unlearn.clip.data import tiny_clip_kwargs
+
+        self.seed, self.cfg, self.log = seed, cfg, log
+        self.ex = ex = _load("clip_unlearn_example", ROOT / "examples" / "clip_unlearn.py")
+        train_items, test_items = ex.digits(cfg["train"])
+        self.train = CaptionDataset(train_items, DIGIT_NAMES, DIGIT_TEMPLATES)
+        self.test = CaptionDataset(test_items[: cfg["test"]], DIGIT_NAMES, DIGIT_TEMPLATES)
+        self.forget = forget_by_class(self.train, forget_class)
+        model = {"model_name": "ViT-B-32", "model_kwargs": tiny_clip_kwargs(embed_dim=32, width=32, layers=1, heads=2),
+                 "lr": 3e-3, "weight_decay": 0.05}
+        key = json.dumps({"train": cfg["train"], "test": cfg["test"], "epochs": cfg["epochs"], "batch_size": 32,
+                          "forget_class": forget_class, "seed": seed, "model": model}, sort_keys=True, default=str)
+        digest = hashlib.sha1(key.encode()).hexdigest()[:12]
+        self._paths = {w: None if cache is None else Path(cache) / f"clip_seed{seed}_{digest}_{w}.pt"
+                       for w in ("pretrained", "retrain")}
         L.seed_everything(seed, verbose=False)
-        module = copy.deepcopy(original)
+        self.original = CLIPModule(**model)
+        cached = self._load("pretrained")
+        if cached is not None:
+            self.original.load_state_dict(cached["state"])
+            self.before, self.rows = cached["before"], {"original": cached["row"]}
+            return
         t0 = time.perf_counter()
-        ex.trainer(epochs, [UnlearnCallback(method, **hp)]).fit(module, datamodule=dm)
-        seconds[name] = time.perf_counter() - t0
-        rows[name], _ = ex.audit(module, dm, before=before)
-        del module
-    out = []
-    for name, metrics in rows.items():
-        row = {"method": name, **{k: float(metrics[k]) for k in CLIP_METRICS}, "seconds": seconds[name]}
-        out.append(row)
-    retrain = out[1]
-    for row in out:
-        row.update(gap_columns(row, retrain))
+        ex.trainer(cfg["epochs"]).fit(self.original, datamodule=self.datamodule())  # mode "all": every pair
+        seconds = time.perf_counter() - t0
+        flat, self.before = ex.audit(self.original, self.datamodule())
+        self.rows = {"original": self._row("original", flat, seconds, cfg["epochs"])}
+        self._save("pretrained", {"state": {k: v.detach().clone() for k, v in self.original.state_dict().items()},
+                                  "before": self.before, "row": self.rows["original"]})
+
+    def _load(self, what: str) -> Any:
+        import torch
+
+        path = self._paths[what]
+        return torch.load(path, weights_only=False) if path is not None and path.is_file() else None
+
+    def _save(self, what: str, obj: Any) -> None:
+        from lightly_unlearn.io import atomic_torch_save
+
+        if (path := self._paths[what]) is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_torch_save(obj, path)
+
+    def datamodule(self):
+        from lightly_unlearn import ForgetRetainDataModule
+
+        o = self.original
+        return ForgetRetainDataModule(
+            self.train, self.forget, o.preprocess_train, batch_size=32, holdout=self.test, seed=self.seed,
+            tokenizer=o.tokenizer, eval_transform=o.preprocess_val,
+        )
+
+    @staticmethod
+    def _row(name: str, metrics: dict[str, Any], seconds: float, epochs: int,
+             hp: dict[str, Any] | None = None) -> dict[str, Any]:
+        return {"method": name, "hyperparameters": dict(hp or {}), "epochs": epochs,
+                **{k: float(metrics[k]) for k in CLIP_METRICS}, "seconds": seconds}
+
+    def run(self, name: str, method: str, hp: dict[str, Any], epochs: int | None = None) -> dict[str, Any]:
+        """One plan from the pretrained weights (Retrain: the pretraining recipe, cached)."""
+        import lightning.pytorch as L
+
+        from lightly_unlearn import UnlearnCallback
+
+        if name in self.rows:
+            return self.rows[name]
+        retrain = method == "retrain"
+        if retrain and (cached := self._load("retrain")) is not None:
+            self.rows[name] = {**cached, "method": name}
+            return self.rows[name]
+        epochs = self.cfg["epochs"] if retrain else (epochs or self.cfg["unlearn_epochs"])
+        dm = self.datamodule()  # built before seeding: building one draws from the global RNG
+        L.seed_everything(self.seed, verbose=False)
+        module = copy.deepcopy(self.original)
+        t0 = time.perf_counter()
+        self.ex.trainer(epochs, [UnlearnCallback(method, **hp)]).fit(module, datamodule=dm)
+        seconds = time.perf_counter() - t0
+        metrics, _ = self.ex.audit(module, self.datamodule(), before=self.before)
+        row = self._row(name, metrics, seconds, epochs, hp)
+        if retrain:
+            self._save("retrain", row)
+            self.rows[name] = row
+        return row
+
+    def with_gaps(self, row: dict[str, Any]) -> dict[str, Any]:
+        """``row`` with its gaps to Retrain and the tuning ``score``."""
+        out = {**row, **gap_columns(row, self.run("retrain", "retrain", {}))}
+        out["score"] = clip_score(out)
+        return out
+
+
+def run_clip(seed: int, cfg: dict[str, Any], forget_class: int, log, cache: str | None = None,
+             plans: dict[str, tuple[str, dict[str, Any], int | None]] | None = None) -> list[dict[str, Any]]:
+    """Pretrain on every pair, then each plan from the pretrained weights; audited alike.
+
+    ``plans``: ``{row: (method, hyper-parameters, epochs)}`` after Retrain (default: ``CLIP_PLANS``
+    at the configuration's unlearning epochs)."""
+    if plans is None:
+        plans = {n: (m, hp, None) for n, (m, hp) in CLIP_PLANS.items() if m != "retrain"}
+    clip = ClipSeed(seed, cfg, forget_class, cache, log)
+    out = [clip.rows["original"], clip.run("retrain", "retrain", {})]
+    out += [clip.run(name, method, hp, epochs) for name, (method, hp, epochs) in plans.items()]
+    out = [clip.with_gaps(r) for r in out]
     log(f"    clip seed {seed}: " + ", ".join(
         f"{r['method']} ZS forget {r['zs_forget']:.1f}" for r in out))
     return out
 
 
-def run_mlp(seed: int, quick: bool, forget_class: int, log) -> list[dict[str, Any]]:
-    """The demo's SimCLR MLP: Retrain, Fine-tune and AC (both partner choices) from one pretraining."""
-    from lightly_unlearn.demo.experiment import DEFAULT_METHODS, Experiment, Setting, summarise
+MLP_KEEP = ("method", "hyperparameters", "epochs", "ra", "ta", "ua", "emia", "cmia", "forget_holdout_auc",
+            "avg_gap", "indist_gap", "gap_emia", "gap_ta", "seconds")
+
+
+def mlp_experiment(seed: int, quick: bool, forget_class: int, cache: str | None = None):
+    from lightly_unlearn.demo.experiment import Experiment, Setting
 
     overrides = dict(pretrain_epochs=20, num_views=4, n_train=100, n_holdout=100) if quick else {}
     setting = Setting(forget=f"class:{forget_class}", seed=seed, **overrides)
-    exp = Experiment(setting, progress=lambda _: None)
+    return Experiment(setting, progress=lambda _: None, cache_dir=cache)
+
+
+def mlp_rows(exp, plans: dict[str, tuple[str, dict[str, Any], int]]) -> list[dict[str, Any]]:
+    """Original, Retrain and each plan ``{row: (method, hyper-parameters, epochs)}``, with the
+    tuning ``score`` (``unlearning.score``)."""
+    from lightly_unlearn.demo.experiment import summarise
+
     runs = [exp.pretrain(), exp.unlearn("retrain")]
-    for name in ("finetune", "ac"):
-        hp, fraction = DEFAULT_METHODS[name]
-        runs.append(exp.unlearn(name, hp, max(1, round(fraction * setting.pretrain_epochs))))
-    hp, fraction = DEFAULT_METHODS["ac"]
-    other = exp.unlearn("ac", {**hp, "partners": "other_class"}, max(1, round(fraction * setting.pretrain_epochs)))
-    other.name = "ac_other"
-    runs.append(other)
-    keep = ("method", "epochs", "ra", "ta", "ua", "emia", "cmia", "forget_holdout_auc", "avg_gap",
-            "indist_gap", "gap_emia", "gap_ta", "seconds")
-    rows = [{k: r[k] for k in keep if k in r} for r in summarise(runs)]
+    runs += [exp.unlearn(method, hp, epochs, label=name) for name, (method, hp, epochs) in plans.items()]
+    rows = [{k: r[k] for k in MLP_KEEP if k in r} for r in summarise(runs)]
+    for r in rows:
+        r["score"] = bench.score(r)
+    return rows
+
+
+def run_mlp(seed: int, quick: bool, forget_class: int, log, cache: str | None = None,
+            plans: dict[str, tuple[str, dict[str, Any], int]] | None = None) -> list[dict[str, Any]]:
+    """The demo's SimCLR MLP: Retrain, then ``plans`` (default: the demo's Fine-tune and AC, and AC
+    other_class with AC's configuration) from one pretraining."""
+    from lightly_unlearn.demo.experiment import DEFAULT_METHODS
+
+    exp = mlp_experiment(seed, quick, forget_class, cache)
+    if plans is None:
+        plans = {}
+        for name in ("finetune", "ac"):
+            hp, fraction = DEFAULT_METHODS[name]
+            plans[name] = (name, hp, max(1, round(fraction * exp.setting.pretrain_epochs)))
+        plans["ac_other"] = ("ac", {**plans["ac"][1], **OTHER}, plans["ac"][2])
+    rows = mlp_rows(exp, plans)
     log(f"    mlp seed {seed}: " + ", ".join(
         f"{r['method']} UA {r['ua']:.1f} Indist.Gap {r['indist_gap']:.1f}" for r in rows))
     return rows
+
+
+def tune(setting: str, seeds: list[int], grid: dict[str, list[tuple[str, dict[str, Any], int]]], args, cfg, log
+         ) -> tuple[dict[str, tuple[str, dict[str, Any], int]], dict[str, Any]]:
+    """Each row's configuration with the smallest mean ``score`` over the tuning seeds (first on
+    ties, i.e. the grid's order). Returns the chosen plans and every configuration's rows."""
+    scores: dict[tuple[str, int], list[float]] = {}
+    tried: dict[str, list[dict[str, Any]]] = {name: [] for name in grid}
+    for seed in seeds:
+        t0 = time.perf_counter()
+        if setting == "clip":
+            clip = ClipSeed(seed, cfg, args.clip_class, args.cache, log)
+            rows = {(n, i): clip.with_gaps(clip.run(f"{n}#{i}", m, hp, e))
+                    for n, g in grid.items() for i, (m, hp, e) in enumerate(g)}
+        else:
+            exp = mlp_experiment(seed, args.quick, args.mlp_class, args.cache)
+            plans = {f"{n}#{i}": c for n, g in grid.items() for i, c in enumerate(g)}
+            by_name = {r["method"]: r for r in mlp_rows(exp, plans)}
+            rows = {(n, i): by_name[f"{n}#{i}"] for n, g in grid.items() for i in range(len(g))}
+        for (n, i), row in rows.items():
+            scores.setdefault((n, i), []).append(row["score"])
+            tried[n].append({"seed": seed, "hyperparameters": grid[n][i][1], "epochs": grid[n][i][2],
+                             "score": row["score"], "row": row})
+        log(f"    {setting}: tuned on seed {seed} ({time.perf_counter() - t0:.0f} s)")
+    chosen, report = {}, {}
+    for n, g in grid.items():
+        means = [float(np.mean(scores[(n, i)])) for i in range(len(g))]
+        i = int(np.argmin(means))
+        chosen[n] = g[i]
+        report[n] = {"hyperparameters": g[i][1], "epochs": g[i][2], "tuning_score": means[i],
+                     "grid_scores": means, "tried": tried[n]}
+        log(f"    {n:<9} best {g[i][1]} {g[i][2]} epochs (score {means[i]:.1f}; grid "
+            + ", ".join(f"{m:.1f}" for m in means) + ")")
+    return chosen, report
 
 
 def summary(per_seed: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
@@ -198,19 +370,24 @@ def gap_interval(per_seed: list[list[dict[str, Any]]], method: str, metric: str)
 CLIP_COMPARISONS = (
     ("gap_zs_forget", True), ("gap_zs_test_forgot_cls", True), ("zs_forget", True),
     ("zs_test_other_classes", False), ("zs_test", False), ("retrieval_test_i2t_r1", False),
-    ("gap_auc", True), ("gap_mia", True),
+    ("gap_auc", True), ("gap_mia", True), ("score", True),
 )
-MLP_COMPARISONS = (("avg_gap", True), ("indist_gap", True), ("gap_emia", True), ("ta", False))
+MLP_COMPARISONS = (("avg_gap", True), ("indist_gap", True), ("gap_emia", True), ("score", True), ("ta", False))
+
+
+def is_gap(metric: str) -> bool:
+    """A per-seed distance to Retrain (so Retrain's own value is 0)."""
+    return metric.startswith("gap_") or metric in ("avg_gap", "indist_gap", "score")
 
 
 def comparisons(per_seed, metrics) -> dict[str, Any]:
     pairs = [("ac_other", "ac"), ("ac_other", "finetune"), ("ac", "finetune")]
     signed = [(m, "retrain") for m in ("finetune", "ac", "ac_other")]
-    gap_metrics = [m for m, _ in metrics if m.startswith("gap_") or m in ("avg_gap", "indist_gap")]
+    gap_metrics = [m for m, _ in metrics if is_gap(m)]
     return {
         "paired": [compare(per_seed, a, b, m, low) for a, b in pairs for m, low in metrics],
         "versus_retrain": [compare(per_seed, a, b, m, low) for a, b in signed for m, low in metrics
-                           if not (m.startswith("gap_") or m in ("avg_gap", "indist_gap"))],
+                           if not is_gap(m)],
         "gaps": [gap_interval(per_seed, m, g) for m in ("finetune", "ac", "ac_other") for g in gap_metrics],
     }
 
@@ -232,12 +409,14 @@ CLIP_COLUMNS = [
     ("zs_test_other_classes", "ZS test(other cls)", "{:.1f}"), ("zs_test", "ZS test", "{:.1f}"),
     ("retrieval_test_i2t_r1", "R@1 i2t test", "{:.1f}"), ("retrieval_forget_i2t_r1", "R@1 i2t forget", "{:.1f}"),
     ("clip_mia", "MIA eff.", "{:.1f}"), ("clip_forget_holdout_auc", "F-vs-H AUC", "{:.3f}"),
-    ("gap_auc", "AUC gap", "{:.1f}"), ("seconds", "s", "{:.0f}"),
+    ("gap_auc", "AUC gap", "{:.1f}"), ("score", "score", "{:.1f}"), ("epochs", "ep", "{:.0f}"),
+    ("seconds", "s", "{:.0f}"),
 ]
 MLP_COLUMNS = [
     ("ra", "RA", "{:.1f}"), ("ta", "TA", "{:.1f}"), ("ua", "UA", "{:.1f}"), ("emia", "EMIA", "{:.1f}"),
     ("forget_holdout_auc", "F-vs-H AUC", "{:.3f}"), ("avg_gap", "Avg.Gap", "{:.1f}"),
-    ("indist_gap", "Indist.Gap", "{:.1f}"), ("gap_emia", "EMIA gap", "{:.1f}"), ("seconds", "s", "{:.1f}"),
+    ("indist_gap", "Indist.Gap", "{:.1f}"), ("gap_emia", "EMIA gap", "{:.1f}"), ("score", "score", "{:.1f}"),
+    ("epochs", "ep", "{:.0f}"), ("seconds", "s", "{:.1f}"),
 ]
 
 
@@ -260,7 +439,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clip-class", type=int, default=7, help="the digit class forgotten in the CLIP setting")
     p.add_argument("--mlp-class", type=int, default=3, help="the digit class forgotten in the MLP setting")
     p.add_argument("--quick", action="store_true", help="smoke run: tiny data, few epochs, 2 seeds")
-    p.add_argument("--out", default="benchmarks/results/class_forgetting.json")
+    p.add_argument("--tune", action="store_true",
+                   help="tune every row over a grid of the same size on --tune-seeds, then evaluate the chosen ones")
+    p.add_argument("--tune-seeds", type=int, nargs="+", default=[0], help="with --tune (default 0)")
+    p.add_argument("--cache", default=None, help="folder for each seed's pretrained model and Retrain row (keyed by the setting, not "
+                        "the code: clear it when training code changes)")
+    p.add_argument("--out", default=None,
+                   help="default benchmarks/results/class_forgetting.json (--tune: class_forgetting_tuned.json)")
     args = p.parse_args(argv)
     import logging
     import warnings
@@ -274,42 +459,58 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     cfg = dict(CLIP_QUICK if args.quick else CLIP_FULL)
     seeds = args.seeds or cfg["seeds"]
+    out = args.out or f"benchmarks/results/class_forgetting{'_tuned' if args.tune else ''}.json"
+    if args.tune and set(args.tune_seeds) & set(seeds):
+        raise SystemExit("--tune-seeds and --seeds must be disjoint (the winner is graded on unseen seeds).")
     start = time.perf_counter()
 
     def log(line: str) -> None:
         print(line, flush=True)
 
-    payload: dict[str, Any] = {"command": " ".join(sys.argv), "quick": args.quick, "seeds": seeds,
-                               "ac_hyperparameters": AC_HP, "results": {}}
+    payload: dict[str, Any] = {"command": " ".join(sys.argv), "quick": args.quick, "seeds": seeds, "results": {}}
+    if args.tune:
+        payload.update(tune_seeds=args.tune_seeds, score={
+            "clip": "gap_zs_forget + gap_auc", "mlp": "avg_gap + indist_gap (benchmarks/unlearning.py score)"})
+    else:
+        payload["ac_hyperparameters"] = AC_HP
 
     def save(partial: bool) -> None:
         payload.update(seconds=time.perf_counter() - start, partial=partial,
                        omp_num_threads=os.environ.get("OMP_NUM_THREADS"))
-        atomic_write_json(args.out, payload)
+        atomic_write_json(out, payload)
 
     for setting in args.settings:
         t0 = time.perf_counter()
         log(f"== {setting}")
+        res: dict[str, Any] = {}
+        if setting == "clip":
+            res["config"] = {**cfg, "forget_class": args.clip_class, "plans": CLIP_PLANS}
+        else:
+            res["config"] = {"forget": f"class:{args.mlp_class}", "quick": args.quick}
+        payload["results"][setting] = res
+        plans = None
+        if args.tune:
+            grid = grids(setting, args.quick)
+            res["config"]["plans"] = None
+            res["grids"] = {n: [[m, hp, e] for m, hp, e in g] for n, g in grid.items()}
+            plans, res["chosen"] = tune(setting, args.tune_seeds, grid, args, cfg, log)
+            res["tuning_seconds"] = time.perf_counter() - t0
+            save(partial=True)
         per_seed = []
         for seed in seeds:
             if setting == "clip":
-                per_seed.append(run_clip(seed, cfg, args.clip_class, log))
+                per_seed.append(run_clip(seed, cfg, args.clip_class, log, args.cache, plans))
             else:
-                per_seed.append(run_mlp(seed, args.quick, args.mlp_class, log))
-            res = {"per_seed": per_seed, "summary": summary(per_seed), "seconds": time.perf_counter() - t0}
-            if setting == "clip":
-                res["config"] = {**cfg, "forget_class": args.clip_class, "plans": CLIP_PLANS}
-            else:
-                res["config"] = {"forget": f"class:{args.mlp_class}", "quick": args.quick}
-            payload["results"][setting] = res
+                per_seed.append(run_mlp(seed, args.quick, args.mlp_class, log, args.cache, plans))
+            res.update(per_seed=per_seed, summary=summary(per_seed), seconds=time.perf_counter() - t0)
             save(partial=True)
         comp = comparisons(per_seed, CLIP_COMPARISONS if setting == "clip" else MLP_COMPARISONS)
-        payload["results"][setting].update(comp)
-        log(table(payload["results"][setting]["summary"], CLIP_COLUMNS if setting == "clip" else MLP_COLUMNS))
+        res.update(comp)
+        log(table(res["summary"], CLIP_COLUMNS if setting == "clip" else MLP_COLUMNS))
         log(comparisons_text(comp))
         log(f"   {setting}: {time.perf_counter() - t0:.0f} s")
     save(partial=False)
-    log(f"\nWrote {Path(args.out).resolve()} ({payload['seconds']:.0f} s)")
+    log(f"\nWrote {Path(out).resolve()} ({payload['seconds']:.0f} s)")
     return 0
 
 

@@ -113,3 +113,43 @@ def test_class_forgetting_quick_runs(tmp_path):
         assert all(len(c["differences"]) == 2 for c in res["paired"])
     clip = {r["method"]: r for r in payload["results"]["clip"]["summary"]}
     assert clip["retrain"]["gap_zs_forget"] == 0.0 and math.isfinite(clip["ac_other"]["zs_forget"])
+
+
+@pytest.mark.slow
+def test_class_forgetting_tune_quick_runs(tmp_path):
+    """``--tune``: Fine-tune, AC and AC other_class each tuned over a grid of the same size (AC's two
+    partner choices over the same grid) on the tuning seed, the smallest mean score chosen and only
+    it evaluated on the disjoint seeds; pretrained models and Retrain rows cached and reused."""
+    spec = importlib.util.spec_from_file_location("bench_class", ROOT / "benchmarks" / "class_forgetting.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out, cache = tmp_path / "tuned.json", tmp_path / "cache"
+    assert bench.main(["--quick", "--tune", "--cache", str(cache), "--out", str(out)]) == 0
+    payload = json.loads(out.read_text())
+    assert payload["partial"] is False and payload["tune_seeds"] == [0] and payload["seeds"] == [1, 2]
+    for setting in ("clip", "mlp"):
+        res = payload["results"][setting]
+        grids = res["grids"]
+        assert len({len(g) for g in grids.values()}) == 1 and len(grids["ac"]) > 1
+        assert [[m, {k: v for k, v in hp.items() if k != "partners"}, e] for m, hp, e in grids["ac_other"]] == grids["ac"]
+        assert all(hp["partners"] == "other_class" for _, hp, _ in grids["ac_other"])
+        for name, chosen in res["chosen"].items():
+            best = min(range(len(chosen["grid_scores"])), key=chosen["grid_scores"].__getitem__)
+            assert [chosen["hyperparameters"], chosen["epochs"]] == grids[name][best][1:]
+            assert len(chosen["tried"]) == len(grids[name])
+            for rows in res["per_seed"]:  # the evaluation runs the chosen configuration
+                row = next(r for r in rows if r["method"] == name)
+                assert row["hyperparameters"] == chosen["hyperparameters"] and row["epochs"] == chosen["epochs"]
+        rows = {r["method"]: r for r in res["summary"]}
+        assert set(rows) == {"original", "retrain", "finetune", "ac", "ac_other"}
+        assert rows["retrain"]["score"] == 0.0
+        assert ("ac_other", "ac", "score") in {(c["a"], c["b"], c["metric"]) for c in res["paired"]}
+    # Cached: every seed's pretrained model and Retrain row, reused by a later run (same rows).
+    assert len(list(cache.glob("clip_seed*_pretrained.pt"))) == 3 and len(list(cache.glob("clip_seed*_retrain.pt"))) == 3
+    again = tmp_path / "again.json"
+    assert bench.main(["--quick", "--settings", "clip", "--seeds", "2", "--cache", str(cache), "--out", str(again)]) == 0
+    first = {r["method"]: r for r in payload["results"]["clip"]["per_seed"][1]}
+    second = {r["method"]: r for r in json.loads(again.read_text())["results"]["clip"]["per_seed"][0]}
+    assert second["original"] == first["original"] and second["retrain"] == first["retrain"]
+    with pytest.raises(SystemExit):
+        bench.main(["--quick", "--tune", "--tune-seeds", "1", "--out", str(tmp_path / "x.json")])
