@@ -84,3 +84,25 @@ def test_forget_by_class_and_concept(pairs):
 def test_tokenizer_mode_rejects_items_without_captions():
     with pytest.raises(TypeError, match="caption"):
         ForgetRetainDataModule(digits_dataset(16), [0, 1], _image_transform(), batch_size=4, tokenizer=_tok)
+
+
+def test_labels_come_from_targets_subsets_or_items():
+    """``forget_by_class`` reads labels through ``data.views.dataset_targets``."""
+    from torch.utils.data import Subset
+
+    from lightly_unlearn.data.views import dataset_targets
+
+    class WithTargets(torch.utils.data.Dataset):
+        targets = torch.tensor([3, 1, 4, 1, 5])
+
+        def __len__(self):
+            return 5
+
+        def __getitem__(self, i):
+            raise AssertionError("labels must be read from .targets, not the items")
+
+    assert dataset_targets(WithTargets(), [4, 0]) == [5, 3]
+    assert dataset_targets(Subset(WithTargets(), [2, 3])) == [4, 1]
+    pairs = CaptionDataset(digits_dataset(6), DIGIT_NAMES, DIGIT_TEMPLATES)
+    assert dataset_targets(pairs) == [p[2] for p in pairs]
+    assert dataset_targets([torch.zeros(1), ("img", "a caption")]) == [None, None]

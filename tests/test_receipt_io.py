@@ -75,8 +75,7 @@ def test_receipt_contents(run):
     assert sha256_file(pretrained) == digest  # the input checkpoint was never modified
     receipt = read_receipt(tmp / "out" / "unlearning_receipt.json")
     assert receipt["method"] == "ac"
-    assert receipt["hyperparameters"] == {  # beta, gamma, partners: the defaults
-        "alpha": 1.2, "beta": 8.0, "gamma": None, "partners": "forget"}
+    assert receipt["hyperparameters"] == {"alpha": 1.2, "beta": 8.0, "gamma": None}  # beta: the default
     assert receipt["forget_set"]["sha256"] == dm.forget_sha256
     assert receipt["forget_set"]["num_forget"] == 3 and receipt["forget_set"]["num_samples"] == 24
     assert receipt["input_checkpoint"]["sha256"] == digest

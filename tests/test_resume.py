@@ -87,9 +87,7 @@ def test_resumed_run_equals_uninterrupted_run(interrupted):
     assert state["epoch"] == 1  # two epochs (0 and 1) done
     (unlearn_state,) = [v for k, v in state["callbacks"].items() if k.startswith("UnlearnCallback")]
     assert unlearn_state["method"] == "ac"
-    assert unlearn_state["hyperparameters"] == {
-        "alpha": 1.5, "beta": 1.0, "gamma": None, "partners": "forget"
-    }
+    assert unlearn_state["hyperparameters"] == {"alpha": 1.5, "beta": 1.0, "gamma": None}
     assert unlearn_state["forget_sha256"] == _dm().forget_sha256
     (audit_state,) = [v for k, v in state["callbacks"].items() if k.startswith("AuditCallback")]
     assert audit_state["before"] is not None
@@ -122,14 +120,16 @@ def test_resume_with_a_different_forget_set_or_hparams_is_refused(interrupted, c
 
 
 def test_checkpoint_without_newer_options_resumes_at_their_defaults():
-    """A checkpoint written before ``partners`` existed ran it at its default: resuming it with
-    the default is accepted, with another value refused."""
+    """A checkpoint written before an option existed ran it at its default: resuming it with
+    that default is accepted, another value refused; a changed default is a changed run."""
     from lightly_unlearn import UnlearnCallback
 
-    old = {"method": "ac", "hyperparameters": {"alpha": 1.0, "beta": 4.0, "gamma": None},
-           "forget_sha256": None, "num_forget": None}
-    UnlearnCallback("ac", beta=4.0).load_state_dict(old)
+    older = {"method": "ac", "hyperparameters": {"alpha": 1.0, "beta": 8.0},  # before gamma
+             "forget_sha256": None, "num_forget": None}
+    UnlearnCallback("ac").load_state_dict(older)
     with pytest.raises(ValueError, match="hyper-parameters"):
-        UnlearnCallback("ac", beta=4.0, partners="other_class").load_state_dict(old)
-    with pytest.raises(ValueError, match="hyper-parameters"):  # beta's default has changed since
-        UnlearnCallback("ac").load_state_dict(old)
+        UnlearnCallback("ac", gamma=0.5).load_state_dict(older)
+    beta4 = {**older, "hyperparameters": {"alpha": 1.0, "beta": 4.0, "gamma": None}}
+    UnlearnCallback("ac", beta=4.0).load_state_dict(beta4)
+    with pytest.raises(ValueError, match="hyper-parameters"):  # beta's default was 4 until 2bfd457
+        UnlearnCallback("ac").load_state_dict(beta4)

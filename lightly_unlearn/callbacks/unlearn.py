@@ -225,8 +225,7 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
         self._warn_if_nothing_to_sync(pl_module)
         check_trainable(pl_module)  # no meta tensors, something to train: refused before any step
         dm.configure(
-            self.method.data, extra_view=self.method.extra_view,
-            pair_forget=self.method.pairs_forget, partners=self.method.partners,
+            self.method.data, extra_view=self.method.extra_view, pair_forget=self.method.pairs_forget
         )
         self._datamodule, self._module = dm, pl_module
         self._forget_keys = dm.forget_indices

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from lightly_unlearn.data.views import dataset_targets as _targets  # shared with AC's partners
+from lightly_unlearn.data.views import dataset_targets as _targets
 
 DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 

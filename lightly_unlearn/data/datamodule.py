@@ -165,7 +165,6 @@ class ForgetRetainDataModule(L.LightningDataModule, pl.LightningDataModule):
         self.mode: DataMode = "all"
         self.extra_view = False
         self.pair_forget = False
-        self.partners = "forget"
 
     # -- the splits the audits read -----------------------------------------------------------
     @property
@@ -199,7 +198,6 @@ class ForgetRetainDataModule(L.LightningDataModule, pl.LightningDataModule):
         extra_view: bool = False,
         pair_forget: bool | None = None,
         *,
-        partners: str = "forget",
         validate: bool = True,
     ) -> None:
         """Choose the training stream; called by ``UnlearnCallback`` before loaders are built.
@@ -213,7 +211,6 @@ class ForgetRetainDataModule(L.LightningDataModule, pl.LightningDataModule):
             raise ValueError(f"Unknown data mode {mode!r}.")
         self.mode, self.extra_view = mode, bool(extra_view)
         self.pair_forget = self.extra_view if pair_forget is None else bool(pair_forget)
-        self.partners = partners
         if validate:
             self._train_set()  # validates now rather than when the first epoch starts
 
@@ -228,13 +225,12 @@ class ForgetRetainDataModule(L.LightningDataModule, pl.LightningDataModule):
             if self.mode == "mixed" and self.pair_forget:
                 return ForgetPairedCaptions(
                     self.dataset, keys, forget, self.transform, self.tokenizer,
-                    extra_view=self.extra_view, partners=self.partners,
+                    extra_view=self.extra_view,
                 )
             return KeyedPairs(self.dataset, keys, self.transform, self.tokenizer)
         if self.mode == "mixed" and self.pair_forget:
             return ForgetPairedViews(
-                self.dataset, keys, forget, self.transform, extra_view=self.extra_view,
-                partners=self.partners,
+                self.dataset, keys, forget, self.transform, extra_view=self.extra_view
             )
         return KeyedViews(self.dataset, keys, self.transform)
 

@@ -18,16 +18,6 @@ pass forget-only batch statistics, and a model can then lower ``cos(anchor, extr
 sample at once by telling the passes apart through BatchNorm — it collapsed lightly's ResNet-18
 SimCLR example in one epoch. The extra view is the last entry of the view list: the callback
 identifies it by position from the end, whatever the number of views.
-
-Where the partner comes from (``partners``, AC's hyper-parameter of the same name):
-
-* ``"forget"`` (default, the reference) — another forget sample, as above;
-* ``"other_class"`` — a sample of the training set (retain or forget) whose class label differs
-  from ``x_i``'s, drawn uniformly on every load. Meant for forgetting a *whole class*: there every
-  other forget sample is of the same class (for CLIP, often the very same caption text), so the
-  "forget" swap pulls ``x_i`` toward its class instead of away from it. Labels are read once, at
-  construction (``dataset.targets`` / ``.labels``, else the items' targets:
-  :func:`~lightly_unlearn.data.views.dataset_targets`).
 """
 
 from __future__ import annotations
@@ -38,24 +28,11 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from lightly_unlearn.data.views import (
-    dataset_targets,
-    split_item,
-    split_pair,
-    tokenize_one,
-    view_transforms,
-)
-
-#: Where a forget sample's partner comes from (see the module docstring).
-PARTNERS = ("forget", "other_class")
+from lightly_unlearn.data.views import split_item, split_pair, tokenize_one, view_transforms
 
 
 class ForgetPairedViews(Dataset):
-    """All samples (retain ∪ forget), forget ones with a partner's view and an extra own view.
-
-    ``partners``: ``"forget"`` (another forget sample) or ``"other_class"`` (a training sample of
-    another class; needs an integer label for every sample in ``indices``).
-    """
+    """All samples (retain ∪ forget), forget ones with a partner's view and an extra own view."""
 
     def __init__(
         self,
@@ -64,13 +41,7 @@ class ForgetPairedViews(Dataset):
         forget: Sequence[int],
         transform: Callable,
         extra_view: bool = True,
-        partners: str = "forget",
     ) -> None:
-        if partners not in PARTNERS:
-            raise ValueError(
-                f"partners must be one of {', '.join(map(repr, PARTNERS))}; got {partners!r}."
-            )
-        self.partners = partners
         self.dataset = dataset
         self.indices = [int(i) for i in indices]
         self.forget = [int(i) for i in forget]
@@ -79,19 +50,10 @@ class ForgetPairedViews(Dataset):
         self._forget_pos = {k: p for p, k in enumerate(self.forget)}
         # a single forget sample is paired with retain samples (there is no other forget sample)
         self._single_partners = (
-            [k for k in self.indices if k not in self._forget_pos]
-            if len(self.forget) == 1 and partners == "forget"
-            else []
+            [k for k in self.indices if k not in self._forget_pos] if len(self.forget) == 1 else []
         )
-        if len(self.forget) == 1 and partners == "forget" and not self._single_partners:
+        if len(self.forget) == 1 and not self._single_partners:
             raise ValueError("A single forget sample needs at least one retain sample as partner.")
-        # partners="other_class": the training keys sorted by class, each class's block in that
-        # order and each forget key's class (a partner is drawn from outside its class's block)
-        self._by_class: list[int] = []
-        self._block: dict[int, tuple[int, int]] = {}
-        self._forget_class: dict[int, int] = {}
-        if partners == "other_class":
-            self._index_classes()
         self.transform = transform
         self.per_view = view_transforms(transform)
         self.extra_view = extra_view
@@ -112,42 +74,9 @@ class ForgetPairedViews(Dataset):
         views[1] = self.transform(partner_image)[1]
         return views
 
-    def _index_classes(self) -> None:
-        """Read the labels once and check every forget sample has a partner of another class."""
-        labels = dict(zip(self.indices, dataset_targets(self.dataset, self.indices)))
-        missing = [k for k in self.forget if k not in labels]
-        if missing:  # forget keys outside indices: read their labels too (never partners)
-            labels.update(zip(missing, dataset_targets(self.dataset, missing)))
-        unlabelled = [k for k, t in labels.items() if t is None]
-        if unlabelled:
-            raise ValueError(
-                "partners='other_class' needs an integer class label for every training sample: "
-                "pass a dataset with `targets` (or `labels`), or items (image, target) / (image, "
-                f"caption, target); {len(unlabelled)} sample(s) have none (e.g. position "
-                f"{unlabelled[0]}). Without labels use partners='forget'."
-            )
-        self._by_class = sorted(self.indices, key=lambda k: labels[k])  # stable: keys in order
-        for pos, k in enumerate(self._by_class):
-            start, count = self._block.get(labels[k], (pos, 0))
-            self._block[labels[k]] = (start, count + 1)
-        for k in self.forget:
-            c = labels[k]
-            if len(self._by_class) - self._block.get(c, (0, 0))[1] == 0:
-                raise ValueError(
-                    f"partners='other_class': forget sample {k} has class {c} and no training "
-                    "sample has another class, so it has no partner; add samples of other "
-                    "classes to the dataset or use partners='forget'."
-                )
-            self._forget_class[k] = c
-
     def partner(self, key: int) -> int:
         """A uniformly random forget sample other than ``key`` (fresh draw on every call); with a
-        single forget sample, a uniformly random retain sample. With ``partners="other_class"``:
-        a uniformly random training sample whose class differs from ``key``'s."""
-        if self._forget_class:
-            start, count = self._block.get(self._forget_class[key], (0, 0))
-            j = int(torch.randint(len(self._by_class) - count, ()).item())
-            return self._by_class[j + count if j >= start else j]  # skip the class's block
+        single forget sample, a uniformly random retain sample."""
         if self._single_partners:
             j = int(torch.randint(len(self._single_partners), ()).item())
             return self._single_partners[j]
@@ -175,8 +104,7 @@ class ForgetPairedCaptions(ForgetPairedViews):
 
     A forget pair ``i`` yields ``[t(image_i), tok(caption_π(i)), tok(caption_i)]``: in the
     contrastive loss image ``i`` is paired with the caption of another forget pair ``π(i)`` (and
-    that caption with image ``i``; π redrawn on every load; with ``partners="other_class"``, the
-    caption of a training pair of another class), and its own caption is carried as
+    that caption with image ``i``; π redrawn on every load), and its own caption is carried as
     the extra view whose similarity to image ``i`` positive calibration penalises. Retain pairs
     yield ``[t(image), tok(caption), zeros]``; the callback drops the third entry before the
     module's step, which therefore sees ``(images, tokens)`` as usual.
@@ -190,9 +118,8 @@ class ForgetPairedCaptions(ForgetPairedViews):
         image_transform: Callable,
         tokenizer: Callable,
         extra_view: bool = True,
-        partners: str = "forget",
     ) -> None:
-        super().__init__(dataset, indices, forget, image_transform, extra_view, partners)
+        super().__init__(dataset, indices, forget, image_transform, extra_view)
         self.tokenizer = tokenizer
 
     def __getitem__(self, i: int) -> tuple[list[Any], Any, int]:

@@ -20,7 +20,7 @@ class AlignmentCalibration(UnlearningMethod):
     )
     data = "mixed"
     pairs_forget = True
-    defaults = {"alpha": 1.0, "beta": 8.0, "gamma": None, "partners": "forget"}
+    defaults = {"alpha": 1.0, "beta": 8.0, "gamma": None}
     help = {
         "alpha": "weight of the forget rows' alignment part",
         "beta": "positive calibration weight, scaled by |D_forget|/|D_train| as in the reference "
@@ -31,28 +31,15 @@ class AlignmentCalibration(UnlearningMethod):
         "MoCo/CIFAR reference used 0)",
         "gamma": "weight of the forget rows' uniformity part (None: tied to alpha; see "
         "`lightly-unlearn list loss` for what it means per loss)",
-        "partners": "where a forget sample's partner view comes from: 'forget' (another forget "
-        "sample, the reference) or 'other_class' (a sample of another class, read from the "
-        "dataset's targets: for forgetting a whole class)",
     }
-    PARTNERS = ("forget", "other_class")
 
     @property
     def extra_view(self) -> bool:  # type: ignore[override]
         """The extra own view is only needed (and embedded) for positive calibration, β > 0."""
         return self.hparams["beta"] > 0
 
-    @property
-    def partners(self) -> str:  # type: ignore[override]
-        return self.hparams["partners"]
-
     def validate(self) -> None:
         super().validate()
-        if self.hparams["partners"] not in self.PARTNERS:
-            raise ValueError(
-                f"ac: partners must be one of {', '.join(map(repr, self.PARTNERS))}; got "
-                f"{self.hparams['partners']!r}."
-            )
         gamma = self.hparams["gamma"]
         if gamma is not None and gamma < 0:
             raise ValueError(f"ac: gamma must be >= 0 or None; got {gamma}.")

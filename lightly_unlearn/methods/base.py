@@ -60,8 +60,6 @@ class UnlearningMethod:
     pairs_forget: ClassVar[bool] = False
     #: Whether forget samples need an extra own view (AC's positive calibration).
     extra_view: bool = False
-    #: Where paired forget samples draw their partner from (``data.pairing``): ``"forget"``.
-    partners: str = "forget"
     #: Whether all weights are re-initialised first (Retrain).
     reinitialise: ClassVar[bool] = False
     #: Hyper-parameters with their defaults, and a short help text for each.
