@@ -93,8 +93,8 @@ def test_benchmark_quick_runs(tmp_path):
 
 @pytest.mark.slow
 def test_class_forgetting_quick_runs(tmp_path):
-    """The class-forgetting smoke run: Retrain, Fine-tune, AC and AC partners="other_class" on the
-    tiny CLIP and the SimCLR MLP, two seeds, paired intervals per metric."""
+    """The class-forgetting smoke run: Retrain, Fine-tune and AC on the tiny CLIP and the SimCLR MLP,
+    two seeds, paired intervals AC − Fine-tune per metric and signed gaps to Retrain."""
     spec = importlib.util.spec_from_file_location("bench_class", ROOT / "benchmarks" / "class_forgetting.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
@@ -105,21 +105,26 @@ def test_class_forgetting_quick_runs(tmp_path):
     for setting in ("clip", "mlp"):
         res = payload["results"][setting]
         rows = {r["method"]: r for r in res["summary"]}
-        assert set(rows) == {"original", "retrain", "finetune", "ac", "ac_other"}
+        assert set(rows) == {"original", "retrain", "finetune", "ac"}
         assert all(r["seeds"] == 2 for r in rows.values())
-        pairs = {(c["a"], c["b"], c["metric"]) for c in res["paired"]}
+        assert not any("partners" in r["hyperparameters"] for seed in res["per_seed"] for r in seed)
         headline = "gap_zs_forget" if setting == "clip" else "indist_gap"
-        assert ("ac_other", "ac", headline) in pairs
-        assert all(len(c["differences"]) == 2 for c in res["paired"])
+        assert {(c["a"], c["b"]) for c in res["paired"]} == {("ac", "finetune")}
+        assert headline in {c["metric"] for c in res["paired"]}
+        assert all(len(c["differences"]) == 2 and c["verdict"] for c in res["paired"])
+        assert {c["a"] for c in res["versus_retrain"]} == {"finetune", "ac"}
+        assert all(c["b"] == "retrain" for c in res["versus_retrain"])
+        gaps = {(g["method"], g["metric"]) for g in res["gaps"]}
+        assert {("finetune", headline), ("ac", headline)} <= gaps and {m for m, _ in gaps} == {"finetune", "ac"}
     clip = {r["method"]: r for r in payload["results"]["clip"]["summary"]}
-    assert clip["retrain"]["gap_zs_forget"] == 0.0 and math.isfinite(clip["ac_other"]["zs_forget"])
+    assert clip["retrain"]["gap_zs_forget"] == 0.0 and math.isfinite(clip["ac"]["zs_forget"])
 
 
 @pytest.mark.slow
 def test_class_forgetting_tune_quick_runs(tmp_path):
-    """``--tune``: Fine-tune, AC and AC other_class each tuned over a grid of the same size (AC's two
-    partner choices over the same grid) on the tuning seed, the smallest mean score chosen and only
-    it evaluated on the disjoint seeds; pretrained models and Retrain rows cached and reused."""
+    """``--tune``: Fine-tune and AC each tuned over a grid of the same size (AC: epochs x beta) on the
+    tuning seed, the smallest mean score chosen and only it evaluated on the disjoint seeds;
+    pretrained models and Retrain rows cached and reused."""
     spec = importlib.util.spec_from_file_location("bench_class", ROOT / "benchmarks" / "class_forgetting.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
@@ -130,9 +135,9 @@ def test_class_forgetting_tune_quick_runs(tmp_path):
     for setting in ("clip", "mlp"):
         res = payload["results"][setting]
         grids = res["grids"]
+        assert set(grids) == {"finetune", "ac"} and set(res["chosen"]) == {"finetune", "ac"}
         assert len({len(g) for g in grids.values()}) == 1 and len(grids["ac"]) > 1
-        assert [[m, {k: v for k, v in hp.items() if k != "partners"}, e] for m, hp, e in grids["ac_other"]] == grids["ac"]
-        assert all(hp["partners"] == "other_class" for _, hp, _ in grids["ac_other"])
+        assert all(m == "ac" and set(hp) == {"alpha", "beta"} for m, hp, _ in grids["ac"])
         for name, chosen in res["chosen"].items():
             best = min(range(len(chosen["grid_scores"])), key=chosen["grid_scores"].__getitem__)
             assert [chosen["hyperparameters"], chosen["epochs"]] == grids[name][best][1:]
@@ -141,9 +146,9 @@ def test_class_forgetting_tune_quick_runs(tmp_path):
                 row = next(r for r in rows if r["method"] == name)
                 assert row["hyperparameters"] == chosen["hyperparameters"] and row["epochs"] == chosen["epochs"]
         rows = {r["method"]: r for r in res["summary"]}
-        assert set(rows) == {"original", "retrain", "finetune", "ac", "ac_other"}
+        assert set(rows) == {"original", "retrain", "finetune", "ac"}
         assert rows["retrain"]["score"] == 0.0
-        assert ("ac_other", "ac", "score") in {(c["a"], c["b"], c["metric"]) for c in res["paired"]}
+        assert ("ac", "finetune", "score") in {(c["a"], c["b"], c["metric"]) for c in res["paired"]}
     # Cached: every seed's pretrained model and Retrain row, reused by a later run (same rows).
     assert len(list(cache.glob("clip_seed*_pretrained.pt"))) == 3 and len(list(cache.glob("clip_seed*_retrain.pt"))) == 3
     again = tmp_path / "again.json"
