@@ -391,6 +391,16 @@ def markdown(payload: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def write(payload: dict[str, Any], out: str, with_markdown: bool, log) -> int:
+    """Print a finished payload's report (and README tables), write it atomically to ``out``."""
+    log(report(payload))
+    if with_markdown:
+        log(markdown(payload))
+    atomic_write_json(out, payload)
+    log(f"\nWrote {Path(out).resolve()}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--setting", choices=sorted(SETTINGS), default="mlp")
@@ -419,12 +429,7 @@ def main(argv: list[str] | None = None) -> int:
         import json
 
         payload = combine([json.loads(Path(f).read_text()) for f in args.combine])
-        log(report(payload))
-        if args.markdown:
-            log(markdown(payload))
-        atomic_write_json(args.out, payload)
-        log(f"\nWrote {Path(args.out).resolve()}")
-        return 0
+        return write(payload, args.out, args.markdown, log)
 
     if args.add_variants:
         import json
@@ -442,12 +447,7 @@ def main(argv: list[str] | None = None) -> int:
         add_variants(payload, args.add_variants, base_of, log, args.cache, spec.get("check_every", 1))
         payload["seconds"] = payload["seconds"] + time.perf_counter() - start
         payload["command"] += " ; " + " ".join(sys.argv)
-        log(report(payload))
-        if args.markdown:
-            log(markdown(payload))
-        atomic_write_json(args.out, payload)
-        log(f"\nWrote {Path(args.out).resolve()}")
-        return 0
+        return write(payload, args.out, args.markdown, log)
 
     spec = SETTINGS[args.setting]
     grids = {m: g for m, g in spec["grids"].items() if args.methods is None or m in args.methods}
