@@ -83,15 +83,28 @@ SETTINGS: dict[str, dict[str, Any]] = {
 #: Rows that are references, not unlearning methods.
 REFERENCES = ("original", "retrain")
 
-#: Variants of a method run on the evaluation seeds with the method's chosen hyper-parameters
-#: updated by these, compared paired per seed with the plain method, its ``+stop`` mode and the
-#: best baseline. Epochs: ``"chosen"`` = the method's chosen epochs (e.g. the default beta
-#: against the tuned one), ``"budget"`` = 10 % of the pretraining epochs without stopping (how
-#: AC's ``calibration='matched'`` was measured at commit f68e858 before it was dropped:
-#: ``benchmarks/results/variants/matched_*.json``).
-VARIANTS: dict[str, tuple[str, dict[str, Any], str]] = {
-    f"ac:beta{b:g}": ("ac", {"beta": float(b)}, "chosen") for b in (0, 1, 4, 8, 16)
+#: Variants of a method run on the evaluation seeds for the method's chosen epochs with its
+#: chosen hyper-parameters updated by these (e.g. the default beta against the tuned one),
+#: compared paired per seed with the plain method, its ``+stop`` mode and the best baseline.
+#: (AC's ``calibration='matched'`` was measured this way, for 10 % of the pretraining epochs, at
+#: commit f68e858 before it was dropped: ``benchmarks/results/variants/matched_*.json``.)
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    f"ac:beta{b:g}": ("ac", {"beta": float(b)}) for b in (0, 1, 4, 8, 16)
 }
+
+
+def metric_value(row: dict, metric: str) -> float:
+    """A row's metric; ``"score"`` is the tuning score (:func:`score`)."""
+    return score(row) if metric == "score" else float(row[metric])
+
+
+def check_references(old: list[dict], new: list[dict], what: str) -> None:
+    """Runs merged into one table must share their references (the same ``--cache``)."""
+    before = {r["method"]: r for r in old if r["method"] in REFERENCES}
+    after = {r["method"]: r for r in new if r["method"] in REFERENCES}
+    for name in REFERENCES:
+        if abs(before[name]["forget_holdout_auc"] - after[name]["forget_holdout_auc"]) > 1e-9:
+            raise SystemExit(f"{what}: the {name} rows differ; the runs must share --cache.")
 
 
 def family(name: str) -> str:
@@ -195,9 +208,6 @@ def paired(per_seed: list[list[dict]], metrics: tuple[str, ...] = ("avg_gap", "i
     The best baseline is the non-AC method row (calibrated or not) with the smallest mean of the
     metric over the evaluation seeds; the difference AC − baseline is taken seed by seed, and its
     95 % Student-t interval over seeds decides the verdict."""
-    def value(row: dict, metric: str) -> float:
-        return score(row) if metric == "score" else float(row[metric])
-
     by_seed = [{r["method"]: r for r in rows} for rows in per_seed]
     names = [n for n in by_seed[0] if all(n in rows for rows in by_seed)]
     acs = [n for n in names if family(n) == "ac"]
@@ -206,8 +216,8 @@ def paired(per_seed: list[list[dict]], metrics: tuple[str, ...] = ("avg_gap", "i
     for metric, ac in itertools.product(metrics, acs):
         if not baselines:
             break
-        best = min(baselines, key=lambda n: np.mean([value(rows[n], metric) for rows in by_seed]))
-        diffs = [value(rows[ac], metric) - value(rows[best], metric) for rows in by_seed]
+        best = min(baselines, key=lambda n: np.mean([metric_value(rows[n], metric) for rows in by_seed]))
+        diffs = [metric_value(rows[ac], metric) - metric_value(rows[best], metric) for rows in by_seed]
         mean, low, high = t_interval(diffs)
         out.append({"metric": metric, "ac": ac, "baseline": best, "differences": diffs,
                     "mean_difference": mean, "ci95": [low, high], "seeds": len(diffs),
@@ -217,7 +227,7 @@ def paired(per_seed: list[list[dict]], metrics: tuple[str, ...] = ("avg_gap", "i
         for parent in (family(variant), family(variant) + "+stop"):
             if parent not in names:
                 continue
-            diffs = [value(rows[variant], metric) - value(rows[parent], metric) for rows in by_seed]
+            diffs = [metric_value(rows[variant], metric) - metric_value(rows[parent], metric) for rows in by_seed]
             mean, low, high = t_interval(diffs)
             out.append({"metric": metric, "ac": variant, "baseline": parent, "differences": diffs,
                         "mean_difference": mean, "ci95": [low, high], "seeds": len(diffs),
@@ -230,9 +240,6 @@ def configurations(per_seed: list[list[dict]], family_name: str = "ac",
     """Every fixed-epoch configuration of one method (its chosen row and its ``<name>:<variant>``
     rows, not ``+stop``) against the best of them, per metric, paired per seed: is a given
     configuration (e.g. the default beta) the best or within noise of the best in this setting?"""
-    def value(row: dict, metric: str) -> float:
-        return score(row) if metric == "score" else float(row[metric])
-
     by_seed = [{r["method"]: r for r in rows} for rows in per_seed]
     names, seen = [], []
     for n in by_seed[0]:  # a variant equal to the chosen configuration is the same configuration
@@ -243,13 +250,13 @@ def configurations(per_seed: list[list[dict]], family_name: str = "ac",
                 seen.append(hp)
     out = []
     for metric in metrics if len(names) > 1 else ():
-        best = min(names, key=lambda n: np.mean([value(rows[n], metric) for rows in by_seed]))
+        best = min(names, key=lambda n: np.mean([metric_value(rows[n], metric) for rows in by_seed]))
         for name in names:
-            diffs = [value(rows[name], metric) - value(rows[best], metric) for rows in by_seed]
+            diffs = [metric_value(rows[name], metric) - metric_value(rows[best], metric) for rows in by_seed]
             mean, low, high = t_interval(diffs)
             out.append({"metric": metric, "configuration": name,
                         "hyperparameters": by_seed[0][name]["hyperparameters"], "best": best,
-                        "mean": float(np.mean([value(rows[name], metric) for rows in by_seed])),
+                        "mean": float(np.mean([metric_value(rows[name], metric) for rows in by_seed])),
                         "mean_difference": mean, "ci95": [low, high],
                         "verdict": "best" if name == best else
                         ("within noise of the best" if not low > 0 else "worse than the best")})
@@ -293,11 +300,7 @@ def combine(payloads: list[dict[str, Any]]) -> dict[str, Any]:
             into["chosen"] = {**into["chosen"], **res["chosen"]}
             seeds = []
             for old, new in zip(into["per_seed"], res["per_seed"]):
-                ref_old = {r["method"]: r for r in old if r["method"] in REFERENCES}
-                ref_new = {r["method"]: r for r in new if r["method"] in REFERENCES}
-                for name in REFERENCES:
-                    if abs(ref_old[name]["forget_holdout_auc"] - ref_new[name]["forget_holdout_auc"]) > 1e-9:
-                        raise SystemExit(f"--combine: the {name} rows differ; the runs must share --cache.")
+                check_references(old, new, "--combine")
                 have = {r["method"] for r in old}
                 seeds.append(old + [r for r in new if r["method"] not in have])
             into["per_seed"] = seeds
@@ -309,29 +312,22 @@ def combine(payloads: list[dict[str, Any]]) -> dict[str, Any]:
     return merged
 
 
-def add_variants(payload: dict[str, Any], names: list[str], base_of, log, cache: str | None,
-                 check_every: int = 1) -> dict[str, Any]:
+def add_variants(payload: dict[str, Any], names: list[str], log, cache: str | None) -> dict[str, Any]:
     """Run ``names`` (keys of :data:`VARIANTS`) on a finished run's evaluation seeds, against its
-    very references (``--cache``) and its chosen hyper-parameters, and add their rows."""
+    very references (``--cache``) and its chosen hyper-parameters, and add their rows. The
+    setting is the run's own (``--setting`` is not read)."""
     for res in payload["results"]:
-        base = base_of(res)
-        max_epochs = max(1, round(0.1 * base.pretrain_epochs))
+        base = Setting(**{k: v for k, v in res["setting"].items() if k != "augmentation"})
         t0 = time.perf_counter()
         for seed, rows in zip(payload["eval_seeds"], res["per_seed"]):
             exp = _experiment(base, seed, cache)
             runs = [exp.pretrain(), exp.unlearn("retrain")]
-            have = {r["method"]: r for r in rows}
-            for ref in REFERENCES:
-                if abs(have[ref]["forget_holdout_auc"] - summarise(runs)[REFERENCES.index(ref)]
-                       ["forget_holdout_auc"]) > 1e-9:
-                    raise SystemExit(f"--add-variants: the {ref} row differs from the cached one; "
-                                     "pass the --cache the run was made with.")
+            check_references(rows, summarise(runs), "--add-variants")
             for name in names:
-                method, extra, epochs = VARIANTS[name]
+                method, extra = VARIANTS[name]
                 chosen = res["chosen"][method]
                 hp = {**chosen["hyperparameters"], **extra}
-                epochs = max_epochs if epochs == "budget" else chosen["epochs"]
-                runs.append(exp.unlearn(method, hp, epochs, check_every=check_every, label=name))
+                runs.append(exp.unlearn(method, hp, chosen["epochs"], label=name))
             new = {r["method"]: r for r in summarise(runs)}
             rows[:] = [r for r in rows if r["method"] not in names] + [new[n] for n in names]
             log(f"    {res['model']} {res['forget']}: variants on seed {seed}")
@@ -437,14 +433,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.to:
             raise SystemExit("--add-variants needs --to <a finished run's JSON>.")
         payload = json.loads(Path(args.to).read_text())
-        spec = SETTINGS[args.setting]
-
-        def base_of(res: dict[str, Any]) -> Setting:
-            s = {k: v for k, v in res["setting"].items() if k != "augmentation"}
-            return Setting(**s)
-
         start = time.perf_counter()
-        add_variants(payload, args.add_variants, base_of, log, args.cache, spec.get("check_every", 1))
+        add_variants(payload, args.add_variants, log, args.cache)
         payload["seconds"] = payload["seconds"] + time.perf_counter() - start
         payload["command"] += " ; " + " ".join(sys.argv)
         return write(payload, args.out, args.markdown, log)
