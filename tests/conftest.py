@@ -334,3 +334,17 @@ def trainer_kwargs(tmp_path, **kw):
 @pytest.fixture
 def digits():
     return digits_dataset(64)
+
+
+def forget_view_capture(forget, seen: dict):
+    """A Callback (placed before ``UnlearnCallback``) that stores the forget samples' first view
+    (``seen["v1"]``) and the extra own view, last (``seen["v3"]``), of each batch."""
+    import pytorch_lightning as pl
+
+    class Capture(pl.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            is_forget = torch.isin(batch[2], torch.tensor(forget))
+            seen["v1"] = batch[0][0][is_forget].clone()
+            seen["v3"] = batch[0][-1][is_forget].clone()
+
+    return Capture()

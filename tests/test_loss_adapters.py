@@ -7,7 +7,14 @@ import copy
 import pytest
 import pytorch_lightning as pl
 import torch
-from conftest import digits_dataset, make_byol, make_simsiam, tiny_transform, trainer_kwargs
+from conftest import (
+    digits_dataset,
+    forget_view_capture,
+    make_byol,
+    make_simsiam,
+    tiny_transform,
+    trainer_kwargs,
+)
 from lightly.loss import DCLLoss, DCLWLoss, NegativeCosineSimilarity, NTXentLoss
 from torch import nn
 
@@ -217,11 +224,6 @@ def test_ac_positive_calibration_lowers_own_view_similarity_beyond_infonce(tmp_p
     forget = list(range(0, 40, 2))
     seen = {}
 
-    class Capture(pl.Callback):  # runs before UnlearnCallback takes the extra view
-        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-            is_forget = torch.isin(batch[2], torch.tensor(forget))
-            seen["v1"] = batch[0][0][is_forget].clone()
-            seen["v3"] = batch[0][-1][is_forget].clone()
 
     results = {}
     for beta in (1e-9, 20.0):  # a vanishing beta keeps the same data pipeline (extra view drawn)
@@ -229,7 +231,7 @@ def test_ac_positive_calibration_lowers_own_view_similarity_beyond_infonce(tmp_p
         model = MODEL_FACTORIES[name]()()
         dm = ForgetRetainDataModule(data, forget, tiny_transform(), batch_size=40)
         cb = UnlearnCallback("ac", alpha=1.0, beta=beta, sync_momentum=False)
-        trainer = pl.Trainer(**trainer_kwargs(tmp_path, max_steps=1), callbacks=[Capture(), cb])
+        trainer = pl.Trainer(**trainer_kwargs(tmp_path, max_steps=1), callbacks=[forget_view_capture(forget, seen), cb])
         trainer.fit(model, datamodule=dm)
         with torch.no_grad(), frozen_batch_norm_stats(model):  # batch statistics, as in training
             results[beta] = _own_view_similarity(name, model, seen["v1"], seen["v3"]).mean().item()

@@ -4,7 +4,14 @@ import lightning.pytorch as L
 import pytest
 import pytorch_lightning as pl
 import torch
-from conftest import digits_dataset, make_moco, make_simclr, tiny_transform, trainer_kwargs
+from conftest import (
+    digits_dataset,
+    forget_view_capture,
+    make_moco,
+    make_simclr,
+    tiny_transform,
+    trainer_kwargs,
+)
 from torch import nn
 
 from lightly_unlearn import ForgetRetainDataModule, UnlearnCallback
@@ -88,11 +95,6 @@ def test_ac_positive_calibration_lowers_forget_self_alignment_after_a_step(tmp_p
     forget = list(range(0, 40, 2))
     seen = {}
 
-    class Capture(pl.Callback):  # runs before UnlearnCallback pops the extra view
-        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-            is_forget = torch.isin(batch[2], torch.tensor(forget))
-            seen["v1"] = batch[0][0][is_forget].clone()
-            seen["v3"] = batch[0][2][is_forget].clone()
 
     results = {}
     for beta in (1e-9, 5.0):  # a vanishing beta keeps the same data pipeline (extra view drawn)
@@ -100,7 +102,7 @@ def test_ac_positive_calibration_lowers_forget_self_alignment_after_a_step(tmp_p
         model = make_simclr("pl")(batch_norm=False)
         dm = ForgetRetainDataModule(data, forget, tiny_transform(), batch_size=40)
         cb = UnlearnCallback("ac", alpha=1.0, beta=beta)
-        trainer = pl.Trainer(**trainer_kwargs(tmp_path, max_steps=1), callbacks=[Capture(), cb])
+        trainer = pl.Trainer(**trainer_kwargs(tmp_path, max_steps=1), callbacks=[forget_view_capture(forget, seen), cb])
         trainer.fit(model, datamodule=dm)
         with torch.no_grad():
             results[beta] = nn.functional.cosine_similarity(
