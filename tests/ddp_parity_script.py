@@ -206,3 +206,9 @@ if __name__ == "__main__":
     out, devices = Path(sys.argv[1]), int(sys.argv[2])
     for method in sys.argv[3:] or ["ac", "neggrad"]:
         run(out, devices, method)
+    # Lightning keeps the process group after fit; left to interpreter exit, gloo's threads
+    # sometimes abort the process ("terminate called without an active exception", rc -6)
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
