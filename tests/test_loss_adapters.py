@@ -223,8 +223,6 @@ def test_ac_positive_calibration_lowers_own_view_similarity_beyond_infonce(tmp_p
     data = digits_dataset(40)
     forget = list(range(0, 40, 2))
     seen = {}
-
-
     results = {}
     for beta in (1e-9, 20.0):  # a vanishing beta keeps the same data pipeline (extra view drawn)
         torch.manual_seed(0)
