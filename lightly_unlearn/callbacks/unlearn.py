@@ -17,6 +17,7 @@ from lightly_unlearn.adapters import (
     reinitialise,
     require,
 )
+from lightly_unlearn.callbacks.unlearning.objective_check import ObjectiveCheck
 from lightly_unlearn.data.validation import check_resumed_forget_set
 from lightly_unlearn.errors import ForgetCoverageError, NonFiniteLossError  # noqa: F401  (re-exported)
 from lightly_unlearn.losses.adapter import RowTermsAdapter, describe_adapters, find_adapter
@@ -170,6 +171,7 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
         self._finished = False
         self._resumed = False
         self._total_steps = 1
+        self._check = ObjectiveCheck()
 
     # -- description, logging, checkpoint state ----------------------------------------------
     @property
@@ -217,9 +219,9 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
             load_initial_weights(pl_module, self.init_checkpoint)
         self._reset_fit_state()
         dm = self._checked_datamodule(trainer)
-        self._criterion = pl_module.criterion if hasattr(pl_module, "criterion") else None
-        self._adapter: RowTermsAdapter = self._checked_adapter(pl_module)
         self._roles = resolve_roles(pl_module, self.roles)  # misspelt role names fail here
+        self._criterion = self._roles.criterion_module(pl_module)
+        self._adapter: RowTermsAdapter = self._checked_adapter(pl_module)
         if self.method.extra_view and self.embed_fn is None and self._adapter.image_text:
             require(pl_module, "encode_text")  # CLIP: the extra view is the own caption
         self._warn_if_nothing_to_sync(pl_module)
@@ -262,8 +264,9 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
                 f"{type(pl_module).__name__} has no attribute 'criterion'. UnlearnCallback changes "
                 "the objective through the module's loss object, as in lightly's examples: store "
                 "it as `self.criterion = NTXentLoss(...)` and call `self.criterion(z0, z1)` in "
-                "training_step. If your step computes the loss another way, use "
-                "`AlignmentCalibrationLoss` there directly instead of the callback."
+                "training_step (or name your loss object: `roles=ModuleRoles(criterion='loss_fn')`). "
+                "If your step computes the loss another way, use `AlignmentCalibrationLoss` there "
+                "directly instead of the callback."
             )
         adapter = find_adapter(self._criterion)
         if adapter is None:
@@ -291,6 +294,8 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
         # Retrain re-initialises here, after every on_fit_start (so AuditCallback's "before"
         # audit sees the given model whatever the callback order) and after a checkpoint
         # restore; a resumed unlearning run (our state came back) keeps its restored weights.
+        # the weights the guards fall back to: the given ones until the first step is verified
+        self._take_snapshot(pl_module)
         if self.method.reinitialise and not self._resumed:
             # a module that knows how to re-create its weights (CLIPModule: open_clip's own
             # initialisation of embeddings and projections) does it itself
@@ -299,7 +304,6 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
                 reset()
             else:  # teachers / momentum copies become copies of the fresh online weights
                 reinitialise(pl_module, self._roles)
-        self._take_snapshot(pl_module)  # the weights the non-finite guard falls back to
 
     def on_fit_start(self, trainer: Any, pl_module: nn.Module) -> None:
         if self.reset_memory_bank and not self.method.reinitialise:
@@ -451,6 +455,23 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
         for _, t, saved in self._snapshot or []:
             t.copy_(saved)
 
+    def on_before_optimizer_step(self, trainer: Any, pl_module: nn.Module, optimizer: Any) -> None:
+        try:  # before the update: a step that bypassed the objective changes no weight
+            self._check.verify(
+                pl_module, self.method.name, self._roles.criterion or "criterion",
+                other_losses=lambda: self._other_losses(pl_module),
+            )
+        except ModuleContractError:
+            self._restore_finite()
+            raise
+
+    def _other_losses(self, pl_module: nn.Module) -> list[str]:
+        """Names of the module's other loss objects that a loss adapter serves."""
+        return [
+            name for name, child in pl_module.named_modules()
+            if name and child is not self._criterion and find_adapter(child) is not None
+        ]
+
     def on_exception(self, trainer: Any, pl_module: nn.Module, exception: BaseException) -> None:
         # Lightning does not call teardown on errors: give the user their criterion back
         self.teardown(trainer, pl_module, "fit")
@@ -536,6 +557,7 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
                 "epochs (gradient ascent and NegGrad diverge easily), or lower `lam`."
             )
         ctx.logged.append((loss.detach(), terms))
+        self._check.track(loss)
         return loss
 
     def _log(self, module: nn.Module, ctx: _BatchContext) -> None:
