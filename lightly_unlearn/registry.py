@@ -1,4 +1,4 @@
-"""Discovery of methods, audits and criteria through entry points.
+"""Discovery of methods, audits, criteria and loss adapters through entry points.
 
 Built-in components are declared in this package's own ``pyproject.toml`` in the same groups a
 third-party distribution uses, so there is one code path. Resolution order for a name:
@@ -14,14 +14,19 @@ from typing import Any
 
 import entrypoints
 
-from lightly_unlearn.errors import UnknownComponentError  # noqa: F401  (re-exported)
+from lightly_unlearn.errors import UnknownComponentError
 
+#: kind -> entry-point group; each group is named for what it holds
 GROUPS = {
-    "method": "lightly_unlearn.methods",
-    "audit": "lightly_unlearn.audits",
-    "criterion": "lightly_unlearn.criteria",
-    "loss": "lightly_unlearn.losses",  # row-terms adapters (losses.adapter.RowTermsAdapter)
+    "method": "lightly_unlearn.methods",  # UnlearningMethod classes
+    "audit": "lightly_unlearn.audits",  # Audit classes
+    "criterion": "lightly_unlearn.criteria",  # losses (criteria) a module may use
+    "loss_adapter": "lightly_unlearn.loss_adapters",  # RowTermsAdapter classes
 }
+#: Earlier spellings of kinds, still accepted (``lightly-unlearn list loss``).
+KIND_ALIASES = {"loss": "loss_adapter"}
+#: Earlier group names, still read; a plugin found there gets a DeprecationWarning.
+LEGACY_GROUPS = {"loss_adapter": "lightly_unlearn.losses"}
 
 #: Short names users may type for built-in methods.
 ALIASES = {
@@ -35,51 +40,68 @@ ALIASES = {
     },
     "audit": {},
     "criterion": {},
-    "loss": {},
+    "loss_adapter": {},
 }
 
 _runtime: dict[str, dict[str, Any]] = {kind: {} for kind in GROUPS}
 
 
-def _check_kind(kind: str) -> str:
+def canonical_kind(kind: str) -> str:
+    """``kind`` with an earlier spelling resolved (``loss`` -> ``loss_adapter``); raises for an
+    unknown kind."""
+    kind = KIND_ALIASES.get(kind, kind)
     if kind not in GROUPS:
         raise ValueError(f"Unknown component kind {kind!r}; expected one of {sorted(GROUPS)}.")
-    return GROUPS[kind]
+    return kind
+
+
+def _entry_points(kind: str, path: Sequence[str] | None) -> dict[str, entrypoints.EntryPoint]:
+    """The entry points of ``kind``'s group, and of its earlier group (with a warning)."""
+    path = list(path) if path else None
+    named = entrypoints.get_group_named(GROUPS[kind], path=path)
+    legacy = LEGACY_GROUPS.get(kind)
+    old = entrypoints.get_group_named(legacy, path=path) if legacy else {}
+    for name, ep in old.items():
+        warnings.warn(
+            f"{ep.distro.name if ep.distro else 'An installed package'} declares the {kind} "
+            f"{name!r} in the entry-point group {legacy!r}, which is now {GROUPS[kind]!r}; move it "
+            "there (the old group will stop being read).",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+    return {**old, **named}
 
 
 def register(kind: str, name: str, obj: Any) -> None:
     """Register ``obj`` under ``name`` for this process (tests, notebooks)."""
-    _check_kind(kind)
-    _runtime[kind][name] = obj
+    _runtime[canonical_kind(kind)][name] = obj
 
 
 def unregister(kind: str, name: str) -> None:
-    _check_kind(kind)
-    _runtime[kind].pop(name, None)
+    _runtime[canonical_kind(kind)].pop(name, None)
 
 
 def available(kind: str, path: Sequence[str] | None = None) -> list[str]:
     """Sorted names of every component of ``kind``: runtime and entry points."""
-    group = _check_kind(kind)
-    names = set(_runtime[kind])
-    names.update(entrypoints.get_group_named(group, path=list(path) if path else None))
-    return sorted(names)
+    kind = canonical_kind(kind)
+    return sorted(set(_runtime[kind]) | set(_entry_points(kind, path)))
 
 
 def canonical_name(kind: str, name: str) -> str:
     """Resolve an alias (``ga`` -> ``gradient_ascent``); other names are returned unchanged."""
-    _check_kind(kind)
+    kind = canonical_kind(kind)
     key = name.strip().lower().replace("-", "_")
     return ALIASES[kind].get(key, key)
 
 
 def load(kind: str, name: str, path: Sequence[str] | None = None) -> Any:
     """Return the object registered as ``name`` (after aliases) in the ``kind`` group."""
-    group = _check_kind(kind)
+    kind = canonical_kind(kind)
+    group = GROUPS[kind]
     key = canonical_name(kind, name)
     if key in _runtime[kind]:
         return _runtime[kind][key]
-    named = entrypoints.get_group_named(group, path=list(path) if path else None)
+    named = _entry_points(kind, path)
     if key not in named:
         aliases = ", ".join(f"{a}={t}" for a, t in sorted(ALIASES[kind].items()))
         raise UnknownComponentError(
@@ -98,6 +120,7 @@ def load(kind: str, name: str, path: Sequence[str] | None = None) -> Any:
 
 def load_all(kind: str, path: Sequence[str] | None = None) -> dict[str, Any]:
     """Load every component of ``kind``; broken plugins are skipped with a warning."""
+    kind = canonical_kind(kind)
     out = {}
     for name in available(kind, path):
         try:

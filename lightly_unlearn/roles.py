@@ -34,8 +34,9 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor, nn
 
-from lightly_unlearn.adapters import ModuleContractError
+from lightly_unlearn.errors import ModuleContractError
 
+#: Images -> embeddings: how a view is embedded (``ModuleRoles.embed``, audits' ``embed_fn``).
 EmbedFn = Callable[[Tensor], Tensor]
 
 #: Attribute names tried, in order, for the backbone and the projection head.

@@ -10,20 +10,27 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
-from conftest import digits_dataset, make_moco, make_simclr, trainer_kwargs
+from conftest import (
+    digits_dataset,
+    make_moco,
+    make_simclr,
+    registered_methods,
+    trainer_kwargs,
+    trains_on_forget,
+)
 from torch.utils.data import DataLoader
 
 from lightly_unlearn import ForgetRetainDataModule, UnlearnCallback
-from lightly_unlearn.callbacks.unlearn import ForgetCoverageError
 from lightly_unlearn.data.sampling import (
     ForgetCoveringSampler,
     forget_layout,
     mixed_layout,
 )
-from lightly_unlearn.data.validation import ForgetSetError, validate_forget_indices
+from lightly_unlearn.data.validation import validate_forget_indices
+from lightly_unlearn.errors import ForgetCoverageError, ForgetSetError
 
-METHODS = ["retrain", "finetune", "gradient_ascent", "neggrad", "l1_sparse", "ac"]
-TRAINS_ON_FORGET = {"gradient_ascent", "neggrad", "ac"}
+METHODS = registered_methods()
+TRAINS_ON_FORGET = {m for m in METHODS if trains_on_forget(m)}
 
 
 # -- the plan, for every rank at once --------------------------------------------------------

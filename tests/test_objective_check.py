@@ -10,17 +10,21 @@ import lightning.pytorch as L
 import pytest
 import pytorch_lightning as pl
 import torch
-from conftest import MODEL_FACTORIES, digits_dataset, make_simclr, tiny_transform, trainer_kwargs
+from conftest import (
+    MODEL_FACTORIES,
+    digits_dataset,
+    make_simclr,
+    method_hparams,
+    registered_methods,
+    tiny_transform,
+    trainer_kwargs,
+)
 from lightly.loss import NTXentLoss
 
-from lightly_unlearn import ForgetRetainDataModule, ModuleRoles, UnlearnCallback, registry
+from lightly_unlearn import ForgetRetainDataModule, ModuleRoles, UnlearnCallback
 from lightly_unlearn.errors import ModuleContractError
 
-METHODS = registry.available("method")
-
-
-def _hparams(method: str) -> dict:
-    return {"beta": 1.0} if "beta" in registry.load("method", method).defaults else {}
+METHODS = registered_methods()
 
 
 def bypassing(cls: type, kind: str) -> type:
@@ -61,7 +65,7 @@ def _fit_fails(tmp_path, model, method, trainer_cls=pl.Trainer, transform=None):
     before = _state(model)
     dm = ForgetRetainDataModule(digits_dataset(32), list(range(0, 32, 4)),
                                 (transform or tiny_transform)(), batch_size=8)
-    cb = UnlearnCallback(method, **_hparams(method))
+    cb = UnlearnCallback(method, **method_hparams(method))
     trainer = trainer_cls(**trainer_kwargs(tmp_path), callbacks=[cb])
     with pytest.raises(ModuleContractError, match="training_step") as err:
         trainer.fit(model, datamodule=dm)
@@ -118,7 +122,7 @@ def test_clip_refuses_a_bypassed_criterion(tmp_path, method):
     torch.manual_seed(0)
     model = _module(bypassing(CLIPModule, "ignored_call"))
     before = _state(model)
-    trainer = L.Trainer(**trainer_kwargs(tmp_path), callbacks=[UnlearnCallback(method, **_hparams(method))])
+    trainer = L.Trainer(**trainer_kwargs(tmp_path), callbacks=[UnlearnCallback(method, **method_hparams(method))])
     with pytest.raises(ModuleContractError, match="does not depend on"):
         trainer.fit(model, datamodule=_dm(model))
     _assert_unchanged(model, before)

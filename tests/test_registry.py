@@ -8,6 +8,7 @@ from conftest import digits_dataset, make_simclr, tiny_transform, trainer_kwargs
 
 from lightly_unlearn import ForgetRetainDataModule, UnlearnCallback, registry
 from lightly_unlearn.cli import main
+from lightly_unlearn.errors import UnknownComponentError
 
 
 def test_builtin_methods_and_aliases_resolve_through_entry_points():
@@ -20,7 +21,7 @@ def test_builtin_methods_and_aliases_resolve_through_entry_points():
 
 
 def test_unknown_method_lists_the_available_ones():
-    with pytest.raises(registry.UnknownComponentError, match="Available methods: ac, finetune"):
+    with pytest.raises(UnknownComponentError, match="Available methods: ac, finetune"):
         UnlearnCallback(method="scrub")
 
 
@@ -80,3 +81,40 @@ def test_list_prints_every_method_with_hyperparameters(capsys):
     assert "ac (aliases: alignment_calibration)" in out
     assert "alpha = 1.0" in out and "lam = 1.0" in out and "ga" in out
     assert "criteria (lightly_unlearn.criteria)" in out
+
+
+def test_loss_adapters_have_their_own_group_and_the_old_kind_name_still_works(capsys):
+    assert registry.GROUPS["loss_adapter"] == "lightly_unlearn.loss_adapters"
+    assert {"ntxent", "dcl", "negative_cosine_similarity", "clip", "dino"} <= set(registry.available("loss_adapter"))
+    assert registry.available("loss") == registry.available("loss_adapter")
+    assert main(["list", "loss"]) == 0
+    assert "loss adapters (criteria UnlearnCallback can unlearn through) (lightly_unlearn.loss_adapters)" in capsys.readouterr().out
+
+
+def test_a_plugin_in_the_old_loss_group_still_loads_with_a_deprecation_warning(tmp_path, monkeypatch):
+    (tmp_path / "old_loss_plugin.py").write_text(textwrap.dedent('''
+        from lightly.loss import NegativeCosineSimilarity
+        from lightly_unlearn.losses.negative_cosine import NegativeCosineAdapter
+
+        class MyCosine(NegativeCosineSimilarity):
+            pass
+
+        class MyCosineAdapter(NegativeCosineAdapter):
+            name = "my_cosine"
+            criterion_types = (MyCosine,)
+    '''))
+    dist = tmp_path / "old_loss_plugin-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: old-loss-plugin\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text(
+        "[lightly_unlearn.losses]\nmy_cosine = old_loss_plugin:MyCosineAdapter\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from lightly_unlearn.losses.adapter import find_adapter
+
+    with pytest.warns(DeprecationWarning, match="old_loss_plugin .*'lightly_unlearn.losses'.*'lightly_unlearn.loss_adapters'"):
+        assert "my_cosine" in registry.available("loss_adapter")
+    import old_loss_plugin
+
+    with pytest.warns(DeprecationWarning):
+        assert find_adapter(old_loss_plugin.MyCosine()).name == "my_cosine"

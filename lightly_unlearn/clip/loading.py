@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from lightly_unlearn.errors import PretrainedWeightsUnavailable  # noqa: F401  (re-exported)
+from lightly_unlearn.errors import PretrainedWeightsUnavailable
 
 
 def _hf_cached(repo_id: str, filename: str, cache_dir: str | None) -> str | None:

@@ -18,6 +18,16 @@ from collections.abc import Callable, Sequence
 from torch import Tensor, nn
 
 from lightly_unlearn.errors import ModuleContractError
+from lightly_unlearn.losses.adapter import find_adapter
+
+
+def other_loss_names(module: nn.Module, criterion: nn.Module) -> list[str]:
+    """Names of the module's loss objects, other than ``criterion``, that a loss adapter serves
+    (where a step that bypassed the criterion may have computed its loss)."""
+    return [
+        name for name, child in module.named_modules()
+        if name and child is not criterion and find_adapter(child) is not None
+    ]
 
 
 class _Reached:
