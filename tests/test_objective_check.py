@@ -142,14 +142,19 @@ def test_naming_the_loss_object_as_criterion_unlearns_through_it(tmp_path):
 
 
 class ManualSimCLR(make_simclr("pl")):
+    """Manual optimization; the step's loss comes from ``self.<loss_name>``."""
+
+    loss_name = "criterion"
+
     def __init__(self):
         super().__init__()
         self.automatic_optimization = False
+        self.loss_fn = NTXentLoss()
 
     def training_step(self, batch, batch_index):
         opt = self.optimizers()
         (x0, x1) = batch[0]
-        loss = self.criterion(self.forward(x0), self.forward(x1))
+        loss = getattr(self, self.loss_name)(self.forward(x0), self.forward(x1))
         opt.zero_grad()
         self.manual_backward(loss)
         opt.step()
@@ -169,17 +174,7 @@ def test_accumulation_and_manual_optimization_pass_the_check(tmp_path, setting):
 
 def test_manual_optimization_that_bypasses_is_refused_before_its_step(tmp_path):
     class ManualBypass(ManualSimCLR):
-        def __init__(self):
-            super().__init__()
-            self.loss_fn = NTXentLoss()
-
-        def training_step(self, batch, batch_index):
-            opt = self.optimizers()
-            (x0, x1) = batch[0]
-            loss = self.loss_fn(self.forward(x0), self.forward(x1))
-            opt.zero_grad()
-            self.manual_backward(loss)
-            opt.step()
+        loss_name = "loss_fn"
 
     torch.manual_seed(0)
     assert "did not call" in _fit_fails(tmp_path, ManualBypass(), "gradient_ascent")

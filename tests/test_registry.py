@@ -25,10 +25,20 @@ def test_unknown_method_lists_the_available_ones():
         UnlearnCallback(method="scrub")
 
 
+def _install_plugin(tmp_path, monkeypatch, module: str, source: str, entry_points: str) -> None:
+    """A distribution ``module`` on sys.path: one module and its ``entry_points.txt``."""
+    (tmp_path / f"{module}.py").write_text(textwrap.dedent(source))
+    dist = tmp_path / f"{module}-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text(entry_points)
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+
 @pytest.fixture
 def third_party_plugin(tmp_path, monkeypatch):
     """A distribution installed on sys.path that declares one more method."""
-    (tmp_path / "halfgrad_plugin.py").write_text(textwrap.dedent('''
+    _install_plugin(tmp_path, monkeypatch, "halfgrad_plugin", '''
         from lightly_unlearn.methods.base import UnlearningMethod
         from lightly_unlearn.methods.retrain import mean_row_loss
 
@@ -40,14 +50,7 @@ def third_party_plugin(tmp_path, monkeypatch):
 
             def objective(self, ctx):
                 return self.hparams["scale"] * mean_row_loss(ctx)
-    '''))
-    dist = tmp_path / "halfgrad_plugin-0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: halfgrad-plugin\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text(
-        "[lightly_unlearn.methods]\nhalfgrad = halfgrad_plugin:HalfGrad\n"
-    )
-    monkeypatch.syspath_prepend(str(tmp_path))
+    ''', "[lightly_unlearn.methods]\nhalfgrad = halfgrad_plugin:HalfGrad\n")
     return "halfgrad"
 
 
@@ -92,7 +95,7 @@ def test_loss_adapters_have_their_own_group_and_the_old_kind_name_still_works(ca
 
 
 def test_a_plugin_in_the_old_loss_group_still_loads_with_a_deprecation_warning(tmp_path, monkeypatch):
-    (tmp_path / "old_loss_plugin.py").write_text(textwrap.dedent('''
+    _install_plugin(tmp_path, monkeypatch, "old_loss_plugin", '''
         from lightly.loss import NegativeCosineSimilarity
         from lightly_unlearn.losses.negative_cosine import NegativeCosineAdapter
 
@@ -102,14 +105,7 @@ def test_a_plugin_in_the_old_loss_group_still_loads_with_a_deprecation_warning(t
         class MyCosineAdapter(NegativeCosineAdapter):
             name = "my_cosine"
             criterion_types = (MyCosine,)
-    '''))
-    dist = tmp_path / "old_loss_plugin-0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: old-loss-plugin\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text(
-        "[lightly_unlearn.losses]\nmy_cosine = old_loss_plugin:MyCosineAdapter\n"
-    )
-    monkeypatch.syspath_prepend(str(tmp_path))
+    ''', "[lightly_unlearn.losses]\nmy_cosine = old_loss_plugin:MyCosineAdapter\n")
     from lightly_unlearn.losses.adapter import find_adapter
 
     with pytest.warns(DeprecationWarning, match="old_loss_plugin .*'lightly_unlearn.losses'.*'lightly_unlearn.loss_adapters'"):
