@@ -12,10 +12,12 @@ What a training step meets, in order:
   Adagrad with ``eps > 0``, lightly's LARS), a tensor is *at risk* when
   ``lr·(‖g‖ + ‖w‖ + 1)·10⁶`` reaches ``max_float^(3/4)`` (``‖g‖`` the largest gradient norm seen,
   ``‖w‖`` the last measured weight norm); only tensors at risk are copied before the step and
-  checked after it, and in ordinary training there are none. For other optimizers every trained
-  tensor is at risk: a copy per step, said once at fit start;
-* every ``check_every`` steps, the norms of all trained weights (the ``‖w‖`` above, and a last
-  line for what the bound cannot foresee).
+  checked after it, and in ordinary training there are none. The 10⁶ leaves room for momentum
+  buffers (up to ``1/(1 − momentum)`` gradients), Adam-style ratios and the weights' growth
+  between measurements. For other optimizers every trained tensor is at risk: a copy per step,
+  said once at fit start;
+* every ``check_every`` (50) steps, the norms of all trained weights (the ``‖w‖`` above, and a
+  last line for what the bound cannot foresee).
 
 A failed check raises ``NonFiniteLossError`` before the update; ``UnlearnCallback`` then puts back
 what the step's forward wrote (``rollback``).
@@ -95,7 +97,7 @@ class NonFiniteGuard:
     """The checks of the module docstring for one ``fit``; ``enabled=False`` keeps only the
     objective's."""
 
-    def __init__(self, enabled: bool, check_every: int = 10) -> None:
+    def __init__(self, enabled: bool, check_every: int = 50) -> None:
         self.enabled, self.check_every = enabled, check_every
         self.copied = 0  # tensors copied before a step, over the fit (none in ordinary training)
         self._module: nn.Module | None = None
