@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from lightly_unlearn.audits.alignment import forgetting_score
-from lightly_unlearn.audits.report import gap_figure, save_figure
+from lightly_unlearn.audits.figures import gap_figure, save_figure
 from lightly_unlearn.io import atomic_write, atomic_write_json
 
 #: (key, header, format) of the table columns, in the benchmark's order.
