@@ -112,3 +112,25 @@ def test_demo_pins_threads_before_training(monkeypatch, tmp_path):
         torch.set_num_threads(before)
         torch.use_deterministic_algorithms(False)
     assert seen["torch"] == 1 and seen["blas"] <= {1}
+
+
+def test_relearning_test_of_cached_references_matches_a_fresh_run(tmp_path):
+    """Retrain's weights are cached with its row: a later run (e.g. methods added against the same
+    references) relearns Retrain alike; a different attack is measured again, not taken from the cache."""
+    from lightly_unlearn.demo.experiment import Experiment
+
+    setting = Setting(model="moco", n_train=60, n_holdout=40, pretrain_epochs=3, num_views=3, batch_size=30)
+
+    def references(**kw):
+        exp = Experiment(setting, progress=lambda _: None, cache_dir=tmp_path, relearn_epochs=2, **kw)
+        return exp.pretrain(), exp.unlearn("retrain")
+
+    fresh = references()
+    cached = references()
+    for a, b in zip(fresh, cached):
+        assert a.metrics == b.metrics and a.relearn_scores["forget_after"].tolist() == \
+            b.relearn_scores["forget_after"].tolist()
+    stronger = references(relearn_lr=0.01)
+    assert stronger[1].metrics["relearn_lr"] == 0.01
+    assert stronger[1].metrics["forget_holdout_auc"] == fresh[1].metrics["forget_holdout_auc"]
+    assert stronger[1].relearn_scores["forget_after"].tolist() != fresh[1].relearn_scores["forget_after"].tolist()

@@ -68,6 +68,11 @@ CALIBRATED_METHODS: dict[str, tuple[dict[str, Any], float]] = {
     "ac": ({"alpha": 1.0, "beta": 4.0}, 0.1),
 }
 
+#: Never-seen samples the relearning test scores: its AUC's error is set by the small forget set
+#: (20 samples: standard error 0.066 against 400 holdout samples, 0.065 against 800), so 400
+#: halve the test's audits at no cost in precision, and still resolve TPR at 1 % FPR.
+RELEARN_HOLDOUT = 400
+
 #: Columns of the Avg. Gap to Retrain (the paper's headline comparison).
 GAP_METRICS = ("ra", "ta", "ua", "emia", "cmia")
 
@@ -262,20 +267,22 @@ class Experiment:
     def with_relearn(self, run: Run, state: Mapping[str, torch.Tensor], lr: float | None = None) -> Run:
         """``run`` with the relearning test of the model holding ``state`` (built with ``lr``), as
         this experiment asks (none: no ``relearn_*`` numbers); a cached run keeps its test when
-        it was made with the same epochs and lr."""
+        it was made with the same epochs, lr and holdout sample."""
         kept = {k: v for k, v in run.metrics.items() if not k.startswith("relearn_")}
-        done = (run.metrics.get("relearn_epochs"), run.metrics.get("relearn_lr"))
+        done = tuple(run.metrics.get(f"relearn_{k}") for k in ("epochs", "lr", "holdout_samples"))
         if not self.relearn_epochs:
             run.metrics, run.relearn_scores = kept, None
             return run
-        if run.relearn_scores is not None and done == (self.relearn_epochs, self.relearn_lr):
+        wanted = (self.relearn_epochs, self.relearn_lr, min(RELEARN_HOLDOUT, len(self.holdout)))
+        if run.relearn_scores is not None and done == wanted:
             return run
         with preserved_rng():  # a memory bank is not in the state: drawn alike with or without a cache
             torch.manual_seed(self.setting.seed + 2000)
             model = self.new_model(lr)
         model.load_state_dict(state)
         result = relearn(model, self.datamodule(), self.relearn_epochs, lr=self.relearn_lr,
-                         seed=self.setting.seed, embed="head", num_views=self.setting.num_views)
+                         seed=self.setting.seed, embed="head", num_views=self.setting.num_views,
+                         num_samples=RELEARN_HOLDOUT)
         run.metrics, run.relearn_scores = kept | result.metrics, dict(result.scores)
         return run
 
