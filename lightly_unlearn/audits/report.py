@@ -112,8 +112,12 @@ def markdown_report(
     lines += relearn_section(after)
     missing_b = unresolved_low_fpr(before or {})
     missing_a = unresolved_low_fpr(after)
-    keys = [k for k in dict.fromkeys([*(before or {}), *after, *missing_b, *missing_a])
-            if not k.startswith(_SECTION_PREFIXES)]  # fmt: skip
+    keys = [k for k in dict.fromkeys([*(before or {}), *after]) if not k.startswith(_SECTION_PREFIXES)]
+    for key in dict.fromkeys([*missing_b, *missing_a]):  # unresolved: listed beside their AUC
+        if key not in keys and not key.startswith(_SECTION_PREFIXES):
+            prefix = key[: key.index("tpr_at_")]  # "forget_holdout_", "clip_forget_holdout_"
+            at = max((i for i, k in enumerate(keys) if k.startswith(prefix)), default=len(keys) - 1)
+            keys.insert(at + 1, key)
     lines += ["## Metrics", "", "| metric | before | after | meaning |", "|---|---|---|---|"]
     for key in keys:
         meaning = info[key].description if key in info else ""
