@@ -191,7 +191,7 @@ def content_sha256(path: str | os.PathLike, kind: str) -> bytes:
     if kind not in CONTENT_KINDS:
         raise ConfigurationError(f"unknown content kind {kind!r}; expected one of {sorted(CONTENT_KINDS)}.")
     if not path.is_file():
-        raise ConfigurationError(f"{path}: no such file.")
+        raise ConfigurationError(f"{path}: {'not a regular file' if path.exists() else 'no such file'}.")
     if kind == "file":
         return _file_sha256(path)
     if kind == "pixels":
