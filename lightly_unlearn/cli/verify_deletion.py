@@ -23,47 +23,29 @@ Exit status: 0 the file's content is committed by the (signed, with --public-key
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    from lightly_unlearn.cli.verify_receipt import add_receipt_arguments
+
     parser = subparsers.add_parser(
         "verify-deletion",
         help="data owner: check that an unlearning receipt commits to your file",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("receipt", metavar="RECEIPT", help="unlearning_receipt.json ('-': stdin)")
+    add_receipt_arguments(parser)
     parser.add_argument("--proof", required=True, metavar="PROOF",
                         help="your item's proof (<name>.proof.json from the receipt's proofs/ folder)")
     parser.add_argument("--file", required=True, metavar="FILE", help="your own copy of the item")
-    parser.add_argument(
-        "--public-key", metavar="PUB",
-        help="the signer's public key (receipt_signing.pub from `lightly-unlearn keygen`)",
-    )
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
-    from lightly_unlearn.cli.verify_receipt import error
-    from lightly_unlearn.receipt import (
-        ConfigurationError,
-        ReceiptError,
-        load_public_key,
-        read_receipt,
-        verify_deletion,
-    )
+    from lightly_unlearn.cli.verify_receipt import error, run_check
+    from lightly_unlearn.receipt import verify_deletion
 
     if args.receipt == "-" and args.proof == "-":
         return error("verify-deletion", "RECEIPT and --proof cannot both be '-' (standard input).")
-    try:
-        public_key = load_public_key(args.public_key) if args.public_key else None
-        receipt = read_receipt(args.receipt)
-        ok, message = verify_deletion(receipt, args.proof, args.file, public_key=public_key)
-    except (ReceiptError, ConfigurationError) as err:  # SigningKeyError is a ConfigurationError
-        return error("verify-deletion", str(err))
-    except OSError as err:
-        return error("verify-deletion", f"cannot read {err.filename or args.file}: {err.strerror or err}")
-    print(message, file=sys.stdout if ok else sys.stderr)
-    return 0 if ok else 1
+    return run_check("verify-deletion", args, verify_deletion, args.proof, args.file)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from typing import Any
 
 
@@ -30,17 +31,22 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("receipt", metavar="RECEIPT", help="unlearning_receipt.json ('-': stdin)")
+    add_receipt_arguments(parser)
     parser.add_argument(
         "--checkpoint", required=True, metavar="FILE",
         help="the checkpoint to check (Lightning checkpoint or saved state dict)",
     )
+    return parser
+
+
+def add_receipt_arguments(parser: argparse.ArgumentParser) -> None:
+    """RECEIPT and --public-key, shared with ``verify-deletion``."""
+    parser.add_argument("receipt", metavar="RECEIPT", help="unlearning_receipt.json ('-': stdin)")
     parser.add_argument(
         "--public-key",
         metavar="PUB",
         help="the signer's public key (receipt_signing.pub from `lightly-unlearn keygen`)",
     )
-    return parser
 
 
 def error(command: str, message: str) -> int:
@@ -49,22 +55,29 @@ def error(command: str, message: str) -> int:
     return 2
 
 
-def run(args: argparse.Namespace) -> int:
+def run_check(command: str, args: argparse.Namespace, check: Callable[..., tuple[bool, str]],
+              *inputs: str) -> int:
+    """Read ``args.receipt`` and ``args.public_key``, run ``check(receipt, *inputs,
+    public_key=...)`` and print its message: exit 0 (ok), 1 (not ok) or 2 (unreadable input)."""
     from lightly_unlearn.receipt import (
         ConfigurationError,
         ReceiptError,
         load_public_key,
         read_receipt,
-        verify_receipt,
     )
 
     try:
         public_key = load_public_key(args.public_key) if args.public_key else None
-        receipt = read_receipt(args.receipt)
-        ok, message = verify_receipt(receipt, args.checkpoint, public_key=public_key)
+        ok, message = check(read_receipt(args.receipt), *inputs, public_key=public_key)
     except (ReceiptError, ConfigurationError) as err:  # SigningKeyError is a ConfigurationError
-        return error("verify-receipt", str(err))
+        return error(command, str(err))
     except OSError as err:
-        return error("verify-receipt", f"cannot read {err.filename or args.checkpoint}: {err.strerror or err}")
+        return error(command, f"cannot read {err.filename or inputs[-1]}: {err.strerror or err}")
     print(message, file=sys.stdout if ok else sys.stderr)
     return 0 if ok else 1
+
+
+def run(args: argparse.Namespace) -> int:
+    from lightly_unlearn.receipt import verify_receipt
+
+    return run_check("verify-receipt", args, verify_receipt, args.checkpoint)
