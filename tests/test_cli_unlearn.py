@@ -4,101 +4,19 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import textwrap
 
-import numpy as np
 import pytest
 import torch
+from conftest import write_cli_project
 
 from lightly_unlearn.cli import COMMANDS, SUMMARIES, main
 from lightly_unlearn.io import sha256_file
-
-MODEL_FILE = '''
-import pytorch_lightning as pl
-import torch
-from lightly.loss import NTXentLoss
-from lightly.models.modules import SimCLRProjectionHead
-from tiny_nets import make_backbone  # a neighbouring module: must be importable
-
-
-class TinySimCLR(pl.LightningModule):
-    def __init__(self, hidden: int = 32):
-        super().__init__()
-        self.save_hyperparameters()
-        self.backbone = make_backbone(hidden)
-        self.projection_head = SimCLRProjectionHead(hidden, hidden, 16)
-        self.criterion = NTXentLoss()
-
-    def forward(self, x):
-        return self.projection_head(self.backbone(x).flatten(start_dim=1))
-
-    def training_step(self, batch, batch_index):
-        (x0, x1) = batch[0]
-        loss = self.criterion(self.forward(x0), self.forward(x1))
-        self.log("train_loss", loss, prog_bar=True, batch_size=len(x0))
-        return loss
-
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=0.06)
-
-
-class Other(TinySimCLR):
-    def __init__(self, hidden: int = 32):
-        super().__init__(hidden)
-        self.extra = torch.nn.Linear(2, 2)
-'''
-
-NETS_FILE = '''
-from torch import nn
-
-
-def make_backbone(hidden):
-    return nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, hidden), nn.ReLU())
-'''
-
-
-@pytest.fixture
-def isolated_imports():
-    path, modules = list(sys.path), set(sys.modules)
-    yield
-    sys.path[:] = path
-    for name in set(sys.modules) - modules:
-        if name in ("tiny_model", "tiny_nets"):
-            del sys.modules[name]
 
 
 @pytest.fixture
 def setup(tmp_path, isolated_imports):
     """A user's model file (+ neighbour), its checkpoint, 64 digit PNGs, 32 holdout PNGs, a list."""
-    from PIL import Image
-    from sklearn.datasets import load_digits
-
-    code = tmp_path / "code"
-    code.mkdir()
-    (code / "tiny_model.py").write_text(textwrap.dedent(MODEL_FILE))
-    (code / "tiny_nets.py").write_text(textwrap.dedent(NETS_FILE))
-    digits = load_digits()
-    imgs = (digits.images[:96] * (255 / 16)).astype(np.uint8)
-    data, holdout = tmp_path / "images", tmp_path / "holdout"
-    data.mkdir()
-    holdout.mkdir()
-    for i, img in enumerate(imgs):
-        folder = data if i < 64 else holdout
-        Image.fromarray(img).convert("RGB").save(folder / f"img_{i:03d}.png")
-    forget = tmp_path / "forget.txt"
-    forget.write_text("# deletion request 17\n" + "\n".join(f"img_{i:03d}.png" for i in range(0, 64, 8)) + "\n")
-
-    sys.path.insert(0, str(code))
-    import tiny_model
-
-    torch.manual_seed(0)
-    model = tiny_model.TinySimCLR(hidden=32)
-    ckpt = tmp_path / "pretrained" / "pretrained.ckpt"
-    ckpt.parent.mkdir()
-    torch.save({"state_dict": model.state_dict(), "hyper_parameters": {"hidden": 32}}, ckpt)
-    sys.path.remove(str(code))
-    del sys.modules["tiny_model"], sys.modules["tiny_nets"]
-    return dict(code=code, data=data, holdout=holdout, forget=forget, ckpt=ckpt, tmp=tmp_path)
+    return write_cli_project(tmp_path)
 
 
 def _args(s, out, *extra, model="TinySimCLR"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,10 @@ RECEIPT_NAME = "unlearning_receipt.json"
 def _find(trainer: Any, kind: type) -> Any:
     """The trainer's first callback of class ``kind`` (``None`` if there is none)."""
     return next((cb for cb in getattr(trainer, "callbacks", []) or [] if isinstance(cb, kind)), None)
+
+
+def _named(record: dict[str, Any] | None, name: str | None) -> dict[str, Any] | None:
+    return record if record is None or name is None else {**record, "path": name}
 
 
 class ReceiptCallback(DualNamespaceCallback):  # a Callback in both namespaces
@@ -75,6 +80,10 @@ class ReceiptCallback(DualNamespaceCallback):  # a Callback in both namespaces
             trainer's ``UnlearnCallback`` (found by class; exactly one is expected).
         audit: The ``AuditCallback`` whose numbers and verdict go into the receipt. Default:
             the trainer's ``AuditCallback``, if any.
+        input_record: The input checkpoint's ``receipt.file_record``, taken when its weights
+            were read (``lightly-unlearn unlearn`` reads and hashes it before importing any
+            user code). Default: hashed at fit start. ``unchanged`` compares the file at the
+            end with this record.
     """
 
     def __init__(
@@ -85,8 +94,10 @@ class ReceiptCallback(DualNamespaceCallback):  # a Callback in both namespaces
         *,
         unlearn: UnlearnCallback | None = None,
         audit: AuditCallback | None = None,
+        input_record: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
+        self._given_input_record = None if input_record is None else dict(input_record)
         self.unlearn = unlearn
         self.audit = audit
         self.path = None if path is None else Path(path)
@@ -179,7 +190,7 @@ class ReceiptCallback(DualNamespaceCallback):  # a Callback in both namespaces
         source = self._source
         self.input_record = None
         if source is not None and trainer.is_global_zero:
-            self.input_record = file_record(source)
+            self.input_record = self._given_input_record or file_record(source)
 
     # -- after training ----------------------------------------------------------------------------
     def on_fit_end(self, trainer: Any, pl_module: nn.Module) -> None:
@@ -192,10 +203,14 @@ class ReceiptCallback(DualNamespaceCallback):  # a Callback in both namespaces
                 break
         self.write(trainer, output)
 
-    def write(self, trainer: Any, checkpoint_path: str | os.PathLike | None) -> Path | None:
+    def write(
+        self, trainer: Any, checkpoint_path: str | os.PathLike | None, *, output_name: str | None = None
+    ) -> Path | None:
         """Build the receipt for ``checkpoint_path`` (the unlearned checkpoint) and write it.
 
         Call on every rank; only global rank 0 writes. Returns the receipt's path (rank 0).
+        ``output_name``: the path the receipt names for the checkpoint, when it is written
+        somewhere else first (the CLI writes into a temporary folder renamed into place).
         """
         # trainer.log_dir is a collective (broadcast) under DDP: resolved on every rank
         log_dir = trainer.log_dir if self.path is None else None
@@ -240,7 +255,7 @@ class ReceiptCallback(DualNamespaceCallback):  # a Callback in both namespaces
             num_forget=state["num_forget"],
             num_samples=getattr(dm, "num_samples", -1),
             input_checkpoint=input_record,
-            output_checkpoint=file_record(checkpoint_path) if checkpoint_path else None,
+            output_checkpoint=_named(file_record(checkpoint_path), output_name) if checkpoint_path else None,
             audits=audits,
             training={
                 "current_epoch": int(trainer.current_epoch),
