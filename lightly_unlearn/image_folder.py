@@ -35,6 +35,7 @@ __all__ = [
     "ImageFolder",
     "ImageFolderDataModule",
     "image_files",
+    "check_holdout_apart",
     "check_image_size",
     "check_images",
     "make_transform",
@@ -205,6 +206,32 @@ def read_forget_list(
     if not wanted:
         raise ForgetListError(f"--forget {path} lists no file names; nothing to forget.")
     return sorted(set(wanted))
+
+
+def check_holdout_apart(
+    data: str | os.PathLike,
+    holdout: str | os.PathLike,
+    data_digests: dict[str, str] | None = None,
+    holdout_digests: dict[str, str] | None = None,
+) -> None:
+    """Refuse a holdout folder that is, contains or sits inside the data folder, or (given the
+    digests of :func:`check_images`) holds an image with the bytes of a data image: the holdout
+    is the reference for "never seen"."""
+    data, holdout = Path(data), Path(holdout)
+    d, h = data.resolve(), holdout.resolve()
+    if d == h or d in h.parents or h in d.parents:
+        relation = "is" if d == h else ("is inside" if d in h.parents else "contains")
+        raise ValueError(
+            f"--holdout {holdout} {relation} --data {data}: the holdout must be images the model "
+            "never saw. Give a folder of similar images outside the training data."
+        )
+    seen = {digest: name for name, digest in (data_digests or {}).items()}
+    for name, digest in (holdout_digests or {}).items():
+        if digest in seen:
+            raise ValueError(
+                f"--holdout {holdout / name} has the same content as --data {data / seen[digest]}: "
+                "the holdout must be images the model never saw. Remove it from the holdout."
+            )
 
 
 def check_image_size(size: int, batch_size: int, what: str = "--image-size", views: int = 2) -> None:

@@ -18,7 +18,8 @@
   run's files is refused, never overwritten or mixed.
 
 Under Lightning DDP every rank re-runs the command; rank 0 claims the folder and passes the
-temporary folder to the other ranks in the environment variable :data:`PARTIAL_ENV`.
+temporary folder to the processes it launches (the other ranks) in the environment variable
+:data:`PARTIAL_ENV` (``<pid of rank 0>:<folder>``; only a child of that process uses it).
 """
 
 from __future__ import annotations
@@ -116,10 +117,9 @@ class OutputFolder:
 
     def claim(self) -> Path:
         """Take the lock, check DIR, clean a crashed run's leftovers, make the temporary folder."""
-        inherited = os.environ.get(PARTIAL_ENV)
-        if inherited and Path(inherited).parent == self.path.absolute().parent and Path(
-                inherited).name.startswith(self.path.name + ".partial-"):
-            self.partial, self._owner = Path(inherited), False  # a DDP rank > 0 of the same run
+        inherited = self._inherited()
+        if inherited is not None:
+            self.partial, self._owner = inherited, False  # a DDP rank > 0 of the same run
             return self.partial
         self._make_parent()
         try:
@@ -135,8 +135,20 @@ class OutputFolder:
         except BaseException:
             self.abandon()
             raise
-        os.environ[PARTIAL_ENV] = str(self.partial)
+        os.environ[PARTIAL_ENV] = f"{os.getpid()}:{self.partial}"
         return self.partial
+
+    def _inherited(self) -> Path | None:
+        """The temporary folder of this DIR that our parent process (rank 0 of a DDP run, which
+        launched this process) claimed; ``None`` in any other process."""
+        owner, _, partial = os.environ.get(PARTIAL_ENV, "").partition(":")
+        if not owner.isdigit() or int(owner) != os.getppid() or int(owner) == os.getpid():
+            return None
+        path = Path(partial)
+        if path.parent != self.path.absolute().parent or not path.name.startswith(
+                self.path.name + ".partial-"):
+            return None
+        return path
 
     def _make_parent(self) -> None:
         parent = self.path.absolute().parent
@@ -244,7 +256,7 @@ class OutputFolder:
         self._created = []
 
     def _unlock(self) -> None:
-        if os.environ.get(PARTIAL_ENV) and self._owner:
+        if self._owner and os.environ.get(PARTIAL_ENV, "").startswith(f"{os.getpid()}:"):
             os.environ.pop(PARTIAL_ENV, None)
         if self._fd is None:
             return

@@ -233,33 +233,15 @@ def _read_checkpoint_bytes(ckpt: Path) -> tuple[bytes, dict[str, Any]]:
     return data, {"path": str(ckpt), "sha256": sha256_bytes(data), "bytes": len(data)}
 
 
-def _check_holdout_path(data: Path, holdout: Path) -> None:
-    """The holdout is the reference for "never seen": it shares no folder with the data."""
-    d, h = data.resolve(), holdout.resolve()
-    if d == h or d in h.parents or h in d.parents:
-        relation = "is" if d == h else ("is inside" if d in h.parents else "contains")
-        raise UnlearnInputError(
-            f"--holdout {holdout} {relation} --data {data}: the holdout must be images the model "
-            "never saw. Give a folder of similar images outside the training data."
-        )
-
-
-def _check_holdout_content(data: Path, holdout: Path, data_digests: dict[str, str],
-                           holdout_digests: dict[str, str]) -> None:
-    """... and no image: a file with the bytes of a training image is a training image."""
-    seen = {digest: name for name, digest in data_digests.items()}
-    for name, digest in holdout_digests.items():
-        if digest in seen:
-            raise UnlearnInputError(
-                f"--holdout {holdout / name} has the same content as --data {data / seen[digest]}: "
-                "the holdout must be images the model never saw. Remove it from the holdout."
-            )
-
-
 def _check_files(args: argparse.Namespace, data: Path, holdout: Path | None,
                  forget_file: Path) -> dict[str, Any]:
     """Image names, forget positions and the digests of every input file; images decoded fully."""
-    from lightly_unlearn.image_folder import check_images, image_files, read_forget_list
+    from lightly_unlearn.image_folder import (
+        check_holdout_apart,
+        check_images,
+        image_files,
+        read_forget_list,
+    )
     from lightly_unlearn.io import sha256_bytes
 
     try:
@@ -271,10 +253,10 @@ def _check_files(args: argparse.Namespace, data: Path, holdout: Path | None,
         digests = check_images(data, names, "--data")
         holdout_names, holdout_digests = None, {}
         if holdout is not None:
-            _check_holdout_path(data, holdout)
+            check_holdout_apart(data, holdout)
             holdout_names = image_files(holdout, "--holdout")
             holdout_digests = check_images(holdout, holdout_names, "--holdout")
-            _check_holdout_content(data, holdout, digests, holdout_digests)
+            check_holdout_apart(data, holdout, digests, holdout_digests)
     except (OSError, ValueError) as err:
         raise UnlearnInputError(str(err)) from err
     snapshot = {str(forget_file): sha256_bytes(raw)}
