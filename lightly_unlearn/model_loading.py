@@ -86,6 +86,8 @@ def import_object(target: str, spec: str | None = None) -> Any:
         raise ModelSpecError(
             f"Cannot read MODEL {spec!r}: expected 'pkg.module:Name' or 'path/to/file.py:Name'."
         )
+    bytecode = sys.dont_write_bytecode
+    sys.dont_write_bytecode = True  # no __pycache__ written beside the user's files
     try:
         if module_name.endswith(".py"):
             module = _import_file(Path(module_name), spec)
@@ -105,6 +107,8 @@ def import_object(target: str, spec: str | None = None) -> Any:
         raise ModelSpecError(
             f"MODEL {spec!r}: cannot import {module_name!r}: {type(err).__name__}: {err}"
         ) from err
+    finally:
+        sys.dont_write_bytecode = bytecode
     obj = module
     for part in attr.split("."):
         if not hasattr(obj, part):

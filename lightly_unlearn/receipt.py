@@ -301,7 +301,7 @@ def is_receipt(path: str | os.PathLike) -> bool:
         if not path.is_file() or path.stat().st_size > _MAX_RECEIPT_BYTES:
             return False
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
         return False
     return isinstance(data, dict) and data.get("format") == FORMAT
 
@@ -396,6 +396,8 @@ def read_receipt(path: str | os.PathLike) -> dict[str, Any]:
         raise ReceiptError(f"No receipt at {path}.") from err
     except IsADirectoryError as err:
         raise ReceiptError(f"{path} is a folder, not a receipt file.") from err
+    except RecursionError:  # e.g. 200 000 nested arrays
+        raise ReceiptError(f"{path} is not a receipt (its JSON is nested too deeply).") from None
     except (OSError, UnicodeDecodeError, ValueError) as err:
         if isinstance(err, ReceiptError):
             raise

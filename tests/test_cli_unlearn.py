@@ -183,3 +183,80 @@ def test_help_imports_neither_torch_nor_lightning():
     assert "HEAVY []" in out.stdout, out.stdout[-2000:]
     assert "lightly-unlearn unlearn --help" in out.stdout  # the top-level help points to unlearn
     assert "from lightly_unlearn import" in out.stdout  # ... and to the Python API
+
+
+def _door(s, monkeypatch, capsys, *extra, model="TinySimCLR", file="tiny_model.py", **options):
+    """Run the CLI up to training; return what it prepared (training is replaced by a probe)."""
+    import lightly_unlearn.cli.unlearn as cli
+
+    seen = {}
+
+    def probe(args, prepared, partial):
+        seen.update(prepared)
+        raise KeyboardInterrupt  # stop here: nothing trains, nothing is committed
+
+    monkeypatch.setattr(cli, "_train", probe)
+    argv = _args(s, s["tmp"] / "out", *extra, model=model)
+    argv[argv.index("--model") + 1] = f"{s['code'] / file}:{model}@{s['ckpt']}"
+    for key, value in options.items():
+        flag = "--" + key.replace("_", "-")
+        i = argv.index(flag)
+        argv[i:i + 2] = [] if value is None else [flag, value]
+    assert main(argv) == 1
+    return seen, capsys.readouterr().err
+
+
+def _crop_size(transform):
+    for view in transform.transforms:
+        for step in view.transform.transforms:
+            if type(step).__name__ == "RandomResizedCrop":  # torchvision v1 or v2
+                return step.size[0]
+    raise AssertionError("no RandomResizedCrop")
+
+
+VIEWS_MODULE = '''
+from lightly.transforms import SimCLRTransform
+from tiny_model import TinySimCLR
+
+transform = SimCLRTransform(input_size=6)
+
+
+class WithViews(TinySimCLR):
+    pass
+'''
+
+
+def test_explicit_transform_flags_win_over_the_module_transform(setup, monkeypatch, capsys):
+    s = setup
+    (s["code"] / "user_views.py").write_text(VIEWS_MODULE)
+    seen, err = _door(s, monkeypatch, capsys, model="WithViews", file="user_views.py",
+                      transform="simclr", image_size="16")
+    assert _crop_size(seen["dm"].transform) == 16
+    assert "using --transform simclr; user_views.transform is not used" in err
+    # without flags, the module's transform object is used
+    seen, err = _door(s, monkeypatch, capsys, model="WithViews", file="user_views.py",
+                      transform=None, image_size=None)
+    assert _crop_size(seen["dm"].transform) == 6
+
+
+def test_a_function_named_transform_is_never_taken(setup, monkeypatch, capsys):
+    s = setup
+    (s["code"] / "user_helper.py").write_text(VIEWS_MODULE.replace(
+        "transform = SimCLRTransform(input_size=6)", "def transform():\n    return SimCLRTransform(input_size=6)"))
+    seen, err = _door(s, monkeypatch, capsys, model="WithViews", file="user_helper.py",
+                      transform=None, image_size=None)
+    assert "user_helper.transform is a function, not a transform object or class; it is not used" in err
+    assert _crop_size(seen["dm"].transform) == 8  # the default: simclr at the first image's height
+
+
+def test_forget_list_names_any_file_and_reads_utf16(setup, monkeypatch, capsys):
+    """A name with leading spaces and ' # ' is written as a JSON string; a UTF-16 list with its
+    byte-order mark is decoded; inline comments after whitespace are comments."""
+    s = setup
+    odd = "  odd # name.png"
+    (s["data"] / "img_000.png").rename(s["data"] / odd)
+    s["forget"].write_bytes(('"  odd # name.png"  # quoted\nimg_008.png  # request 17\n#img_016.png\n')
+                            .encode("utf-16"))
+    seen, _ = _door(s, monkeypatch, capsys)
+    names = seen["dm"].dataset.names
+    assert sorted(names[i] for i in seen["dm"].forget_indices.tolist()) == sorted([odd, "img_008.png"])

@@ -80,3 +80,33 @@ def test_list_prints_every_method_with_hyperparameters(capsys):
     assert "ac (aliases: alignment_calibration)" in out
     assert "alpha = 1.0" in out and "lam = 1.0" in out and "ga" in out
     assert "criteria (lightly_unlearn.criteria)" in out
+
+
+def test_builtin_names_cannot_be_registered_over():
+    from lightly_unlearn.errors import ConfigurationError
+    from lightly_unlearn.methods.finetune import FineTune
+
+    for name in ("ac", "alignment_calibration", "ga"):  # a name, and aliases of built-ins
+        with pytest.raises(ConfigurationError, match="built-in name of lightly-unlearn"):
+            registry.register("method", name, FineTune)
+    assert registry.load("method", "ac").name == "ac"
+
+
+@pytest.fixture
+def shadowing_plugin(tmp_path, monkeypatch):
+    """An installed distribution that declares the built-in name ``ac`` for its own class."""
+    dist = tmp_path / "shadow_plugin-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: shadow-plugin\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text(
+        "[lightly_unlearn.methods]\nac = lightly_unlearn.methods.finetune:FineTune\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+
+def test_a_plugin_cannot_replace_a_builtin_method(shadowing_plugin):
+    from lightly_unlearn.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="'ac' is built into lightly-unlearn, and shadow-plugin"):
+        UnlearnCallback(method="ac")
+    assert UnlearnCallback(method="neggrad").method.name == "neggrad"  # other names unaffected

@@ -265,12 +265,12 @@ def _check_files(args: argparse.Namespace, data: Path, holdout: Path | None,
     return dict(names=names, forget_ids=forget_ids, holdout_names=holdout_names, snapshot=snapshot)
 
 
-def _check_method(args: argparse.Namespace) -> None:
+def _check_method(args: argparse.Namespace) -> Any:
+    """The method, built with ``--hp`` (unknown hyper-parameters are refused here)."""
     from lightly_unlearn import registry
 
     try:
-        method = registry.load("method", args.method)
-        method(**dict(args.hp))  # unknown hyper-parameters are refused here
+        return registry.load("method", args.method)(**dict(args.hp))
     except Exception as err:  # a bad name or value, or a plugin that fails to load or build
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UnlearnInputError(f"--method {args.method} / --hp: {first}") from err
@@ -295,12 +295,12 @@ def _prepare(args: argparse.Namespace) -> dict[str, Any]:
     ckpt_bytes, ckpt_record = _read_checkpoint_bytes(ckpt_path)  # before any user code runs
     _check_file_size_limit(len(ckpt_bytes))
     files = _check_files(args, data, holdout, forget_file)
-    _check_method(args)
+    method = _check_method(args)
     make_reproducible(args.seed)  # code run on import draws from seeded generators too
     model, cls, trainer_cls, roles = _load_model(args, target, ckpt_path, ckpt_bytes)
     snapshot = {str(ckpt_path): ckpt_record["sha256"], **files["snapshot"]}
     _check_unchanged(snapshot)  # importing and building the model ran the user's code
-    dm = _datamodule(args, cls, data, holdout, files)
+    dm = _datamodule(args, cls, data, holdout, files, method)
     if holdout is None and not args.no_audit:
         print("lightly-unlearn unlearn: no --holdout: the audit shows the alignment gap of the forget "
               "set only (no reference for never-seen images).", file=sys.stderr)
@@ -409,8 +409,9 @@ def _transform(args: argparse.Namespace, cls: type, data: Path, names: list[str]
 
 
 def _datamodule(args: argparse.Namespace, cls: type, data: Path, holdout: Path | None,
-                files: dict[str, Any]) -> Any:
-    """The image-folder datamodule, from the names and forget positions read at the door."""
+                files: dict[str, Any], method: Any) -> Any:
+    """The image-folder datamodule, from the names and forget positions read at the door, with
+    the stream ``method`` trains on checked (e.g. a forget set that is the whole data set)."""
     from lightly_unlearn.data.datamodule import ForgetRetainDataModule
     from lightly_unlearn.image_folder import ImageFolder
 
@@ -418,11 +419,13 @@ def _datamodule(args: argparse.Namespace, cls: type, data: Path, holdout: Path |
     try:
         transform = _transform(args, cls, data, names)
         holdout_set = None if holdout is None else ImageFolder(holdout, files["holdout_names"])
-        return ForgetRetainDataModule(
+        dm = ForgetRetainDataModule(
             ImageFolder(data, names), files["forget_ids"], transform,
             batch_size=min(args.batch_size, len(names)), num_workers=args.num_workers,
             holdout=holdout_set, seed=args.seed,
         )
+        dm.configure(method.data, extra_view=method.extra_view, pair_forget=method.pairs_forget)
+        return dm
     except (OSError, ValueError, TypeError) as err:
         raise UnlearnInputError(str(err)) from err
 
