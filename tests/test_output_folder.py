@@ -218,3 +218,25 @@ def test_file_size_limit_is_refused_at_the_door_or_fails_cleanly(project):
     rc, err = proc.wait(timeout=300), proc.communicate()[1]
     assert rc == 1 and "file size limit (ulimit -f) reached" in err and "Traceback" not in err, err
     assert _siblings(out) == []
+
+
+@pytest.mark.slow
+def test_ddp_ranks_write_into_the_folder_rank_0_claimed(project):
+    """``--strategy ddp --devices 2``: Lightning re-runs the command for rank 1, which writes
+    into rank 0's temporary folder (handed over in the environment) instead of being refused as
+    a second run; rank 0 alone renames it."""
+    import shutil
+
+    s = project
+    out = s["tmp"] / "out"
+    exe = shutil.which("lightly-unlearn", path=os.path.dirname(sys.executable))
+    argv = [exe, *_argv(s, out, "--holdout", str(s["holdout"]), "--devices", "2", "--strategy", "ddp")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop(PARTIAL_ENV, None)
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "in use by another run" not in done.stderr
+    receipt = json.loads((out / "unlearning_receipt.json").read_text())
+    assert receipt["training"]["world_size"] == 2
+    assert {p.name for p in out.iterdir()} == {"audits", "unlearned.ckpt", "unlearning_receipt.json"}
+    assert _siblings(out) == ["out"]
