@@ -471,3 +471,18 @@ def isolated_imports():
     for name in set(sys.modules) - modules:
         if name in ("tiny_model", "tiny_nets") or name.startswith("user_"):
             del sys.modules[name]
+
+
+def fake_distribution(folder, name: str, entry_points: str, modules: dict | None = None) -> None:
+    """An installed distribution ``name`` in ``folder`` (put ``folder`` on ``sys.path``) that
+    declares ``entry_points`` (``entry_points.txt`` text), with ``modules`` ``{file: source}``."""
+    import textwrap
+    from pathlib import Path
+
+    folder = Path(folder)
+    dist = folder / f"{name.replace('-', '_')}-0.1.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text(entry_points)
+    for file, source in (modules or {}).items():
+        (folder / file).write_text(textwrap.dedent(source))

@@ -20,7 +20,14 @@ from pathlib import Path
 import lightning.pytorch as L
 import pytest
 import torch
-from conftest import digits_dataset, make_simclr, tiny_transform, trainer_kwargs, write_cli_project
+from conftest import (
+    digits_dataset,
+    fake_distribution,
+    make_simclr,
+    tiny_transform,
+    trainer_kwargs,
+    write_cli_project,
+)
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from torch import nn
@@ -402,14 +409,8 @@ def _forget(t, data: bytes):
 
 
 def _plugin(t, entries: str, module: str = "", name="evil-plugin"):
-    """A distribution on sys.path (restored after each case) declaring ``entries``."""
-    folder = _c(t, "plugins")
-    dist = folder / f"{name.replace('-', '_')}-0.1.dist-info"
-    dist.mkdir(parents=True)
-    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text(entries)
-    if module:
-        (folder / f"{name.replace('-', '_')}_mod.py").write_text(textwrap.dedent(module))
+    """A distribution in cli/plugins (put on sys.path by the action) declaring ``entries``."""
+    fake_distribution(_c(t, "plugins"), name, entries, {f"{name.replace('-', '_')}_mod.py": module} if module else None)
 
 
 def _on_path(action):

@@ -1,10 +1,9 @@
 """Methods are discovered through entry points; a third-party distribution can add one."""
 
-import textwrap
 
 import pytest
 import pytorch_lightning as pl
-from conftest import digits_dataset, make_simclr, tiny_transform, trainer_kwargs
+from conftest import digits_dataset, fake_distribution, make_simclr, tiny_transform, trainer_kwargs
 
 from lightly_unlearn import ForgetRetainDataModule, UnlearnCallback, registry
 from lightly_unlearn.cli import main
@@ -27,7 +26,8 @@ def test_unknown_method_lists_the_available_ones():
 @pytest.fixture
 def third_party_plugin(tmp_path, monkeypatch):
     """A distribution installed on sys.path that declares one more method."""
-    (tmp_path / "halfgrad_plugin.py").write_text(textwrap.dedent('''
+    fake_distribution(tmp_path, "halfgrad-plugin", "[lightly_unlearn.methods]\nhalfgrad = halfgrad_plugin:HalfGrad\n",
+                      {"halfgrad_plugin.py": '''
         from lightly_unlearn.methods.base import UnlearningMethod
         from lightly_unlearn.methods.retrain import mean_row_loss
 
@@ -39,13 +39,7 @@ def third_party_plugin(tmp_path, monkeypatch):
 
             def objective(self, ctx):
                 return self.hparams["scale"] * mean_row_loss(ctx)
-    '''))
-    dist = tmp_path / "halfgrad_plugin-0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: halfgrad-plugin\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text(
-        "[lightly_unlearn.methods]\nhalfgrad = halfgrad_plugin:HalfGrad\n"
-    )
+    '''})
     monkeypatch.syspath_prepend(str(tmp_path))
     return "halfgrad"
 
@@ -95,12 +89,8 @@ def test_builtin_names_cannot_be_registered_over():
 @pytest.fixture
 def shadowing_plugin(tmp_path, monkeypatch):
     """An installed distribution that declares the built-in name ``ac`` for its own class."""
-    dist = tmp_path / "shadow_plugin-0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: shadow-plugin\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text(
-        "[lightly_unlearn.methods]\nac = lightly_unlearn.methods.finetune:FineTune\n"
-    )
+    fake_distribution(tmp_path, "shadow-plugin",
+                      "[lightly_unlearn.methods]\nac = lightly_unlearn.methods.finetune:FineTune\n")
     monkeypatch.syspath_prepend(str(tmp_path))
 
 
