@@ -721,7 +721,7 @@ CLI_CASES = {
         lambda t: (t / "inputs" / "receipt.json").write_text("[" * 200_000 + "]" * 200_000),
         lambda t, m: (_ for _ in ()).throw(SystemExit(cli_main(
             ["verify-receipt", str(t / "inputs" / "receipt.json"), "--checkpoint", str(t / INPUT)]))),
-        "nested too deeply"),
+        "receipt.json is not a readable JSON receipt: it is nested more than 64 levels deep"),
     # caches of the demo and the benchmark: a planted pickle is data, never code (item 7)
     "demo_cache_planted_pickle": (
         lambda t: _planted(t, _demo_experiment(t)._cache_path("pretrained")),

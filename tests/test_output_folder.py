@@ -174,6 +174,10 @@ def test_two_runs_racing_into_one_folder_never_mix(project):
     from lightly_unlearn.receipt import verify_receipt
 
     assert verify_receipt(receipt, out / "unlearned.ckpt")[0]
+    # the proofs are the same run's: each verifies its file against this receipt
+    proof = out / "proofs" / "img_000.png.proof.json"
+    assert main(["verify-deletion", str(out / "unlearning_receipt.json"), "--proof", str(proof),
+                 "--file", str(s["data"] / "img_000.png")]) == 0
     assert _siblings(out) == ["out"]
 
 
@@ -194,7 +198,7 @@ def test_kill_9_leaves_only_a_named_partial_that_the_next_run_removes(project, c
     err = capsys.readouterr().err
     assert "left incomplete by a run that ended early" in err and f"pid {proc.pid}" in err
     assert _siblings(out) == ["out"]
-    assert {p.name for p in out.iterdir()} == {"unlearned.ckpt", "unlearning_receipt.json"}
+    assert {p.name for p in out.iterdir()} == {"unlearned.ckpt", "unlearning_receipt.json", "proofs"}
 
 
 @pytest.mark.slow
@@ -238,5 +242,5 @@ def test_ddp_ranks_write_into_the_folder_rank_0_claimed(project):
     assert "in use by another run" not in done.stderr
     receipt = json.loads((out / "unlearning_receipt.json").read_text())
     assert receipt["training"]["world_size"] == 2
-    assert {p.name for p in out.iterdir()} == {"audits", "unlearned.ckpt", "unlearning_receipt.json"}
+    assert {p.name for p in out.iterdir()} == {"audits", "proofs", "unlearned.ckpt", "unlearning_receipt.json"}
     assert _siblings(out) == ["out"]

@@ -14,8 +14,9 @@ method changes only its objective and data stream. Every generator is seeded wit
 deterministic kernels are selected: the same command gives the same weights and numbers.
 
 Outputs in DIR (written into DIR.partial-XXXX beside it, renamed to DIR when complete; one run
-per DIR): unlearned.ckpt (loads with Class.load_from_checkpoint), unlearning_receipt.json, and
-audits/ (report.md, audit.json, gap_matrix.png). Inputs are only read, and re-checked before
+per DIR): unlearned.ckpt (loads with Class.load_from_checkpoint), unlearning_receipt.json,
+proofs/ (one <name>.proof.json per forget file, for its data owner's `lightly-unlearn
+verify-deletion`) and audits/ (report.md, audit.json, gap_matrix.png). Inputs are only read, and re-checked before
 the outputs appear: a changed input ends the run with exit status 1 and no outputs.
 
 Exit status: 0 done, 2 bad input (refused before any training), 1 failure during the run.
@@ -262,7 +263,18 @@ def _check_files(args: argparse.Namespace, data: Path, holdout: Path | None,
     snapshot = {str(forget_file): sha256_bytes(raw)}
     snapshot.update({str(data / n): d for n, d in digests.items()})
     snapshot.update({str(holdout / n): d for n, d in holdout_digests.items()})
-    return dict(names=names, forget_ids=forget_ids, holdout_names=holdout_names, snapshot=snapshot)
+    return dict(names=names, forget_ids=forget_ids, holdout_names=holdout_names, snapshot=snapshot,
+                commitment=_commit_forget_files(data, [names[i] for i in forget_ids]))
+
+
+def _commit_forget_files(data: Path, forget_names: list[str]) -> Any:
+    """The forget files committed by content (receipt root, one deletion proof per file)."""
+    from lightly_unlearn.receipt import commit_files
+
+    try:
+        return commit_files(data, forget_names)
+    except (OSError, ValueError) as err:
+        raise UnlearnInputError(f"--forget: {err}") from err
 
 
 def _check_method(args: argparse.Namespace) -> Any:
@@ -305,7 +317,8 @@ def _prepare(args: argparse.Namespace) -> dict[str, Any]:
         print("lightly-unlearn unlearn: no --holdout: the audit shows the alignment gap of the forget "
               "set only (no reference for never-seen images).", file=sys.stderr)
     return dict(target=target, ckpt=ckpt_path, ckpt_record=ckpt_record, model=model, cls=cls,
-                dm=dm, out=out, trainer_cls=trainer_cls, roles=roles, snapshot=snapshot)
+                dm=dm, out=out, trainer_cls=trainer_cls, roles=roles, snapshot=snapshot,
+                commitment=files["commitment"])
 
 
 def _checkpoint_of(args: argparse.Namespace) -> tuple[str, Path]:
@@ -467,7 +480,8 @@ def _callbacks(args: argparse.Namespace, p: dict[str, Any], partial: Path) -> di
 
     unlearn = UnlearnCallback(method=args.method, roles=p.get("roles"), **dict(args.hp))
     receipt = ReceiptCallback(path=partial / "unlearning_receipt.json", input_checkpoint=p["ckpt"],
-                              signing_key=args.signing_key, input_record=p["ckpt_record"])
+                              signing_key=args.signing_key, input_record=p["ckpt_record"],
+                              forget_commitment=p["commitment"])
     audit = None
     if not args.no_audit:
         audits = ("emia", "alignment_matrix") if args.holdout else ("alignment_matrix",)
@@ -514,6 +528,7 @@ def _summary(args: argparse.Namespace, prepared: dict[str, Any], result: dict[st
         f"  verdict      {_verdict(result['audit'])}",
         f"  checkpoint   {result['ckpt']}  (loads with {prepared['cls'].__name__}.load_from_checkpoint)",
         f"  receipt      {receipt}",
+        f"  proofs       {out / 'proofs'}  (one per forget file: give each to its data owner)",
     ]
     if result["audit"] is not None:
         lines.append(f"  audit report {out / 'audits' / 'report.md'}")
