@@ -1,10 +1,9 @@
 """Methods are discovered through entry points; a third-party distribution can add one."""
 
-import textwrap
 
 import pytest
 import pytorch_lightning as pl
-from conftest import digits_dataset, make_simclr, tiny_transform, trainer_kwargs
+from conftest import digits_dataset, fake_distribution, make_simclr, tiny_transform, trainer_kwargs
 
 from lightly_unlearn import ForgetRetainDataModule, UnlearnCallback, registry
 from lightly_unlearn.cli import main
@@ -25,20 +24,11 @@ def test_unknown_method_lists_the_available_ones():
         UnlearnCallback(method="scrub")
 
 
-def _install_plugin(tmp_path, monkeypatch, module: str, source: str, entry_points: str) -> None:
-    """A distribution ``module`` on sys.path: one module and its ``entry_points.txt``."""
-    (tmp_path / f"{module}.py").write_text(textwrap.dedent(source))
-    dist = tmp_path / f"{module}-0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text(entry_points)
-    monkeypatch.syspath_prepend(str(tmp_path))
-
-
 @pytest.fixture
 def third_party_plugin(tmp_path, monkeypatch):
     """A distribution installed on sys.path that declares one more method."""
-    _install_plugin(tmp_path, monkeypatch, "halfgrad_plugin", '''
+    fake_distribution(tmp_path, "halfgrad-plugin", "[lightly_unlearn.methods]\nhalfgrad = halfgrad_plugin:HalfGrad\n",
+                      {"halfgrad_plugin.py": '''
         from lightly_unlearn.methods.base import UnlearningMethod
         from lightly_unlearn.methods.retrain import mean_row_loss
 
@@ -50,7 +40,8 @@ def third_party_plugin(tmp_path, monkeypatch):
 
             def objective(self, ctx):
                 return self.hparams["scale"] * mean_row_loss(ctx)
-    ''', "[lightly_unlearn.methods]\nhalfgrad = halfgrad_plugin:HalfGrad\n")
+    '''})
+    monkeypatch.syspath_prepend(str(tmp_path))
     return "halfgrad"
 
 
@@ -86,6 +77,32 @@ def test_list_prints_every_method_with_hyperparameters(capsys):
     assert "criteria (lightly_unlearn.criteria)" in out
 
 
+def test_builtin_names_cannot_be_registered_over():
+    from lightly_unlearn.errors import ConfigurationError
+    from lightly_unlearn.methods.finetune import FineTune
+
+    for name in ("ac", "alignment_calibration", "ga"):  # a name, and aliases of built-ins
+        with pytest.raises(ConfigurationError, match="built-in name of lightly-unlearn"):
+            registry.register("method", name, FineTune)
+    assert registry.load("method", "ac").name == "ac"
+
+
+@pytest.fixture
+def shadowing_plugin(tmp_path, monkeypatch):
+    """An installed distribution that declares the built-in name ``ac`` for its own class."""
+    fake_distribution(tmp_path, "shadow-plugin",
+                      "[lightly_unlearn.methods]\nac = lightly_unlearn.methods.finetune:FineTune\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+
+def test_a_plugin_cannot_replace_a_builtin_method(shadowing_plugin):
+    from lightly_unlearn.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="'ac' is built into lightly-unlearn, and shadow-plugin"):
+        UnlearnCallback(method="ac")
+    assert UnlearnCallback(method="neggrad").method.name == "neggrad"  # other names unaffected
+
+
 def test_loss_adapters_have_their_own_group_and_the_old_kind_name_still_works(capsys):
     assert registry.GROUPS["loss_adapter"] == "lightly_unlearn.loss_adapters"
     assert {"ntxent", "dcl", "negative_cosine_similarity", "clip", "dino"} <= set(registry.available("loss_adapter"))
@@ -95,7 +112,8 @@ def test_loss_adapters_have_their_own_group_and_the_old_kind_name_still_works(ca
 
 
 def test_a_plugin_in_the_old_loss_group_still_loads_with_a_deprecation_warning(tmp_path, monkeypatch):
-    _install_plugin(tmp_path, monkeypatch, "old_loss_plugin", '''
+    fake_distribution(tmp_path, "old-loss-plugin", "[lightly_unlearn.losses]\nmy_cosine = old_loss_plugin:MyCosineAdapter\n",
+                      {"old_loss_plugin.py": '''
         from lightly.loss import NegativeCosineSimilarity
         from lightly_unlearn.losses.negative_cosine import NegativeCosineAdapter
 
@@ -105,12 +123,22 @@ def test_a_plugin_in_the_old_loss_group_still_loads_with_a_deprecation_warning(t
         class MyCosineAdapter(NegativeCosineAdapter):
             name = "my_cosine"
             criterion_types = (MyCosine,)
-    ''', "[lightly_unlearn.losses]\nmy_cosine = old_loss_plugin:MyCosineAdapter\n")
+    '''})
+    monkeypatch.syspath_prepend(str(tmp_path))
     from lightly_unlearn.losses.adapter import find_adapter
 
-    with pytest.warns(DeprecationWarning, match="old_loss_plugin .*'lightly_unlearn.losses'.*'lightly_unlearn.loss_adapters'"):
+    with pytest.warns(DeprecationWarning, match="old-loss-plugin .*'lightly_unlearn.losses'.*'lightly_unlearn.loss_adapters'"):
         assert "my_cosine" in registry.available("loss_adapter")
     import old_loss_plugin
 
     with pytest.warns(DeprecationWarning):
         assert find_adapter(old_loss_plugin.MyCosine()).name == "my_cosine"
+
+
+def test_a_plugin_in_the_old_loss_group_cannot_replace_a_builtin_adapter(tmp_path, monkeypatch):
+    fake_distribution(tmp_path, "old-shadow", "[lightly_unlearn.losses]\nntxent = lightly_unlearn.losses.dcl:DCLAdapter\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from lightly_unlearn.errors import ConfigurationError
+
+    with pytest.warns(DeprecationWarning), pytest.raises(ConfigurationError, match="'ntxent' is built into lightly-unlearn, and old-shadow"):
+        registry.load("loss_adapter", "ntxent")

@@ -19,6 +19,7 @@ COMMANDS = {
     "list": "lightly_unlearn.cli.list_components",
     "audit": "lightly_unlearn.cli.audit",
     "verify-receipt": "lightly_unlearn.cli.verify_receipt",
+    "verify-deletion": "lightly_unlearn.cli.verify_deletion",
     "demo": "lightly_unlearn.cli.demo",
     "keygen": "lightly_unlearn.cli.keygen",
 }
@@ -28,7 +29,8 @@ COMMANDS = {
 SUMMARIES = {
     "unlearn": "checkpoint + images + forget list in, unlearned checkpoint, receipt and audit out",
     "audit": "data owner: show that your images were forgotten (alignment gap matrix)",
-    "verify-receipt": "check a checkpoint against an unlearning receipt (SHA-256)",
+    "verify-receipt": "check that a checkpoint holds the weights an unlearning receipt vouches for",
+    "verify-deletion": "data owner: check that an unlearning receipt commits to your file",
     "list": "list unlearning methods, audits and criteria with their hyper-parameters",
     "demo": "pretrain, retrain and unlearn on embedded digits; audit and report",
     "keygen": "create an Ed25519 key pair for signing unlearning receipts",
@@ -83,14 +85,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    _ignore_file_size_signal()
     try:
         return int(importlib.import_module(COMMANDS[args.command]).run(args) or 0)
     except OSError as err:  # a full disk: one line, exit 1 (writes are atomic: no partial file)
-        if err.errno not in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        if err.errno not in (errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)):
             raise
-        print(f"lightly-unlearn {args.command}: error: {err.strerror}: {err.filename or 'output'} "
-              "(no partial file was left). Free space or choose another output folder.", file=sys.stderr)
+        why = "file size limit (ulimit -f) reached" if err.errno == errno.EFBIG else err.strerror
+        print(f"lightly-unlearn {args.command}: error: {why}: {err.filename or 'output'} "
+              "(no partial file was left). Free space, raise the limit or choose another output "
+              "folder.", file=sys.stderr)
         return 1
+
+
+def _ignore_file_size_signal() -> None:
+    """Past ``ulimit -f`` the kernel sends SIGXFSZ, which kills the process mid-write by default;
+    ignored, the write fails with ``EFBIG`` instead, and the commands clean up and say so."""
+    import signal
+
+    if hasattr(signal, "SIGXFSZ"):
+        try:
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        except ValueError:  # not the main thread: leave the default
+            pass
 
 
 if __name__ == "__main__":
