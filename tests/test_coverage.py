@@ -247,9 +247,9 @@ def test_forget_membership_is_a_sorted_lookup_that_marks_only_members_seen():
     # 15 and 25 fall between forget keys, 5 before and 99 after all of them; 10 twice
     mask = coverage.mask(torch.tensor([15, 10, 5, 25, 99, 10]))
     assert mask.tolist() == [False, True, False, False, False, True]
-    assert coverage.keys.tolist() == [10, 20, 40] and coverage.seen.tolist() == [1, 0, 0]
+    assert coverage.keys.tolist() == [10, 20, 40] and coverage.seen.tolist() == [2, 0, 0]
     assert coverage.mask([40, 41]).tolist() == [True, False]  # keys as a list, as a batch may carry
-    assert coverage.seen.tolist() == [1, 0, 1]
+    assert coverage.seen.tolist() == [2, 0, 1]
     coverage.start_epoch()
     assert coverage.seen.tolist() == [0, 0, 0] and coverage.batches == 0
     empty = ForgetCoverage()

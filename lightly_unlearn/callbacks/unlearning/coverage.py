@@ -26,13 +26,13 @@ class ForgetCoverage:
 
     def __init__(self) -> None:
         self.keys = torch.zeros(0, dtype=torch.long)  # sorted forget keys
-        self.seen = torch.zeros(0, dtype=torch.uint8)  # per sorted key: served this epoch
+        self.seen = torch.zeros(0, dtype=torch.int32)  # per sorted key: times served this epoch
         self.batches = 0
 
     def start(self, forget_keys: Tensor, device: torch.device | str) -> None:
         """Track ``forget_keys`` (sample keys, any order) on ``device``."""
         self.keys = torch.sort(torch.as_tensor(forget_keys, dtype=torch.long)).values.to(device)
-        self.seen = torch.zeros(len(self.keys), dtype=torch.uint8, device=device)
+        self.seen = torch.zeros(len(self.keys), dtype=torch.int32, device=device)
         self.batches = 0
 
     def start_epoch(self) -> None:
@@ -47,14 +47,15 @@ class ForgetCoverage:
             return torch.zeros(keys.shape, dtype=torch.bool, device=keys.device)
         position = torch.searchsorted(self.keys, keys).clamp_(max=len(self.keys) - 1)
         member = self.keys[position] == keys
-        # a maximum, not an assignment: a non-member key may share a member's position
-        self.seen.scatter_reduce_(0, position, member.to(torch.uint8), reduce="amax")
+        # a sum, not an assignment: a non-member key may share a member's position (and the sum
+        # has a deterministic kernel on every device)
+        self.seen.index_put_((position,), member.to(self.seen.dtype), accumulate=True)
         return member
 
     def check(self, trainer: pl.Trainer, pl_module: pl.LightningModule, method: str) -> None:
         """Log ``unlearn/forget_seen`` (distinct forget samples served this epoch, all ranks);
         raise ``ForgetCoverageError`` if a complete epoch missed some."""
-        seen = self.seen.to(torch.int32)
+        seen = (self.seen > 0).to(torch.int32)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.all_reduce(seen, op=torch.distributed.ReduceOp.MAX)
         count, expected = int(seen.sum()), len(self.keys)
