@@ -178,3 +178,23 @@ def test_manual_optimization_that_bypasses_is_refused_before_its_step(tmp_path):
 
     torch.manual_seed(0)
     assert "did not call" in _fit_fails(tmp_path, ManualBypass(), "gradient_ascent")
+
+
+@pytest.mark.parametrize("n_forget", [1, 5])
+@pytest.mark.parametrize("batch_norm", [True, False], ids=["bn_head", "mlp"])
+def test_small_forget_sets_bypassed_or_not(tmp_path, batch_norm, n_forget):
+    """1- and 5-sample deletion requests on the BatchNorm model and the MLP: a bypass is refused
+    with every weight as given; the unchanged step unlearns."""
+    for module_cls, fails in ((bypassing(make_simclr("pl"), "ignored_call"), True), (make_simclr("pl"), False)):
+        torch.manual_seed(0)
+        model = module_cls(batch_norm=batch_norm)
+        before = _state(model)
+        dm = ForgetRetainDataModule(digits_dataset(32), list(range(n_forget)), tiny_transform(), batch_size=8)
+        trainer = pl.Trainer(**trainer_kwargs(tmp_path), callbacks=[UnlearnCallback("ac", beta=1.0)])
+        if fails:
+            with pytest.raises(ModuleContractError, match="does not depend on"):
+                trainer.fit(model, datamodule=dm)
+            _assert_unchanged(model, before)
+        else:
+            trainer.fit(model, datamodule=dm)
+            assert trainer.global_step > 0 and not torch.equal(before["backbone.1.weight"], model.backbone[1].weight)
