@@ -198,3 +198,26 @@ def test_small_forget_sets_bypassed_or_not(tmp_path, batch_norm, n_forget):
         else:
             trainer.fit(model, datamodule=dm)
             assert trainer.global_step > 0 and not torch.equal(before["backbone.1.weight"], model.backbone[1].weight)
+
+
+def test_a_criterion_call_under_no_grad_is_neither_required_nor_enough(tmp_path):
+    """A value logged under torch.no_grad() does not count: with the loss from the criterion the
+    step passes; with the loss from another object it is refused."""
+
+    class LoggedCall(make_simclr("pl")):
+        def __init__(self, loss_name):
+            super().__init__()
+            self.loss_fn, self.loss_name = NTXentLoss(), loss_name
+
+        def training_step(self, batch, batch_index):
+            (x0, x1) = batch[0]
+            z0, z1 = self.forward(x0), self.forward(x1)
+            with torch.no_grad():
+                self.log("monitor", self.criterion(z0, z1))
+            return getattr(self, self.loss_name)(z0, z1)
+
+    dm = ForgetRetainDataModule(digits_dataset(32), [0, 5, 9], tiny_transform(), batch_size=8)
+    trainer = pl.Trainer(**trainer_kwargs(tmp_path), callbacks=[UnlearnCallback("neggrad")])
+    trainer.fit(LoggedCall("criterion"), datamodule=dm)
+    assert trainer.global_step == 4
+    assert "did not call `self.criterion` with gradients enabled" in _fit_fails(tmp_path, LoggedCall("loss_fn"), "neggrad")

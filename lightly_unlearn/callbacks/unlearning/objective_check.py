@@ -53,11 +53,13 @@ class ObjectiveCheck:
         self._outputs: list[_Reached] = []
 
     def track(self, output: Tensor) -> None:
-        """Remember one output of the patched criterion (its gradient hook reports backward)."""
-        reached = _Reached()
+        """Remember one output of the patched criterion (its gradient hook reports backward).
+        A call under ``torch.no_grad()`` (a logged value) cannot be the step's loss and is not
+        counted."""
         if output.requires_grad:
+            reached = _Reached()
             output.register_hook(reached)
-        self._outputs.append(reached)
+            self._outputs.append(reached)
 
     def verify(
         self,
@@ -76,7 +78,7 @@ class ObjectiveCheck:
             return
         step = f"{type(module).__name__}.training_step"
         if not outputs:
-            what = f"{step} did not call `self.{criterion}`"
+            what = f"{step} did not call `self.{criterion}` with gradients enabled"
         else:
             what = (
                 f"{step} called `self.{criterion}` but returned a loss that does not depend on "
