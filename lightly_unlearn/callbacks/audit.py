@@ -232,10 +232,11 @@ class AuditCallback(DualNamespaceCallback):  # a Callback in both namespaces
     def _embed(self, pl_module: nn.Module) -> Callable[[Tensor], Tensor]:
         return resolve_embed_fn(self.embed_fn, pl_module, self.roles)
 
-    def _clip_inputs(self, dm: Any, pl_module: nn.Module, device: Any) -> Any:
-        """Image and caption embeddings for the CLIP audits (computed whole on every rank)."""
+    def _clip_inputs(self, trainer: Any, dm: Any, pl_module: nn.Module, device: Any) -> Any:
+        """Image and caption embeddings for the CLIP audits (each rank embeds its shard)."""
         from lightly_unlearn.audits.clip_features import compute_clip_inputs
 
+        world = int(getattr(trainer, "world_size", 1) or 1)
         return compute_clip_inputs(
             pl_module,
             forget=dm.forget,
@@ -249,6 +250,9 @@ class AuditCallback(DualNamespaceCallback):  # a Callback in both namespaces
             seed=int(getattr(dm, "seed", 0)),
             batch_size=self.batch_size,
             device=device,
+            rank=int(getattr(trainer, "global_rank", 0)),
+            world_size=world,
+            all_gather=(lambda t: trainer.strategy.all_gather(t.to(device))) if world > 1 else None,
         )
 
     def _datamodule(self, trainer: Any) -> Any:
@@ -352,9 +356,9 @@ class AuditCallback(DualNamespaceCallback):  # a Callback in both namespaces
                     num_workers=int(getattr(dm, "num_workers", 0) or 0),
                 )
                 if "clip" in needs:
-                    inputs.cache.update(self._clip_inputs(dm, pl_module, device).cache)
+                    inputs.cache.update(self._clip_inputs(trainer, dm, pl_module, device).cache)
             else:  # only CLIP audits: their image-caption embeddings are all they read
-                inputs = self._clip_inputs(dm, pl_module, device)
+                inputs = self._clip_inputs(trainer, dm, pl_module, device)
         finally:
             if bar is not None:
                 bar.close()
