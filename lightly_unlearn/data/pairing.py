@@ -64,9 +64,9 @@ class ForgetPairedViews(Dataset):
         self.forget = as_keys(forget)
         if not len(self.forget):
             raise ValueError("Alignment Calibration needs at least one forget sample.")
-        # membership and position in ``forget`` by binary search (no per-sample dict or list)
-        self._forget_order = np.argsort(self.forget, kind="stable")
-        self._forget_sorted = np.asarray(self.forget)[self._forget_order]
+        # place of each forget sample in ``forget``: a table of the forget set only (not of the
+        # dataset), looked up once per item
+        self._forget_pos = {k: p for p, k in enumerate(np.asarray(self.forget).tolist())}
         # a single forget sample is paired with retain samples (there is no other forget sample):
         # the entries of ``indices`` other than it, found through where it occurs
         self._single_partners = 0
@@ -97,10 +97,7 @@ class ForgetPairedViews(Dataset):
 
     def forget_position(self, key: int) -> int | None:
         """The place of ``key`` in ``forget``, or ``None`` for a retain sample."""
-        i = int(np.searchsorted(self._forget_sorted, key))
-        if i < len(self._forget_sorted) and self._forget_sorted[i] == key:
-            return int(self._forget_order[i])
-        return None
+        return self._forget_pos.get(key)
 
     def partner(self, key: int) -> int:
         """A uniformly random forget sample other than ``key`` (fresh draw on every call); with a
