@@ -11,9 +11,9 @@ Sections (``--only``; all by default except ``negrad``):
   fetcher does, without collation).
 * ``audits`` — the audit functions on synthetic scores at N = 1 k, 10 k, 100 k per split:
   EMIA (the exact threshold, the AUCs), alignment scores and cross-sample cosine over N views,
-  the alignment matrix at its cap (64 forget samples, with the 1000-replicate bootstrap), and
-  CMIA's SVC on members and non-members capped at K = 1 k, 10 k per class (the audit's
-  ``max_samples``; its default is 10 k).
+  the alignment matrix at its cap (64 forget samples, with the 1000-replicate bootstrap); and
+  CMIA's SVC on K = 1 k, 3 k, 10 k members and as many non-members (the audit caps K at
+  ``max_samples``, 10 k by default, whatever N is).
 * ``cli`` — what ``lightly-unlearn unlearn`` does before training, per image, on folders of
   2 k and 10 k PNGs: listing the folder, reading the forget list (1 % of the images), the
   image pre-check (open and verify every file), building the image-folder datamodule, and the
@@ -178,7 +178,8 @@ def datamodule_case(n: int, f: int, batch_size: int = 256) -> dict[str, Any]:
 
 
 # -- the audits -------------------------------------------------------------------------------------
-def audits_case(n: int, cap: int, views: int = 4, dim: int = 32) -> dict[str, Any]:
+def audits_case(n: int, views: int = 4, dim: int = 32) -> dict[str, Any]:
+    """The audit functions whose work grows with the samples given, and the capped matrix."""
     from lightly_unlearn.audits.alignment import (
         alignment_matrix,
         alignment_scores,
@@ -186,16 +187,12 @@ def audits_case(n: int, cap: int, views: int = 4, dim: int = 32) -> dict[str, An
         cross_sample_cosine,
         gap_matrix,
     )
-    from lightly_unlearn.audits.cmia import cmia_efficacy
     from lightly_unlearn.audits.emia import emia_metrics
 
-    rec: dict[str, Any] = {"section": "audits", "n": n, "cap": cap}
-    g = torch.Generator().manual_seed(0)
-    feats = torch.randn(n, views, dim, generator=g)
+    rec: dict[str, Any] = {"section": "audits", "n": n}
+    feats = torch.randn(n, views, dim, generator=torch.Generator().manual_seed(0))
     rng = np.random.default_rng(0)
-    members, nonmembers = rng.normal(0.55, 0.1, n), rng.normal(0.5, 0.1, n)
-    forget = rng.normal(0.52, 0.1, min(n, 10_000))
-    conf_m, conf_n = rng.beta(5, 2, n), rng.beta(4, 2, n)
+    members, nonmembers, forget = rng.normal(0.55, 0.1, n), rng.normal(0.5, 0.1, n), rng.normal(0.52, 0.1, n)
     with phase(rec, "emia"):  # exact threshold, attack AUC, forget-vs-holdout AUC
         emia_metrics(members, nonmembers, forget)
     with phase(rec, "alignment_scores"):  # EMIA's scores and collapse check over N samples
@@ -203,9 +200,20 @@ def audits_case(n: int, cap: int, views: int = 4, dim: int = 32) -> dict[str, An
     with phase(rec, "alignment_matrix"):  # capped at 64 forget samples
         before, after = alignment_matrix(feats[:64]), alignment_matrix(feats[:64].flip(1))
         bootstrap_forgetting_score(gap_matrix(before, after).numpy(), 1000)
-    with phase(rec, "cmia"):  # SVC on at most `cap` members and `cap` non-members
-        cmia_efficacy(conf_m[:cap], conf_n[:cap], conf_m[: min(n, 1000)])
     rec["emia_py_mb"] = python_peak_mb(lambda: emia_metrics(members, nonmembers, forget))
+    return rec
+
+
+def cmia_case(cap: int) -> dict[str, Any]:
+    """CMIA's SVC on ``cap`` members and ``cap`` non-members (its cap per class), 1 k forget."""
+    from lightly_unlearn.audits.cmia import cmia_efficacy
+
+    rec: dict[str, Any] = {"section": "cmia", "cap": cap}
+    members = np.random.default_rng(1).beta(5, 2, cap)  # same first values at every cap
+    nonmembers = np.random.default_rng(2).beta(4, 2, cap)
+    forget = np.random.default_rng(3).beta(4.5, 2, 1000)
+    with phase(rec, "cmia"):
+        cmia_efficacy(members, nonmembers, forget)
     return rec
 
 
@@ -308,7 +316,8 @@ def negrad_case(n: int, f: int, batch_size: int = 256) -> dict[str, Any]:
 
 
 CASES: dict[str, Callable[..., dict[str, Any]]] = {
-    "datamodule": datamodule_case, "audits": audits_case, "cli": cli_case, "negrad": negrad_case,
+    "datamodule": datamodule_case, "audits": audits_case, "cmia": cmia_case, "cli": cli_case,
+    "negrad": negrad_case,
 }
 
 
@@ -362,25 +371,20 @@ def report_datamodule(records: list[dict[str, Any]]) -> None:
                   + ", ".join(f"{s} {best[s]:.3f}-{worst[s]:.3f} s" for s in STREAMS))
 
 
-def report_audits(records: list[dict[str, Any]]) -> None:
-    print("\n== Audit functions on synthetic scores (4 views x 32 dims per sample)")
-    print(f"{'N':>6} {'K':>6} | {'EMIA s':>7} {'py MB':>6} | {'scores s':>8} | {'matrix@64 s':>11} | "
-          f"{'CMIA SVC s':>10}")
+def report_audits(records: list[dict[str, Any]], cmia: list[dict[str, Any]]) -> None:
+    print("\n== Audit functions on synthetic scores (N per split; 4 views x 32 dims per sample)")
+    print(f"{'N':>6} | {'EMIA s':>7} {'py MB':>6} | {'scores s':>8} | {'matrix@64 s':>11}")
     for r in records:
-        print(f"{_size(r['n']):>6} {_size(r['cap']):>6} | {r['emia']:7.3f} {r['emia_py_mb']:6.1f} | "
-              f"{r['alignment_scores']:8.3f} | {r['alignment_matrix']:11.3f} | {r['cmia']:10.2f}")
-    print("growth with N (exponent b):")
-    for cap in sorted({r["cap"] for r in records}):
-        rows = [r for r in records if r["cap"] == cap]
-        ns = [r["n"] for r in rows]
-        print(f"  K = {_size(cap)}: " + ", ".join(
-            f"{k} {power_law_exponent(ns, [r[k] for r in rows]):.2f}"
-            for k in ("emia", "alignment_scores", "alignment_matrix", "cmia")))
-    by_cap = {r["cap"]: r["cmia"] for r in records if r["n"] >= r["cap"]}
-    if len(by_cap) > 1:
-        caps = sorted(by_cap)
-        b = power_law_exponent(caps, [by_cap[c] for c in caps])
-        print(f"  CMIA's SVC grows with its cap K as K^{b:.2f}")
+        print(f"{_size(r['n']):>6} | {r['emia']:7.3f} {r['emia_py_mb']:6.1f} | "
+              f"{r['alignment_scores']:8.3f} | {r['alignment_matrix']:11.3f}")
+    ns = [r["n"] for r in records]
+    print("growth with N (exponent b): " + ", ".join(
+        f"{k} {power_law_exponent(ns, [r[k] for r in records]):.2f}"
+        for k in ("emia", "alignment_scores", "alignment_matrix")))
+    if cmia:
+        print("CMIA's SVC (K members + K non-members; the audit caps K at max_samples = 10 k): "
+              + ", ".join(f"K = {_size(r['cap'])} {r['cmia']:.2f} s" for r in cmia)
+              + f"; growth K^{power_law_exponent([r['cap'] for r in cmia], [r['cmia'] for r in cmia]):.2f}")
 
 
 def report_cli(records: list[dict[str, Any]]) -> None:
@@ -418,7 +422,7 @@ def main() -> None:
     parser.add_argument("--sizes", default=None, help="data module N, comma-separated (override)")
     parser.add_argument("--forget", default="1,1000,100000", help="data module F, comma-separated")
     parser.add_argument("--audit-sizes", default="1000,10000,100000")
-    parser.add_argument("--caps", default="1000,10000", help="CMIA's cap K per class")
+    parser.add_argument("--caps", default="1000,3000,10000", help="CMIA's SVC sizes K per class")
     parser.add_argument("--images", default="2000,10000", help="image counts of the cli section")
     parser.add_argument("--repeats", type=int, default=2, help="NegGrad epochs per forget size")
     parser.add_argument("--json", default=None, help="also write every record to this file")
@@ -450,9 +454,10 @@ def main() -> None:
         records += rows
         report_datamodule(rows)
     if "audits" in sections:
-        rows = [run_case("audits", n=n, cap=k) for k in ints(args.caps) for n in ints(args.audit_sizes)]
-        records += rows
-        report_audits(rows)
+        rows = [run_case("audits", n=n) for n in ints(args.audit_sizes)]
+        svc = [run_case("cmia", cap=k) for k in ints(args.caps)]
+        records += rows + svc
+        report_audits(rows, svc)
     if "cli" in sections:
         rows = [run_case("cli", count=c) for c in ints(args.images)]
         records += rows
