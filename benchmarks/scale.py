@@ -156,7 +156,9 @@ def datamodule_case(n: int, f: int, batch_size: int = 256) -> dict[str, Any]:
 
     for stream in STREAMS:
         dm.configure(stream, extra_view=stream == "mixed")  # mixed: AC's paired views
-        loader = dm.train_dataloader()
+        with phase(rec, f"{stream}_loader"):  # once per fit
+            loader = dm.train_dataloader()
+        rec[f"{stream}_loader_py_mb"] = python_peak_mb(dm.train_dataloader)
         sampler, train_set = loader.sampler, loader.dataset
         sampler.set_epoch(1)
         plans = []
@@ -343,32 +345,34 @@ def _size(n: int) -> str:
 
 
 def report_datamodule(records: list[dict[str, Any]]) -> None:
-    print("\n== ForgetRetainDataModule (batch 256, dataset of cheap items, no model)")
-    print(f"{'N':>6} {'F':>6} | {'set-up s':>8} {'RSS +MB':>7} {'py MB':>6} | {'splits+hash s':>13} | "
-          + " | ".join(f"{s + ' plan s':>13} {'py MB':>6} {'pass s':>7} {'RSS +MB':>7}" for s in STREAMS))
+    print("\n== ForgetRetainDataModule set-up (dataset of N cheap items, batch 256)")
+    print(f"{'N':>6} {'F':>6} | {'set-up s':>8} {'RSS +MB':>7} {'py MB':>6} | {'splits+hash s':>13} {'py MB':>6}")
     for r in records:
-        cells = [f"{_size(r['n']):>6} {_size(r['f']):>6}",
-                 f"{r['setup']:8.3f} {_mb(r['setup_rss_mb']):>7} {r['setup_py_mb']:6.1f}",
-                 f"{r['splits']:13.4f}"]
-        cells += [f"{r[s + '_plan']:13.4f} {r[s + '_py_mb']:6.1f} {r[s + '_pass']:7.2f} "
-                  f"{_mb(r[s + '_pass_rss_mb']):>7}" for s in STREAMS]
-        print(" | ".join(cells))
-    print("growth with N (exponent b of time ~ N^b):")
+        print(f"{_size(r['n']):>6} {_size(r['f']):>6} | {r['setup']:8.3f} {_mb(r['setup_rss_mb']):>7} "
+              f"{r['setup_py_mb']:6.1f} | {r['splits']:13.4f} {r['splits_py_mb']:6.1f}")
+    print("\n== Per stream: loader (once per fit), epoch plan (set_epoch to first index), one pass")
+    print(f"{'N':>6} {'F':>6} {'stream':>6} | {'loader s':>8} {'py MB':>6} | {'plan s':>7} {'py MB':>6} | "
+          f"{'pass s':>7} {'us/sample':>9} {'RSS +MB':>7}")
+    for r in records:
+        for st in STREAMS:
+            per = 1e6 * r[f"{st}_pass"] / max(r[f"{st}_samples"], 1)
+            print(f"{_size(r['n']):>6} {_size(r['f']):>6} {st:>6} | {r[st + '_loader']:8.4f} "
+                  f"{r[st + '_loader_py_mb']:6.1f} | {r[st + '_plan']:7.4f} {r[st + '_py_mb']:6.1f} | "
+                  f"{r[st + '_pass']:7.2f} {per:9.2f} {_mb(r[st + '_pass_rss_mb']):>7}")
+    print("growth with N (exponent b of time ~ N^b; the forget stream's work follows F, not N):")
     for f in sorted({r["f"] for r in records}):
         rows = [r for r in records if r["f"] == f]
-        parts = [f"set-up {power_law_exponent([r['n'] for r in rows], [r['setup'] for r in rows]):.2f}"]
-        for s in STREAMS:
-            for what in ("plan", "pass"):
-                b = power_law_exponent([r["n"] for r in rows], [r[f"{s}_{what}"] for r in rows])
-                parts.append(f"{s} {what} {b:.2f}")
+        ns = [r["n"] for r in rows]
+        parts = [f"set-up {power_law_exponent(ns, [r['setup'] for r in rows]):.2f}"]
+        parts += [f"{st} {what} {power_law_exponent(ns, [r[f'{st}_{what}'] for r in rows]):.2f}"
+                  for st in STREAMS for what in ("loader", "plan", "pass")]
         print(f"  F = {_size(f)}: " + ", ".join(parts))
     for n in sorted({r["n"] for r in records}):
         rows = [r for r in records if r["n"] == n]
         if len(rows) > 1:
-            worst = {s: max(r[s + "_plan"] for r in rows) for s in STREAMS}
-            best = {s: min(r[s + "_plan"] for r in rows) for s in STREAMS}
-            print(f"  N = {_size(n)}: plan over F = {', '.join(_size(r['f']) for r in rows)}: "
-                  + ", ".join(f"{s} {best[s]:.3f}-{worst[s]:.3f} s" for s in STREAMS))
+            print(f"  N = {_size(n)}, F = {', '.join(_size(r['f']) for r in rows)}: plan " + ", ".join(
+                f"{st} {min(r[st + '_plan'] for r in rows):.3f}-{max(r[st + '_plan'] for r in rows):.3f} s"
+                for st in STREAMS))
 
 
 def report_audits(records: list[dict[str, Any]], cmia: list[dict[str, Any]]) -> None:
