@@ -16,9 +16,10 @@ Sections (``--only``; all by default except ``negrad``):
   ``max_samples``, 10 k by default, whatever N is).
 * ``cli`` — what ``lightly-unlearn unlearn`` does before training, per image, on folders of
   2 k and 10 k PNGs: listing the folder, reading the forget list (1 % of the images), the
-  image pre-check (open and verify every file), building the image-folder datamodule, and the
-  forget-set hash. Timed through the public functions the command calls
-  (``lightly_unlearn.image_folder``), not through its private set-up.
+  image pre-check (open and verify every file), building the image-folder datamodule, the
+  forget-set hash and the receipt's content commitment to the forget files. Timed through the
+  public functions the command calls (``lightly_unlearn.image_folder``,
+  ``lightly_unlearn.forget_commitment``), not through its private set-up.
 * ``negrad`` (``--negrad-epoch``) — one NegGrad epoch over 200 k samples (a 2-layer MLP on
   8-dim vectors, batch 256, CPU, Lightning) with 1 k and with 100 k forget samples,
   interleaved ``--repeats`` times: the per-batch work must not grow with the forget set.
@@ -232,6 +233,7 @@ def write_pngs(folder: Path, count: int, size: int = 32) -> list[str]:
 
 
 def cli_case(count: int) -> dict[str, Any]:
+    from lightly_unlearn.forget_commitment import commit_forget_set
     from lightly_unlearn.image_folder import (
         ImageFolderDataModule,
         check_images,
@@ -256,6 +258,8 @@ def cli_case(count: int) -> dict[str, Any]:
             dm = ImageFolderDataModule(str(data), str(forget_file), image_size=32)
         with phase(rec, "hash"):
             _ = dm.forget_sha256
+        with phase(rec, "commitment"):  # the receipt's content commitment to the forget files
+            commit_forget_set(dm.dataset, dm.forget_indices.tolist())
         rec["precheck_py_mb"] = python_peak_mb(lambda: check_images(data, found))
     return rec
 
@@ -392,12 +396,12 @@ def report_audits(records: list[dict[str, Any]], cmia: list[dict[str, Any]]) -> 
 
 
 def report_cli(records: list[dict[str, Any]]) -> None:
-    steps = ("listing", "forget_list", "precheck", "datamodule", "hash")
+    steps = ("listing", "forget_list", "precheck", "datamodule", "hash", "commitment")
     print("\n== lightly-unlearn unlearn before training (32x32 PNGs, 1 % forgotten)")
-    print(f"{'images':>6} | " + " | ".join(f"{s + ' s':>14}" for s in steps) + f" | {'ms/image':>8}")
+    print(f"{'images':>6} | " + " | ".join(f"{s + ' s':>12}" for s in steps) + f" | {'ms/image':>8}")
     for r in records:
         total = sum(r[s] for s in steps)
-        print(f"{_size(r['n']):>6} | " + " | ".join(f"{r[s]:14.3f}" for s in steps)
+        print(f"{_size(r['n']):>6} | " + " | ".join(f"{r[s]:12.3f}" for s in steps)
               + f" | {1e3 * total / r['n']:8.3f}")
     ns = [r["n"] for r in records]
     print("growth with images (exponent b): " + ", ".join(
