@@ -14,12 +14,13 @@ Sections (``--only``; all by default except ``negrad``):
   the alignment matrix at its cap (64 forget samples, with the 1000-replicate bootstrap); and
   CMIA's SVC on K = 1 k, 3 k, 10 k members and as many non-members (the audit caps K at
   ``max_samples``, 10 k by default, whatever N is).
-* ``cli`` — what ``lightly-unlearn unlearn`` does before training, per image, on folders of
+* ``cli`` — what ``lightly-unlearn unlearn`` does besides training, per image, on folders of
   2 k and 10 k PNGs: listing the folder, reading the forget list (1 % of the images), the
-  image pre-check (open and verify every file), building the image-folder datamodule, the
-  forget-set hash and the receipt's content commitment to the forget files. Timed through the
-  public functions the command calls (``lightly_unlearn.image_folder``,
-  ``lightly_unlearn.forget_commitment``), not through its private set-up.
+  image pre-check (full decode and SHA-256 of every file), the receipt's content commitment to
+  the forget files, the check that no input changed (every file hashed again; the command does
+  it twice), building AC's datamodule and the forget-set hash. Timed through the public
+  functions the command calls (``lightly_unlearn.image_folder``, ``forget_commitment``,
+  ``io``), not through its private set-up.
 * ``negrad`` (``--negrad-epoch``) — one NegGrad epoch over 200 k samples (a 2-layer MLP on
   8-dim vectors, batch 256, CPU, Lightning) with 1 k and with 100 k forget samples,
   interleaved ``--repeats`` times: the per-batch work must not grow with the forget set.
@@ -233,13 +234,17 @@ def write_pngs(folder: Path, count: int, size: int = 32) -> list[str]:
 
 
 def cli_case(count: int) -> dict[str, Any]:
-    from lightly_unlearn.forget_commitment import commit_forget_set
+    """The steps of ``lightly-unlearn unlearn`` before training, through the public functions."""
+    from lightly_unlearn import ForgetRetainDataModule
+    from lightly_unlearn.forget_commitment import commit_files
     from lightly_unlearn.image_folder import (
-        ImageFolderDataModule,
+        ImageFolder,
         check_images,
         image_files,
+        make_transform,
         read_forget_list,
     )
+    from lightly_unlearn.io import sha256_file
 
     rec: dict[str, Any] = {"section": "cli", "n": count}
     with tempfile.TemporaryDirectory() as tmp:
@@ -251,15 +256,19 @@ def cli_case(count: int) -> dict[str, Any]:
         with phase(rec, "listing"):
             found = image_files(data)
         with phase(rec, "forget_list"):
-            read_forget_list(forget_file, found)
-        with phase(rec, "precheck"):
+            forget = read_forget_list(forget_file, found)
+        with phase(rec, "precheck"):  # full decode and SHA-256 of every image
             check_images(data, found)
-        with phase(rec, "datamodule"):
-            dm = ImageFolderDataModule(str(data), str(forget_file), image_size=32)
+        with phase(rec, "commitment"):  # the receipt's commitment to the forget files
+            commit_files(data, [found[i] for i in forget])
+        with phase(rec, "recheck"):  # inputs unchanged: every file hashed again (twice per run)
+            for name in found:
+                sha256_file(data / name)
+        with phase(rec, "datamodule"):  # AC's stream, as the command builds it
+            dm = ForgetRetainDataModule(ImageFolder(data, found), forget, make_transform("simclr", 32))
+            dm.configure("mixed", extra_view=True)
         with phase(rec, "hash"):
             _ = dm.forget_sha256
-        with phase(rec, "commitment"):  # the receipt's content commitment to the forget files
-            commit_forget_set(dm.dataset, dm.forget_indices.tolist())
         rec["precheck_py_mb"] = python_peak_mb(lambda: check_images(data, found))
     return rec
 
@@ -396,8 +405,8 @@ def report_audits(records: list[dict[str, Any]], cmia: list[dict[str, Any]]) -> 
 
 
 def report_cli(records: list[dict[str, Any]]) -> None:
-    steps = ("listing", "forget_list", "precheck", "datamodule", "hash", "commitment")
-    print("\n== lightly-unlearn unlearn before training (32x32 PNGs, 1 % forgotten)")
+    steps = ("listing", "forget_list", "precheck", "commitment", "recheck", "datamodule", "hash")
+    print("\n== lightly-unlearn unlearn besides training (32x32 PNGs, 1 % forgotten)")
     print(f"{'images':>6} | " + " | ".join(f"{s + ' s':>12}" for s in steps) + f" | {'ms/image':>8}")
     for r in records:
         total = sum(r[s] for s in steps)
