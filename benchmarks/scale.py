@@ -181,6 +181,28 @@ def datamodule_case(n: int, f: int, batch_size: int = 256) -> dict[str, Any]:
     return rec
 
 
+def plan_vs_forget_case(n: int, forget: list[int], repeats: int = 5) -> dict[str, Any]:
+    """Epoch plans of every stream for several forget-set sizes, interleaved in one process
+    (best of ``repeats``), so machine load does not pass for a dependence on F."""
+    from lightly_unlearn import ForgetRetainDataModule
+
+    samplers = {}
+    for f in forget:
+        dm = ForgetRetainDataModule(CheapItems(n), forget_ids(n, f), two_views, batch_size=256, seed=0)
+        for stream in STREAMS:
+            dm.configure(stream, extra_view=stream == "mixed")
+            samplers[(stream, f)] = dm.train_dataloader().sampler
+    best = dict.fromkeys(samplers, float("inf"))
+    for epoch in range(repeats):
+        for key, sampler in samplers.items():
+            sampler.set_epoch(epoch)
+            start = time.perf_counter()
+            next(iter(sampler))
+            best[key] = min(best[key], time.perf_counter() - start)
+    return {"section": "plan_vs_forget", "n": n,
+            "plans": {f"{stream}/{f}": t for (stream, f), t in best.items()}}
+
+
 # -- the audits -------------------------------------------------------------------------------------
 def audits_case(n: int, views: int = 4, dim: int = 32) -> dict[str, Any]:
     """The audit functions whose work grows with the samples given, and the capped matrix."""
@@ -331,7 +353,7 @@ def negrad_case(n: int, f: int, batch_size: int = 256) -> dict[str, Any]:
 
 
 CASES: dict[str, Callable[..., dict[str, Any]]] = {
-    "datamodule": datamodule_case, "audits": audits_case, "cmia": cmia_case, "cli": cli_case,
+    "datamodule": datamodule_case, "plan_vs_forget": plan_vs_forget_case, "audits": audits_case, "cmia": cmia_case, "cli": cli_case,
     "negrad": negrad_case,
 }
 
@@ -386,6 +408,13 @@ def report_datamodule(records: list[dict[str, Any]]) -> None:
             print(f"  N = {_size(n)}, F = {', '.join(_size(r['f']) for r in rows)}: plan " + ", ".join(
                 f"{st} {min(r[st + '_plan'] for r in rows):.3f}-{max(r[st + '_plan'] for r in rows):.3f} s"
                 for st in STREAMS))
+
+
+def report_plan_vs_forget(record: dict[str, Any]) -> None:
+    forget = sorted({int(k.split("/")[1]) for k in record["plans"]})
+    print(f"epoch plan at N = {_size(record['n'])}, streams interleaved in one process (best of 5): "
+          + "; ".join(f"{st} " + ", ".join(f"F = {_size(f)} {record['plans'][f'{st}/{f}']:.3f} s"
+                                           for f in forget) for st in STREAMS))
 
 
 def report_audits(records: list[dict[str, Any]], cmia: list[dict[str, Any]]) -> None:
@@ -470,6 +499,10 @@ def main() -> None:
         rows = [run_case("datamodule", n=n, f=f) for n in sizes for f in ints(args.forget) if f < n]
         records += rows
         report_datamodule(rows)
+        n = max(s for s in sizes if s <= 1_000_000) if min(sizes) <= 1_000_000 else min(sizes)
+        interleaved = run_case("plan_vs_forget", n=n, forget=[f for f in ints(args.forget) if f < n])
+        records.append(interleaved)
+        report_plan_vs_forget(interleaved)
     if "audits" in sections:
         rows = [run_case("audits", n=n) for n in ints(args.audit_sizes)]
         svc = [run_case("cmia", cap=k) for k in ints(args.caps)]
