@@ -9,9 +9,9 @@ whole, equal batches. The plan depends only on ``(seed, epoch)`` and is the same
 so resumed and multi-device runs see the same batches.
 
 Plans are tensors built with a handful of vectorised operations (one ``randperm`` per batch is
-the only loop), and indices are handed to the loader a chunk of batches at a time: no Python
-list of the whole dataset is built, so the start of an epoch costs milliseconds at a million
-samples.
+the only loop), and positions are handed to the loader a chunk at a time: no Python list of the
+whole dataset is built, and planning an epoch of a million samples takes a fraction of a second
+(``benchmarks/scale.py``).
 """
 
 from __future__ import annotations
@@ -189,17 +189,17 @@ class ForgetCoveringSampler(DistributedSampler):
         need = [self.layout.samples - self._forget_share(r) for r in range(world)]
         fill = self._fillers(g, sum(need[:rank]), need[rank], sum(need))
         mine = forget[rank::world]
-        # Forget sample j goes to batch j % nb at slot j // nb (round-robin): the first r batches
-        # hold q + 1 of them, the others q. Fillers take the remaining slots, batch after batch.
-        q, r = divmod(len(mine), nb)
+        # Forget sample j goes to batch j % nb at slot j // nb (round-robin): the first `extra`
+        # batches hold q + 1 of them, the others q. Fillers take the remaining slots, batch after batch.
+        q, extra = divmod(len(mine), nb)
         plan = torch.empty(nb, size, dtype=torch.long)
         plan[:, :q] = mine[: q * nb].view(q, nb).T
         head = 0
-        if r:
-            plan[:r, q] = mine[q * nb :]
-            head = r * (size - q - 1)
-            plan[:r, q + 1 :] = fill[:head].view(r, size - q - 1)
-        plan[r:, q:] = fill[head:].view(nb - r, size - q)
+        if extra:
+            plan[:extra, q] = mine[q * nb :]
+            head = extra * (size - q - 1)
+            plan[:extra, q + 1 :] = fill[:head].view(extra, size - q - 1)
+        plan[extra:, q:] = fill[head:].view(nb - extra, size - q)
         order = torch.stack([torch.randperm(size, generator=g) for _ in range(nb)])
         return plan.gather(1, order)
 
