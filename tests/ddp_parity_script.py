@@ -193,6 +193,7 @@ def run_clip(out: Path, devices: int) -> None:
     embed only its shard, and the gathered features and audit numbers equal one process's."""
     from lightly_unlearn import AuditCallback, CLIPModule, ForgetRetainDataModule
     from lightly_unlearn.audits import clip_features
+    from lightly_unlearn.audits import inputs as audit_inputs
     from lightly_unlearn.audits.runner import flat_metrics
     from lightly_unlearn.clip import DIGIT_NAMES, DIGIT_TEMPLATES, CaptionDataset
     from lightly_unlearn.clip.data import tiny_clip_kwargs
@@ -205,7 +206,7 @@ def run_clip(out: Path, devices: int) -> None:
                                 holdout=holdout, tokenizer=module.tokenizer,
                                 eval_transform=module.preprocess_val)
     embedded, computed = [], []
-    embed, compute = clip_features.embed_pairs, clip_features.compute_clip_inputs
+    embed, compute = clip_features.embed_pairs, audit_inputs.compute_clip_inputs
 
     def counting_embed(*args, **kwargs):
         embedded.append(len(args[3]))  # keys
@@ -215,7 +216,7 @@ def run_clip(out: Path, devices: int) -> None:
         computed.append(compute(*args, **kwargs))
         return computed[-1]
 
-    clip_features.embed_pairs, clip_features.compute_clip_inputs = counting_embed, keeping_compute
+    clip_features.embed_pairs, audit_inputs.compute_clip_inputs = counting_embed, keeping_compute
     audit = AuditCallback(audits=("clip_mia", "clip_retrieval", "clip_zero_shot", "clip_alignment_matrix"),
                           classnames=DIGIT_NAMES, templates=DIGIT_TEMPLATES[:2], batch_size=4,
                           save_files=False, verbose=False, progress=False)
@@ -227,7 +228,7 @@ def run_clip(out: Path, devices: int) -> None:
     try:
         trainer.fit(module, datamodule=dm)
     finally:
-        clip_features.embed_pairs, clip_features.compute_clip_inputs = embed, compute
+        clip_features.embed_pairs, audit_inputs.compute_clip_inputs = embed, compute
     feats = computed[0].cache[clip_features.CLIP_CACHE_KEY]  # the "before" features
     per_rank = _gather_objects(embedded[:3])  # forget, retain, holdout of the "before" audit
     if trainer.is_global_zero:
