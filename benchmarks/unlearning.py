@@ -355,13 +355,14 @@ def hp_text(hp: dict[str, Any]) -> str:
 
 
 def markdown(payload: dict[str, Any]) -> str:
-    """README tables: Avg.Gap / Indist.Gap (mean ± std, time relative to Retrain) per method, and
+    """Markdown tables (the docs pages, benchmarks/render_docs.py): Avg.Gap / Indist.Gap (mean ± std, time relative to Retrain) per method, and
     the paired AC − best-baseline comparisons."""
     out = []
     for res in payload["results"]:
         rows = {r["method"]: r for r in res["summary"]}
         names = [n for n in rows if n not in REFERENCES]
-        head = f"{res['setting']['arch']} {res['model']}, forget {res['forget']} ({rows['retrain']['seeds']} seeds)"
+        arch = res["setting"].get("arch", "mlp")  # files written before the CNN setting existed
+        head = f"{arch} {res['model']}, forget {res['forget']} ({rows['retrain']['seeds']} seeds)"
         out += [f"**{head}**: Retrain forget-vs-holdout AUC {rows['retrain']['forget_holdout_auc']:.2f}, "
                 f"original {rows['original']['forget_holdout_auc']:.2f}", "",
                 "| method | Avg.Gap | Indist.Gap | RA | TA | F-vs-H AUC | epochs (mean) | time/RT |", "|---|---|---|---|---|---|---|---|"]
@@ -373,8 +374,10 @@ def markdown(payload: dict[str, Any]) -> str:
             out.append(f"| {n} {hp} | {r['avg_gap']:.1f} ± {r['avg_gap_std']:.1f} | "
                        f"{r['indist_gap']:.1f} ± {r['indist_gap_std']:.1f} | {r['ra']:.1f} | {r['ta']:.1f} | "
                        f"{r['forget_holdout_auc']:.2f} | {epochs[n]:.3g} | {100 * r['time_vs_retrain']:.1f} % |")
-        out += ["", "| paired (AC − best baseline) | metric | mean | 95 % t-interval | verdict |", "|---|---|---|---|---|"]
-        for c in res["paired"]:
+        if res.get("paired"):  # files written before paired comparisons existed have none
+            out += ["", "| paired (AC − best baseline) | metric | mean | 95 % t-interval | verdict |",
+                    "|---|---|---|---|---|"]
+        for c in res.get("paired", []):
             out.append(f"| {c['ac']} − {c['baseline']} | {c['metric']} | {c['mean_difference']:+.1f} | "
                        f"[{c['ci95'][0]:+.1f}, {c['ci95'][1]:+.1f}] | {c['verdict']} |")
         if res.get("configurations"):
@@ -388,7 +391,7 @@ def markdown(payload: dict[str, Any]) -> str:
 
 
 def write(payload: dict[str, Any], out: str, with_markdown: bool, log) -> int:
-    """Print a finished payload's report (and README tables), write it atomically to ``out``."""
+    """Print a finished payload's report (and Markdown tables), write it atomically to ``out``."""
     log(report(payload))
     if with_markdown:
         log(markdown(payload))
@@ -411,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true",
                    help="smoke run: 1 model, 1 forget set, no tuning, 2 evaluation seeds, short pretraining")
     p.add_argument("--combine", nargs="+", default=None, metavar="JSON", help="merge these runs into --out")
-    p.add_argument("--markdown", action="store_true", help="with --combine: also print the README tables")
+    p.add_argument("--markdown", action="store_true", help="with --combine: also print the Markdown tables of the docs pages")
     p.add_argument("--add-variants", nargs="+", default=None, choices=sorted(VARIANTS),
                    help="run these method options on the evaluation seeds of --to and add their rows")
     p.add_argument("--to", default=None, metavar="JSON", help="with --add-variants: a finished run")

@@ -3,7 +3,7 @@
 All functions are pure tensor maths on cached view embeddings ``views`` of shape ``(n, K, d)``:
 ``views[i, a]`` is the embedding of augmentation ``t_a`` of sample ``x_i``. The alignment
 matrix and its gap ``G = A_before - A_after`` follow the black-box audit of Alignment
-Calibration (Wang et al., arXiv:2405.07317); the README gives the definitions.
+Calibration (MUC, Wang et al., arXiv:2406.03603), which gives the definitions.
 :func:`forgetting_score` is the one implementation of ``FS = mean(diag G) - mean(offdiag G)``
 used by every audit, figure and report.
 """

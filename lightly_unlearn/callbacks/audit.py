@@ -1,8 +1,8 @@
 """``AuditCallback``: audit the model before and after an unlearning run.
 
 The audits (EMIA after EncoderMI, arXiv:2108.11023; linear probe; CMIA; the alignment gap matrix
-of Alignment Calibration, arXiv:2405.07317) are defined in the README and in
-:mod:`lightly_unlearn.audits`."""
+of Alignment Calibration, MUC, arXiv:2406.03603) are defined in :mod:`lightly_unlearn.audits`
+and explained in the docs' audits guide (``docs/guide/auditing.md``)."""
 
 from __future__ import annotations
 
@@ -124,9 +124,10 @@ class AuditCallback(DualNamespaceCallback):  # a Callback in both namespaces
             names, ``backbone``/``projection_head`` or DINO's ``student_*``).
         batch_size: Images per forward pass.
         save_files: Write ``audit.json``, ``report.md`` and the heat map.
-        classnames, templates: Zero-shot prompts for the ``clip_zero_shot`` audit (CLIP only);
-            the CLIP audits (``clip_mia``, ``clip_retrieval``, ``clip_zero_shot``,
+        classnames: Class names for the ``clip_zero_shot`` audit's prompts (CLIP only); the CLIP
+            audits (``clip_mia``, ``clip_retrieval``, ``clip_zero_shot``,
             ``clip_alignment_matrix``) embed image-caption pairs of the datamodule's splits.
+        templates: Prompt templates for ``clip_zero_shot`` (CLIP only).
         progress: Show the audit progress bar (default: when the trainer shows its own).
         verbose: Print the one-line summary (verdict and report path) after the audit.
     """

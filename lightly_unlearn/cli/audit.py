@@ -3,7 +3,7 @@
 Embeds the owner's images with the model before and after unlearning under the same seeded
 augmentations, and writes the alignment gap matrix (heat map), the forgetting score and a short
 Markdown + JSON report. The alignment gap matrix is the black-box audit of Alignment
-Calibration (arXiv:2405.07317); the README defines it.
+Calibration (MUC, Wang et al., arXiv:2406.03603); ``docs/guide/auditing.md`` explains it.
 """
 
 from __future__ import annotations
