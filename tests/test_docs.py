@@ -188,3 +188,38 @@ def test_imports_follow_the_layers_on_the_layout_page():
             wrong += [f"{rel}:{node.lineno} imports {t} (layer {layers[t]} > {layers[unit]})"
                       for t in targets if t != unit and layers[t] > layers[unit]]
     assert not wrong, "imports against the direction on docs/layout.md:\n" + "\n".join(wrong)
+
+
+# -- shell examples name real commands and options -------------------------------------------------
+def cli_invocations() -> list[tuple[Path, int, list[str]]]:
+    """Every ``lightly-unlearn ...`` line of the shell blocks (continuations joined, comments and
+    the ``[ ]`` of optional parts dropped)."""
+    import shlex
+
+    found = []
+    for page in pages():
+        for block in code_blocks(page):
+            if block.lang not in ("bash", "sh", "shell", "console"):
+                continue
+            text = re.sub(r"\\\n\s*", " ", block.code)
+            for offset, line in enumerate(text.splitlines()):
+                line = line.split(" #", 1)[0].strip()
+                if line.startswith("lightly-unlearn "):
+                    tokens = [t.strip("[]") for t in shlex.split(line)]
+                    found.append((page, block.line + offset, [t for t in tokens if t and t != "..."]))
+    return found
+
+
+def test_shell_examples_use_real_commands_and_options():
+    from lightly_unlearn.cli import build_parser
+
+    invocations = cli_invocations()
+    assert len(invocations) >= 5
+    for page, line, tokens in invocations:
+        command = tokens[1]
+        parser = build_parser(command)
+        sub = next(a for a in parser._subparsers._group_actions if a.dest == "command")
+        assert command in sub.choices, f"{page.name}:{line}: no command {command!r}"
+        options = set(sub.choices[command]._option_string_actions)
+        unknown = [t.split("=")[0] for t in tokens[2:] if t.startswith("--") and t.split("=")[0] not in options]
+        assert not unknown, f"{page.name}:{line}: lightly-unlearn {command} has no {unknown}"
