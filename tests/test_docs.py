@@ -5,6 +5,7 @@ every registered method and audit, and relative links lead somewhere."""
 from __future__ import annotations
 
 import re
+import textwrap
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ README = ROOT / "README.md"
 DOCS = ROOT / "docs"
 
 #: A fenced block: its info string (language and options) and its body.
-FENCE = re.compile(r"^```([^\n]*)\n(.*?)^```[ \t]*$", re.M | re.S)
+FENCE = re.compile(r"^([ \t]*)```([^\n]*)\n(.*?)^\1```[ \t]*$", re.M | re.S)
 #: Python blocks whose title starts with this are illustrations the reader adapts, not run.
 SKETCH = re.compile(r'title="Sketch\b([^"]*)"')
 
@@ -41,7 +42,7 @@ class Block:
 
 def code_blocks(path: Path) -> list[Block]:
     text = path.read_text(encoding="utf-8")
-    return [Block(path, text.count("\n", 0, m.start(2)) + 1, m.group(1).strip(), m.group(2))
+    return [Block(path, text.count("\n", 0, m.start(3)) + 1, m.group(2).strip(), textwrap.dedent(m.group(3)))
             for m in FENCE.finditer(text)]
 
 
@@ -86,6 +87,7 @@ def test_readme_quick_start_runs_as_is(tmp_path, monkeypatch):
     for path in ("pretrained.ckpt", "unlearned.ckpt", "unlearn_out/unlearning_receipt.json",
                  "unlearn_out/audits/report.md", "keys/receipt_signing.pub"):
         assert (tmp_path / path).is_file(), path
+    assert len(list((tmp_path / "unlearn_out" / "proofs").glob("*.proof.json"))) == 5  # one per item
 
 
 @pytest.mark.parametrize("kind", ["method", "audit"])
