@@ -123,6 +123,42 @@ class Run:
     gap_matrix: np.ndarray | None = None
 
 
+def run_state(run: Run) -> dict[str, Any]:
+    """``run`` as plain data (dicts, numbers, a tensor) for a ``weights_only`` cache file."""
+    state = asdict(run)
+    state["gap_matrix"] = None if run.gap_matrix is None else torch.as_tensor(run.gap_matrix)
+    return state
+
+
+def run_from_state(state: Mapping[str, Any]) -> Run:
+    gap = state.get("gap_matrix")
+    return Run(**{**state, "gap_matrix": None if gap is None else np.asarray(gap)})
+
+
+def read_cache(path: str | Path) -> Any:
+    """A cache file's content, loaded with ``weights_only=True``: plain tensors, dicts, lists and
+    numbers. Cache folders are shared and their file names predictable, so a file planted there
+    is read as data and never runs code; one that is not plain data is refused."""
+    from lightly_unlearn.io import load_checkpoint
+
+    try:
+        return load_checkpoint(path)
+    except Exception as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise RuntimeError(
+            f"cache file {path} is not plain data (torch.load(weights_only=True) refused it: "
+            f"{first[:200]}); it was not written by this version of lightly-unlearn. Delete it, or "
+            "choose another cache folder."
+        ) from None
+
+
+def write_cache(path: str | Path, obj: Any) -> None:
+    """Write plain data (see :func:`read_cache`) atomically."""
+    from lightly_unlearn.io import atomic_torch_save
+
+    atomic_torch_save(obj, path)
+
+
 def _quiet_lightning() -> None:
     """The demo trains dozens of tiny models: keep Lightning's per-fit banners out of the way."""
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
@@ -202,13 +238,12 @@ class Experiment:
 
     def _load(self, what: str) -> Any:
         path = self._cache_path(what)
-        return torch.load(path, weights_only=False) if path is not None and path.is_file() else None
+        return read_cache(path) if path is not None and path.is_file() else None
 
     def _save(self, what: str, obj: Any) -> None:
         path = self._cache_path(what)
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            torch.save(obj, path)
+            write_cache(path, obj)
 
     def fit(self, model: pl.LightningModule, dm: ForgetRetainDataModule, epochs: int,
             callbacks: list) -> tuple[int, float, int]:
@@ -256,7 +291,9 @@ class Experiment:
         s = self.setting
         cached = self._load("pretrained")
         if cached is not None:
-            self._pretrained_state, self._before, self.original = cached
+            self._pretrained_state = cached["state"]
+            self._before = {k: AuditResult.from_state(v) for k, v in cached["before"].items()}
+            self.original = run_from_state(cached["original"])
             self.progress(f"original   pretrained (cached: {self._cache_path('pretrained')})")
             return self.original
         torch.manual_seed(s.seed)
@@ -266,7 +303,11 @@ class Experiment:
         results = self.audit(model)
         self._before = results
         self.original = self._row("original", {}, s.pretrain_epochs, seconds, steps, results)
-        self._save("pretrained", (self._pretrained_state, self._before, self.original))
+        self._save("pretrained", {
+            "state": self._pretrained_state,
+            "before": {k: v.to_state() for k, v in self._before.items()},
+            "original": run_state(self.original),
+        })
         self.progress(f"original   pretrained {s.pretrain_epochs} epochs in {seconds:5.1f} s")
         return self.original
 
@@ -287,7 +328,7 @@ class Experiment:
         name = label or callback.method.name + ("+stop" if calibrated else "")
         retrain = callback.method.name == "retrain"
         if retrain and (cached := self._load("retrain")) is not None:
-            return cached
+            return run_from_state(cached)
         stopping = HoldoutAlignmentStopping(check_every_n_epochs=check_every)
         callbacks: list = [callback] + ([stopping] if calibrated else [])
         epochs = epochs if epochs is not None else s.pretrain_epochs
@@ -298,7 +339,7 @@ class Experiment:
         trained, seconds, steps = self.fit(model, self.datamodule(batch), epochs, callbacks)
         run = self._row(name, hp, trained, seconds, steps, self.audit(model))
         if retrain:
-            self._save("retrain", run)
+            self._save("retrain", run_state(run))
         self.progress(f"{name:<16} {trained:4d} epochs in {seconds:5.1f} s")
         return run
 
