@@ -70,6 +70,36 @@ def test_moco_extra_view_goes_through_the_momentum_encoder_with_the_whole_batch(
     assert sizes == [16] * 8
 
 
+def test_moco_online_extra_view_goes_through_the_query_encoder_with_gradient(tmp_path):
+    """``extra_encoder="online"``: the extra views of the whole batch go through ``forward`` (the
+    query encoder) with gradient; ``forward_momentum`` only embeds the user's keys."""
+    dm = ForgetRetainDataModule(digits_dataset(64), [3, 9, 17, 30], identical_views(), batch_size=16)
+    module = make_moco("pl")()
+    calls = {"forward": [], "forward_momentum": []}
+    for name in calls:
+        original = getattr(module, name)
+
+        def spy(x, _original=original, _name=name):
+            out = _original(x)
+            calls[_name].append((x.shape[0], out.requires_grad))
+            return out
+
+        setattr(module, name, spy)
+    method = SpyAC(beta=4.0, extra_encoder="online")
+    pl.Trainer(**trainer_kwargs(tmp_path, callbacks=[UnlearnCallback(method)])).fit(module, datamodule=dm)
+    # per step: the user's query pass and the extra pass, both over the whole batch, with gradient
+    assert calls["forward"] == [(16, True)] * 8
+    assert calls["forward_momentum"] == [(16, False)] * 4
+    # identical views, same batch composition: the extra embedding is the query embedding
+    for anchor, extra, forget in method.seen:
+        torch.testing.assert_close(extra, anchor[forget], rtol=1e-5, atol=1e-5)
+
+
+def test_extra_encoder_is_checked():
+    with pytest.raises(ValueError, match="extra_encoder must be one of 'momentum', 'online'"):
+        AlignmentCalibration(extra_encoder="query")
+
+
 def test_extra_pass_leaves_batch_norm_running_statistics_alone(tmp_path):
     dm = ForgetRetainDataModule(digits_dataset(64), [3, 9, 17, 30], identical_views(), batch_size=16)
     runs = {}

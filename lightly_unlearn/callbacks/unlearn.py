@@ -97,9 +97,9 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
             ``rt``, ``ft``, ``ga``, ``ng``, ``l1``) or an ``UnlearningMethod`` instance.
         embed_fn: Images -> embeddings for AC's extra view. Default: the module's
             ``forward_momentum`` (no gradient, as in the MoCo reference) if it has one, else its
-            ``forward``. With a CLIP criterion (open_clip ``ClipLoss``) the extra view is the
-            forget pairs' own caption tokens and the default is ``encode_text(tokens,
-            normalize=True)``.
+            ``forward``; with AC's ``extra_encoder="online"``, its ``forward`` (with gradient).
+            With a CLIP criterion (open_clip ``ClipLoss``) the extra view is the forget pairs' own
+            caption tokens and the default is ``encode_text(tokens, normalize=True)``.
         roles: Which sub-modules are the backbone, head, momentum / teacher pairs and memory
             banks, and how a view is embedded (see ``ModuleRoles``). Default: lightly's example
             conventions (``<name>_momentum`` for MoCo / BYOL, ``student_*`` / ``teacher_*``
@@ -220,6 +220,8 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
         self._criterion = pl_module.criterion if hasattr(pl_module, "criterion") else None
         self._adapter: RowTermsAdapter = self._checked_adapter(pl_module)
         self._roles = resolve_roles(pl_module, self.roles)  # misspelt role names fail here
+        if self.method.extra_online and (self.roles is None or self.roles.embed is None):
+            self._roles = self._roles.with_online_embedding()  # an explicit embedding wins
         if self.method.extra_view and self.embed_fn is None and self._adapter.image_text:
             require(pl_module, "encode_text")  # CLIP: the extra view is the own caption
         self._warn_if_nothing_to_sync(pl_module)

@@ -60,6 +60,9 @@ class UnlearningMethod:
     pairs_forget: ClassVar[bool] = False
     #: Whether forget samples need an extra own view (AC's positive calibration).
     extra_view: bool = False
+    #: Whether that extra view goes through the online encoder (``forward``, with gradient)
+    #: rather than the roles' embedding (a momentum / teacher encoder where the module has one).
+    extra_online: bool = False
     #: Whether all weights are re-initialised first (Retrain).
     reinitialise: ClassVar[bool] = False
     #: Hyper-parameters with their defaults, and a short help text for each.
