@@ -157,8 +157,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pretrain-epochs", type=int, default=10)
     p.add_argument("--epochs", type=int, nargs="+", default=[2], help="unlearning epochs")
     p.add_argument("--lrs", type=float, nargs="+", default=[0.06, 0.006], help="unlearning learning rates")
-    p.add_argument("--betas", type=float, nargs="+", default=[0.0, 1.0],
+    p.add_argument("--betas", type=float, nargs="*", default=[0.0, 1.0],
                    help="AC's β values besides AC with its defaults (always run)")
+    p.add_argument("--extra-encoders", nargs="*", default=[], choices=["online", "momentum"],
+                   help="also AC (default β) with its extra view through this encoder")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="100 digits, 1 pretraining epoch, 1 lr, 1 β")
     p.add_argument("--out", default="benchmarks/results/resnet18_sanity.json")
@@ -168,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         sizes = dict(n_train=100, n_holdout=64, forget_fraction=0.16, pretrain_epochs=1)
         args.models, args.lrs, args.betas, args.epochs = args.models[:1], args.lrs[:1], args.betas[:1], [1]
+        args.extra_encoders = args.extra_encoders[:1]
 
     rows: list[dict[str, Any]] = []
     start = time.perf_counter()
@@ -189,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         before = exp._before
         configs: list[tuple[str, dict[str, Any]]] = [("finetune", {}), ("ac", {})]
         configs += [("ac", {"beta": b}) for b in args.betas]
+        configs += [("ac", {"extra_encoder": e}) for e in args.extra_encoders]
 
         rows.append(record(original, None, models[-1], exp, before))
         for lr in args.lrs:

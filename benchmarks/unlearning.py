@@ -89,7 +89,9 @@ REFERENCES = ("original", "retrain")
 #: (AC's ``calibration='matched'`` was measured this way, for 10 % of the pretraining epochs, at
 #: commit f68e858 before it was dropped: ``benchmarks/results/variants/matched_*.json``.)
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
-    f"ac:beta{b:g}": ("ac", {"beta": float(b)}) for b in (0, 1, 4, 8, 16)
+    **{f"ac:beta{b:g}": ("ac", {"beta": float(b)}) for b in (0, 1, 4, 8, 16)},
+    # which encoder embeds positive calibration's extra own view (MoCo: query or momentum)
+    **{f"ac:{e}": ("ac", {"extra_encoder": e}) for e in ("online", "momentum")},
 }
 
 
@@ -178,6 +180,21 @@ def evaluate(base: Setting, seeds: list[int], best: dict, log, cache: str | None
         if on_seed is not None:
             on_seed(per_seed)
     return aggregate(per_seed), per_seed
+
+
+def chosen_configurations(path: str, setting: dict, model: str, forget: str, grids: dict
+                          ) -> dict[str, tuple[dict, int, float]]:
+    """The configurations a finished run chose for this setting, model and forget set (methods
+    of ``grids`` only): ``{method: (hp, epochs, tuning score)}``."""
+    import json
+
+    payload = json.loads(Path(path).read_text())
+    for res in payload["results"]:
+        if res["setting"] == json.loads(json.dumps(setting)) and (res["model"], res["forget"]) == (model, forget):
+            return {m: (c["hyperparameters"], c["epochs"], c["tuning_score"])
+                    for m, c in res["chosen"].items() if m in grids}
+    raise SystemExit(f"--chosen-from: {path} has no result for {model}, forget {forget} with this "
+                     "setting; pass the run of the same --setting (and --pretrain-epochs).")
 
 
 def t_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float, float]:
@@ -415,6 +432,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--add-variants", nargs="+", default=None, choices=sorted(VARIANTS),
                    help="run these method options on the evaluation seeds of --to and add their rows")
     p.add_argument("--to", default=None, metavar="JSON", help="with --add-variants: a finished run")
+    p.add_argument("--chosen-from", default=None, metavar="JSON",
+                   help="skip tuning: evaluate the configurations this finished run chose (same "
+                   "setting, model and forget set), e.g. to re-measure them under changed code")
     p.add_argument("--out", default="benchmarks/results/unlearning.json")
     args = p.parse_args(argv)
 
@@ -454,6 +474,8 @@ def main(argv: list[str] | None = None) -> int:
         overrides.update(pretrain_epochs=args.pretrain_epochs or 20, num_views=4, n_train=100, n_holdout=100)
         # No tuning: the shortest configuration of each method, so the run takes seconds.
         grids = {m: [min(g, key=lambda c: c[1])] for m, g in grids.items()}
+    if args.chosen_from:
+        tune_seeds = []  # nothing tuned here: the configurations come from that run
     if set(tune_seeds) & set(eval_seeds):
         raise SystemExit("--tune-seeds and --eval-seeds must be disjoint (the winner is graded on unseen seeds).")
 
@@ -468,7 +490,10 @@ def main(argv: list[str] | None = None) -> int:
         base = spec["base"](model=model, **parse_forget(forget), **overrides)
         log(f"== {args.setting} {model}, forget {forget}")
         t0 = time.perf_counter()
-        best = tune(base, tune_seeds, grids, log, args.cache)
+        if args.chosen_from:
+            best = chosen_configurations(args.chosen_from, setting_dict(base), model, forget, grids)
+        else:
+            best = tune(base, tune_seeds, grids, log, args.cache)
         chosen = {m: {"hyperparameters": hp, "epochs": e, "tuning_score": s} for m, (hp, e, s) in best.items()}
 
         def result(per_seed: list, chosen=chosen, base=base, model=model, forget=forget, t0=t0) -> dict:
