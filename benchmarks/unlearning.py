@@ -92,6 +92,8 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     **{f"ac:beta{b:g}": ("ac", {"beta": float(b)}) for b in (0, 1, 4, 8, 16)},
     # which encoder embeds positive calibration's extra own view (MoCo: query or momentum)
     **{f"ac:{e}": ("ac", {"extra_encoder": e}) for e in ("online", "momentum")},
+    **{f"ac:{e}:beta{b:g}": ("ac", {"extra_encoder": e, "beta": float(b)})
+       for e in ("online", "momentum") for b in (1, 4, 8, 16)},
 }
 
 
@@ -252,6 +254,20 @@ def paired(per_seed: list[list[dict]], metrics: tuple[str, ...] = ("avg_gap", "i
     return out
 
 
+def pair_rows(per_seed: list[list[dict]], a: str, b: str,
+              metrics: tuple[str, ...] = ("avg_gap", "indist_gap", "score")) -> list[dict[str, Any]]:
+    """Row ``a`` against row ``b`` (e.g. two variants), paired per seed, per metric: ``a − b``
+    with its 95 % t-interval; lower gaps are better."""
+    by_seed = [{r["method"]: r for r in rows} for rows in per_seed]
+    out = []
+    for metric in metrics:
+        diffs = [metric_value(rows[a], metric) - metric_value(rows[b], metric) for rows in by_seed]
+        mean, low, high = t_interval(diffs)
+        out.append({"metric": metric, "ac": a, "baseline": b, "differences": diffs, "mean_difference": mean,
+                    "ci95": [low, high], "seeds": len(diffs), "verdict": verdict(low, high).replace("AC", a)})
+    return out
+
+
 def configurations(per_seed: list[list[dict]], family_name: str = "ac",
                    metrics: tuple[str, ...] = ("avg_gap", "indist_gap", "score")) -> list[dict[str, Any]]:
     """Every fixed-epoch configuration of one method (its chosen row and its ``<name>:<variant>``
@@ -359,6 +375,8 @@ def report(payload: dict[str, Any]) -> str:
         parts += [f"== {res['setting']['arch']} {res['model']}, forget {res['forget']}", table(res["summary"]),
                   "paired (AC − best baseline, 95 % t-interval over seeds; lower gap is better):",
                   paired_text(res["paired"])]
+        if res.get("pairs"):
+            parts += ["requested pairs (A − B, 95 % t-interval over seeds):", paired_text(res["pairs"])]
         if res.get("configurations"):
             parts += ["AC configurations against the best of them (paired, 95 % t-interval):"]
             parts += [f"  {c['metric']:<10} {hp_text(c['hyperparameters']):<32} {c['mean']:6.1f}  "
@@ -432,6 +450,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--add-variants", nargs="+", default=None, choices=sorted(VARIANTS),
                    help="run these method options on the evaluation seeds of --to and add their rows")
     p.add_argument("--to", default=None, metavar="JSON", help="with --add-variants: a finished run")
+    p.add_argument("--pairs", nargs="+", default=[], metavar="A,B", type=lambda t: tuple(t.split(",", 1)),
+                   help="with --add-variants: also compare these rows, paired per seed (A − B)")
     p.add_argument("--chosen-from", default=None, metavar="JSON",
                    help="skip tuning: evaluate the configurations this finished run chose (same "
                    "setting, model and forget set), e.g. to re-measure them under changed code")
@@ -455,6 +475,8 @@ def main(argv: list[str] | None = None) -> int:
         payload = json.loads(Path(args.to).read_text())
         start = time.perf_counter()
         add_variants(payload, args.add_variants, log, args.cache)
+        for res in payload["results"]:
+            res["pairs"] = [c for pair in args.pairs for c in pair_rows(res["per_seed"], *pair)]
         payload["seconds"] = payload["seconds"] + time.perf_counter() - start
         payload["command"] += " ; " + " ".join(sys.argv)
         return write(payload, args.out, args.markdown, log)
