@@ -16,8 +16,10 @@ Setting (issue 19's measurement): a lightly-style MoCo — the demo's BatchNorm 
 0.9, weight decay 5e-4), lightly's ``MoCoV2Transform`` at 16 px — on 320 scikit-learn digits of
 which 32 are forgotten, pretrained ``--pretrain-epochs`` epochs (batch 64), then 3 epochs of
 fine-tune and of AC (α = 1, β = 10) at the same lr, AC's extra view through the momentum encoder
-(the reference) and through the online (query) encoder. Per seed, the relative drop of each; AC −
-fine-tune paired over seeds with a 95 % Student-t interval.
+(the reference) and through the online (query) encoder, each with the penalty on its own
+(``relative_to='none'``, the reference) and relative to the retain samples' own-view alignment
+(``relative_to='retain'``). Per seed, the relative drop of each; AC − fine-tune (and online −
+momentum) paired over seeds with a 95 % Student-t interval.
 
     OMP_NUM_THREADS=1 python benchmarks/own_view_alignment.py --out benchmarks/results/ac_moco_own_view.json
     python benchmarks/own_view_alignment.py --quick     # smoke run
@@ -50,8 +52,9 @@ t_interval = bench.t_interval  # mean and 95 % Student-t interval
 #: (row name, method, hyper-parameters): the control and AC with either extra-view encoder.
 CONFIGS: list[tuple[str, str, dict[str, Any]]] = [
     ("finetune", "finetune", {}),
-    ("ac:momentum", "ac", {"alpha": 1.0, "beta": 10.0, "extra_encoder": "momentum"}),
-    ("ac:online", "ac", {"alpha": 1.0, "beta": 10.0, "extra_encoder": "online"}),
+    *[(f"ac:{e}{'/retain' if r == 'retain' else ''}", "ac",
+       {"alpha": 1.0, "beta": 10.0, "extra_encoder": e, "relative_to": r})
+      for r in ("none", "retain") for e in ("momentum", "online")],
 ]
 
 
@@ -118,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--forget-sizes", type=int, nargs="+", default=[32])
     p.add_argument("--pretrain-epochs", type=int, default=30)
     p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--configs", nargs="+", default=None, choices=[c[0] for c in CONFIGS],
+                   help="rows to run (default: all; finetune always)")
     p.add_argument("--quick", action="store_true", help="2 seeds, 2 pretraining epochs, 1 epoch")
     p.add_argument("--out", default="benchmarks/results/ac_moco_own_view.json")
     args = p.parse_args(argv)
@@ -128,18 +133,23 @@ def main(argv: list[str] | None = None) -> int:
     def log(line: str) -> None:
         print(line, flush=True)
 
+    configs = [c for c in CONFIGS if c[0] == "finetune" or args.configs is None or c[0] in args.configs]
     start, results = time.perf_counter(), []
     for n_forget in args.forget_sizes:
         per_seed = [measure(s, n_forget=n_forget, pretrain_epochs=args.pretrain_epochs, epochs=args.epochs,
-                            progress=log) for s in args.seeds]
+                            configs=configs, progress=log) for s in args.seeds]
         summary, comparisons = {}, []
         log(f"== {n_forget} forgotten of 320, {len(args.seeds)} seeds: relative drop, mean [95 % t-interval]")
         for space in SPACES:
-            for name, _, _ in CONFIGS:
+            names = [c[0] for c in configs]
+            for name in names:
                 mean, low, high = t_interval([rows[name][space]["relative_drop"] for rows in per_seed])
                 summary[f"{space}/{name}"] = {"mean": mean, "ci95": [low, high]}
-                log(f"  {space:<8} {name:<12} {mean:+.4f} [{low:+.4f}, {high:+.4f}]")
-            for a, b in (("ac:momentum", "finetune"), ("ac:online", "finetune"), ("ac:online", "ac:momentum")):
+                log(f"  {space:<8} {name:<18} {mean:+.4f} [{low:+.4f}, {high:+.4f}]")
+            pairs = [(n, "finetune") for n in names[1:]]
+            pairs += [(n, n.replace("online", "momentum")) for n in names if "online" in n
+                      and n.replace("online", "momentum") in names]
+            for a, b in pairs:
                 c = paired(per_seed, a, b, space)
                 comparisons.append(c)
                 log(f"  {space:<8} {a} − {b}: {c['mean_difference']:+.4f} [{c['ci95'][0]:+.4f}, {c['ci95'][1]:+.4f}]")
