@@ -36,8 +36,9 @@ class SpyAC(AlignmentCalibration):
         self.retain_extra: list[torch.Tensor] = []
 
     def objective(self, ctx):
-        self.seen.append((ctx.anchor.detach(), ctx.extra.detach(), ctx.forget.clone()))
-        self.retain_extra.append(ctx.extra_retain.detach())
+        if ctx.extra is not None:  # a batch without forget samples has no extra view
+            self.seen.append((ctx.anchor.detach(), ctx.extra.detach(), ctx.forget.clone()))
+            self.retain_extra.append(ctx.extra_retain.detach())
         return super().objective(ctx)
 
 
@@ -126,6 +127,20 @@ def test_positive_calibration_relative_to_retain_cannot_be_paid_by_a_shared_drop
     torch.testing.assert_close(objective(own, "retain"), torch.tensor(-2.0))
     with pytest.raises(ValueError, match="relative_to='retain'"):
         objective(own, "retain", image_text=True)
+
+
+@pytest.mark.parametrize("forget", [[9], [3, 9, 17, 30, 41]])
+def test_online_relative_calibration_trains_moco_with_small_forget_sets(tmp_path, forget):
+    """1- and 5-sample deletion requests on lightly's MoCo: finite objective, every step sees the
+    retain rows of the same extra pass, and the module's weights move."""
+    dm = ForgetRetainDataModule(digits_dataset(64), forget, identical_views(), batch_size=16)
+    module = make_moco("pl")()
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    method = SpyAC(beta=8.0, extra_encoder="online", relative_to="retain")
+    pl.Trainer(**trainer_kwargs(tmp_path, callbacks=[UnlearnCallback(method)])).fit(module, datamodule=dm)
+    assert method.seen and all(
+        r.shape[0] == len(f) - int(f.sum()) for (_, _, f), r in zip(method.seen, method.retain_extra))
+    assert not torch.equal(before["projection_head.layers.0.weight"], module.state_dict()["projection_head.layers.0.weight"])
 
 
 def test_extra_encoder_is_checked():
