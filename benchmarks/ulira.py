@@ -29,6 +29,11 @@ runs only:
 * ``offline``: ``(score − μ_out(x)) / σ_out`` (Retrain shadows only, no unlearning shadow);
 * ``population``: the raw score, one threshold for all (what the benchmark's AUC measures).
 
+Each test also runs on *relative* scores (``…/relative``): a model's target scores minus its mean
+score on the targets its run never trained on. The raw tests can separate an unlearned model from
+Retrain through a shift of every sample's alignment (the model is simply different, e.g. trained
+longer); the relative ones only through the forgotten targets standing out from never-seen ones.
+
 Reported per method: AUC and TPR at 1 % / 5 % FPR (percent; a cluster bootstrap over runs gives
 the 95 % interval of TPR at 1 % FPR). A method indistinguishable from Retrain sits at
 TPR ≈ FPR. TPR at 0.1 % FPR needs at least 1 000 negative trials; with fewer it is not
