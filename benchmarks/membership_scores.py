@@ -41,7 +41,6 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score, roc_curve
 from sklearn.model_selection import StratifiedKFold
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
@@ -52,18 +51,9 @@ from torchvision.transforms import v2
 from lightly_unlearn.adapters import backbone_embed_fn, head_embed_fn
 from lightly_unlearn.audits.alignment import alignment_scores
 from lightly_unlearn.audits.features import extract_features
+from lightly_unlearn.audits.membership import roc_auc, tpr_at_fpr
 from lightly_unlearn.demo.experiment import Experiment, cnn_setting
 from lightly_unlearn.io import atomic_write_json
-
-
-def tpr_at(members: np.ndarray, nonmembers: np.ndarray, fpr: float = 0.01) -> float | None:
-    """% of members above the threshold letting through at most ``fpr`` of the non-members
-    (``None`` with fewer than ``1/fpr`` non-members: not resolvable)."""
-    if len(nonmembers) < 1 / fpr:
-        return None
-    labels = np.r_[np.ones(len(members)), np.zeros(len(nonmembers))]
-    fprs, tprs, _ = roc_curve(labels, np.r_[members, nonmembers])
-    return float(100 * tprs[fprs <= fpr].max())
 
 
 def bell_distributions(n: int, length: int, generator: torch.Generator) -> Tensor:
@@ -147,8 +137,8 @@ def measure(model_name: str, seed: int, cache: str | None, num_parts: int, overr
     row = {"model": model_name, "seed": seed, "members": len(members), "nonmembers": len(nonmembers),
            "seconds_alignment": t_align, "seconds_partcrop": t_part, "scores": {}}
     for name, (m, n) in scores.items():
-        auc = float(roc_auc_score(np.r_[np.ones(len(m)), np.zeros(len(n))], np.r_[m, n]))
-        row["scores"][name] = {"auc": auc, "tpr_at_1pct_fpr": tpr_at(m, n)}
+        auc = roc_auc(m, n)
+        row["scores"][name] = {"auc": auc, "tpr_at_1pct_fpr": tpr_at_fpr(m, n, 1.0)}
         tpr = row["scores"][name]["tpr_at_1pct_fpr"]
         log(f"  {model_name} seed {seed} {name:<20} AUC {auc:.3f}  TPR@1%FPR {'-' if tpr is None else f'{tpr:.1f}'}")
     return row
