@@ -161,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="AC's β values besides AC with its defaults (always run)")
     p.add_argument("--extra-encoders", nargs="*", default=[], choices=["online", "momentum"],
                    help="also AC (default β) with its extra view through this encoder")
+    p.add_argument("--ac-options", nargs="*", default=[], metavar="K=V[,K=V]",
+                   help="also AC with these string options, e.g. extra_encoder=online,relative_to=retain")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="100 digits, 1 pretraining epoch, 1 lr, 1 β")
     p.add_argument("--out", default="benchmarks/results/resnet18_sanity.json")
@@ -193,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         configs: list[tuple[str, dict[str, Any]]] = [("finetune", {}), ("ac", {})]
         configs += [("ac", {"beta": b}) for b in args.betas]
         configs += [("ac", {"extra_encoder": e}) for e in args.extra_encoders]
+        configs += [("ac", dict(kv.split("=", 1) for kv in opts.split(","))) for opts in args.ac_options]
 
         rows.append(record(original, None, models[-1], exp, before))
         for lr in args.lrs:
