@@ -164,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ac-options", nargs="*", default=[], metavar="K=V[,K=V]",
                    help="also AC with these string options, e.g. extra_encoder=online,relative_to=retain")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cache", default=None, help="folder for the pretrained model (reused by later runs)")
     p.add_argument("--quick", action="store_true", help="100 digits, 1 pretraining epoch, 1 lr, 1 β")
     p.add_argument("--out", default="benchmarks/results/resnet18_sanity.json")
     args = p.parse_args(argv)
@@ -179,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     for model_name in args.models:
         setting = cnn_setting(model=model_name, image_size=32, batch_size=64, lr=0.06, num_views=4,
                               seed=args.seed, **sizes)
-        exp = ExampleExperiment(setting, progress=lambda line: print("  " + line, flush=True))
+        exp = ExampleExperiment(setting, progress=lambda line: print("  " + line, flush=True), cache_dir=args.cache)
         exp.transform = EXAMPLES[model_name][1](input_size=32, gaussian_blur=0.0)
         models: list[nn.Module] = []
         fit = exp.fit
@@ -192,6 +193,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== {model_name}: pretraining ResNet-18 {setting.pretrain_epochs} epochs", flush=True)
         original = exp.pretrain()
         before = exp._before
+        if not models:  # loaded from --cache: nothing was fitted
+            models.append(exp.new_model())
+            models[-1].load_state_dict(exp._pretrained_state)
         configs: list[tuple[str, dict[str, Any]]] = [("finetune", {}), ("ac", {})]
         configs += [("ac", {"beta": b}) for b in args.betas]
         configs += [("ac", {"extra_encoder": e}) for e in args.extra_encoders]
