@@ -68,14 +68,14 @@ def test_moco_extra_view_goes_through_the_momentum_encoder_with_the_whole_batch(
         return original(x)
 
     module.forward_momentum = spy
-    pl.Trainer(**trainer_kwargs(tmp_path, callbacks=[UnlearnCallback("ac", beta=4.0)])).fit(
-        module, datamodule=dm
-    )
+    callback = UnlearnCallback("ac", beta=4.0, extra_encoder="momentum")  # the reference's choice
+    pl.Trainer(**trainer_kwargs(tmp_path, callbacks=[callback])).fit(module, datamodule=dm)
     # per step: the user's key pass and the extra pass, both over the whole batch of 16
     assert sizes == [16] * 8
 
 
-def test_moco_online_extra_view_goes_through_the_query_encoder_with_gradient(tmp_path):
+@pytest.mark.parametrize("encoder", ["online", "auto"])  # 'auto' (the default): online for MoCo
+def test_moco_online_extra_view_goes_through_the_query_encoder_with_gradient(tmp_path, encoder, caplog):
     """``extra_encoder="online"``: the extra views of the whole batch go through ``forward`` (the
     query encoder) with gradient; ``forward_momentum`` only embeds the user's keys."""
     dm = ForgetRetainDataModule(digits_dataset(64), [3, 9, 17, 30], identical_views(), batch_size=16)
@@ -90,8 +90,11 @@ def test_moco_online_extra_view_goes_through_the_query_encoder_with_gradient(tmp
             return out
 
         setattr(module, name, spy)
-    method = SpyAC(beta=4.0, extra_encoder="online")
-    pl.Trainer(**trainer_kwargs(tmp_path, callbacks=[UnlearnCallback(method)])).fit(module, datamodule=dm)
+    method = SpyAC(beta=4.0, extra_encoder=encoder)
+    with caplog.at_level("INFO", logger="lightning.pytorch.utilities.rank_zero"):
+        pl.Trainer(**trainer_kwargs(tmp_path, callbacks=[UnlearnCallback(method)])).fit(module, datamodule=dm)
+    line = next(r.getMessage() for r in caplog.records if "UnlearnCallback:" in r.getMessage())
+    assert line.endswith("extra views embedded by forward.")
     # per step: the user's query pass and the extra pass, both over the whole batch, with gradient
     assert calls["forward"] == [(16, True)] * 8
     assert calls["forward_momentum"] == [(16, False)] * 4
@@ -144,7 +147,7 @@ def test_online_relative_calibration_trains_moco_with_small_forget_sets(tmp_path
 
 
 def test_extra_encoder_is_checked():
-    with pytest.raises(ValueError, match="extra_encoder must be one of 'momentum', 'online'"):
+    with pytest.raises(ValueError, match="extra_encoder must be one of 'auto', 'online', 'momentum'"):
         AlignmentCalibration(extra_encoder="query")
 
 
