@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--extra-encoders", nargs="*", default=[], choices=["online", "momentum"],
                    help="also AC (default β) with its extra view through this encoder")
     p.add_argument("--ac-options", nargs="*", default=[], metavar="K=V[,K=V]",
-                   help="also AC with these string options, e.g. extra_encoder=online,relative_to=retain")
+                   help="also AC with these string options, e.g. extra_encoder=online")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache", default=None, help="folder for the pretrained model (reused by later runs)")
     p.add_argument("--quick", action="store_true", help="100 digits, 1 pretraining epoch, 1 lr, 1 β")

@@ -94,9 +94,6 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     **{f"ac:{e}": ("ac", {"extra_encoder": e}) for e in ("online", "momentum")},
     **{f"ac:{e}:beta{b:g}": ("ac", {"extra_encoder": e, "beta": float(b)})
        for e in ("online", "momentum") for b in (1, 4, 8, 16)},
-    # ... and positive calibration relative to the retain samples' own-view alignment
-    **{f"ac:{e}:retain:beta{b:g}": ("ac", {"extra_encoder": e, "relative_to": "retain", "beta": float(b)})
-       for e in ("online", "momentum") for b in (4, 8, 16)},
 }
 
 

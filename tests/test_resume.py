@@ -88,7 +88,7 @@ def test_resumed_run_equals_uninterrupted_run(interrupted):
     (unlearn_state,) = [v for k, v in state["callbacks"].items() if k.startswith("UnlearnCallback")]
     assert unlearn_state["method"] == "ac"
     assert unlearn_state["hyperparameters"] == {"alpha": 1.5, "beta": 1.0, "gamma": None,
-                                                "extra_encoder": "auto", "relative_to": "none"}
+                                                "extra_encoder": "auto"}
     assert unlearn_state["forget_sha256"] == _dm().forget_sha256
     (audit_state,) = [v for k, v in state["callbacks"].items() if k.startswith("AuditCallback")]
     assert audit_state["before"] is not None

@@ -60,7 +60,6 @@ class _BatchContext:
         # a step may call the criterion several times (BYOL, SimSiam): the extra view is
         # embedded once and used by every call; each call's loss and terms are logged together
         self.extra: Tensor | None = None
-        self.extra_retain: Tensor | None = None  # the same pass's retain rows
         self.extra_done = False
         self.logged: list[tuple[Tensor, RowTerms]] = []
 
@@ -205,7 +204,8 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
         saved = state_dict.get("hyperparameters")
         # a checkpoint of an older version lacks newer options: those ran at their defaults, or
         # at what the method did before the option existed (``before_option``)
-        if saved is not None and {**self.method.defaults, **self.method.before_option, **saved} != self.hyperparameters:
+        ran = {**self.method.defaults, **self.method.before_option, **(saved or {})}
+        if saved is not None and ran != self.hyperparameters:
             raise ValueError(
                 f"Refusing to resume: the checkpoint's hyper-parameters "
                 f"{state_dict['hyperparameters']} differ from this callback's "
@@ -477,20 +477,18 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
     def _row_terms(self, criterion: nn.Module, *args: Any, **kwargs: Any) -> RowTerms:
         return self._adapter.row_terms(criterion, *args, **kwargs)
 
-    def _extra_embeddings(self, module: nn.Module, extra_views: Tensor, forget: Tensor
-                          ) -> tuple[Tensor | None, Tensor | None]:
-        """Embeddings of the extra views of the forget samples ``(F, D)`` and of the retain
-        samples ``(N − F, D)``, in batch order (``None`` when not embedded)."""
+    def _extra_embeddings(self, module: nn.Module, extra_views: Tensor, forget: Tensor) -> Tensor | None:
+        """Embeddings of the forget samples' extra views, ``(F, D)`` in batch order."""
         forget = forget.to(extra_views.device)
         if not bool(forget.any()):
-            return None, None
+            return None
         if self._adapter.image_text:
             # CLIP: the extra "view" is the forget pairs' own caption tokens; the text tower has
             # no batch statistics, so only the forget captions are embedded
             tokens = extra_views[forget]
             if self.embed_fn is not None:
-                return self.embed_fn(tokens), None
-            return module.encode_text(tokens, normalize=True), None
+                return self.embed_fn(tokens)
+            return module.encode_text(tokens, normalize=True)
         # The extra views of the *whole* batch go through one pass, so BatchNorm normalises them
         # with the statistics of the same batch composition as the anchor views; only the
         # forget rows are used. That pass is kept out of BatchNorm's running statistics, which
@@ -498,8 +496,7 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
         with frozen_batch_norm_stats(module):
             embed = self.embed_fn or self._roles.embed_fn(module)
             out = self._adapter.extra_embedding(embed(extra_views))
-        forget = forget.to(out.device)
-        return out[forget], out[~forget]
+        return out[forget.to(out.device)]
 
     def _objective(self, criterion: nn.Module, *args: Any, **kwargs: Any) -> Tensor:
         ctx = self._batch
@@ -517,7 +514,7 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
         ctx.calls = call
         terms = self._row_terms(criterion, *args, **kwargs)
         if not ctx.extra_done and ctx.extra_views is not None:  # once per step, for every call
-            ctx.extra, ctx.extra_retain = self._extra_embeddings(module, ctx.extra_views, ctx.forget)
+            ctx.extra = self._extra_embeddings(module, ctx.extra_views, ctx.forget)
             ctx.extra_done = True
         trainer = module.trainer
         progress = min(trainer.global_step / self._total_steps, 1.0)
@@ -532,7 +529,6 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
                 forget_fraction=self._datamodule.forget_fraction,
                 second=self._adapter.second(*args, call=call, **kwargs),
                 image_text=self._adapter.image_text,
-                extra_retain=ctx.extra_retain,
             )
         )
         reg = self.method.regularizer(module, progress)

@@ -24,8 +24,7 @@ class AlignmentCalibration(UnlearningMethod):
     )
     data = "mixed"
     pairs_forget = True
-    defaults = {"alpha": 1.0, "beta": 8.0, "gamma": None, "extra_encoder": "auto",
-                "relative_to": "none"}
+    defaults = {"alpha": 1.0, "beta": 8.0, "gamma": None, "extra_encoder": "auto"}
     help = {
         "alpha": "weight of the forget rows' alignment part",
         "beta": "positive calibration weight, scaled by |D_forget|/|D_train| as in the reference "
@@ -45,15 +44,9 @@ class AlignmentCalibration(UnlearningMethod):
         "the BatchNorm CNN, 3 seeds; docs/benchmarks/ac_moco.md — and the target side for "
         "BYOL, SimSiam and DINO, whose losses compare with no-gradient targets: not measured "
         "there); an explicit embed_fn or ModuleRoles(embed=...) is used as given",
-        "relative_to": "'none' (the reference: the penalty is the forget samples' mean own-view "
-        "cosine) or 'retain' (that minus the same mean over the batch's retain samples, from the "
-        "same extra pass: lowering every sample's own-view alignment at once — less invariance for "
-        "all — earns nothing, only the forget samples' alignment relative to the retain samples' "
-        "counts; not for CLIP)",
     }
     EXTRA_ENCODERS = ("auto", "online", "momentum")
     before_option = {"extra_encoder": "momentum"}
-    RELATIVE_TO = ("none", "retain")
 
     @property
     def extra_view(self) -> bool:  # type: ignore[override]
@@ -71,11 +64,6 @@ class AlignmentCalibration(UnlearningMethod):
                 f"ac: extra_encoder must be one of {', '.join(map(repr, self.EXTRA_ENCODERS))}; "
                 f"got {self.hparams['extra_encoder']!r}."
             )
-        if self.hparams["relative_to"] not in self.RELATIVE_TO:
-            raise ValueError(
-                f"ac: relative_to must be one of {', '.join(map(repr, self.RELATIVE_TO))}; got "
-                f"{self.hparams['relative_to']!r}."
-            )
         gamma = self.hparams["gamma"]
         if gamma is not None and gamma < 0:
             raise ValueError(f"ac: gamma must be >= 0 or None; got {gamma}.")
@@ -85,20 +73,10 @@ class AlignmentCalibration(UnlearningMethod):
         loss = alignment_calibration_objective(ctx.terms, ctx.forget, hp["alpha"], hp["gamma"])
         if hp["beta"] > 0:  # every rank joins the all-reduce, also with no extra view
             anchor = ctx.anchor[ctx.forget.to(ctx.anchor.device)]
-            if ctx.image_text and hp["relative_to"] == "retain":
-                raise ValueError(
-                    "ac: relative_to='retain' needs the retain samples' extra views, which image–text "
-                    "(CLIP) models do not embed; CLIP's positive calibration is already relative "
-                    "(to the batch's other captions). Leave relative_to at 'none'."
-                )
             if ctx.image_text and ctx.second is not None:
                 # CLIP: relative to non-matching captions, so no shared shift can pay for it
                 term = relative_positive_calibration(anchor, ctx.extra, ctx.second)
             else:
                 term = positive_calibration(anchor, ctx.extra)
-                if hp["relative_to"] == "retain":  # every rank joins this all-reduce too
-                    retain = ctx.anchor[~ctx.forget.to(ctx.anchor.device)]
-                    extra = ctx.extra_retain if ctx.extra is not None else None
-                    term = term - positive_calibration(retain, extra)
             loss = loss + hp["beta"] * ctx.forget_fraction * term
         return loss

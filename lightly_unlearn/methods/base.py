@@ -34,8 +34,6 @@ class StepContext:
             captions), or ``None``.
         image_text: Whether the criterion is an image–text (CLIP) loss: ``anchor`` holds image
             and ``second``/``extra`` caption embeddings.
-        extra_retain: ``(N − F, D)`` the retain samples' extra views from the same pass as
-            ``extra`` (``None`` for CLIP, where only forget captions are embedded).
     """
 
     terms: RowTerms
@@ -47,7 +45,6 @@ class StepContext:
     forget_fraction: float
     second: Tensor | None = None
     image_text: bool = False
-    extra_retain: Tensor | None = None
 
 
 class UnlearningMethod:
