@@ -219,6 +219,16 @@ def load_signing_key(path: str | os.PathLike) -> Any:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     data = _read_key_file(path, "signing key")
+    if b"PUBLIC KEY" in data or data.lstrip().startswith(b"ssh-"):
+        raise SigningKeyError(
+            f"signing key {path} is a public key; signing needs the private key "
+            "(receipt_signing.key beside it, written by `lightly-unlearn keygen`)."
+        )
+    if b"OPENSSH PRIVATE KEY" in data:
+        raise SigningKeyError(
+            f"signing key {path} is in OpenSSH format; use the PEM receipt_signing.key written "
+            "by `lightly-unlearn keygen`."
+        )
     mode = stat.S_IMODE(Path(path).stat().st_mode)
     if os.name == "posix" and mode & 0o077:
         raise SigningKeyError(

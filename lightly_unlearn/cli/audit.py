@@ -3,7 +3,7 @@
 Embeds the owner's images with the model before and after unlearning under the same seeded
 augmentations, and writes the alignment gap matrix (heat map), the forgetting score and a short
 Markdown + JSON report. The alignment gap matrix is the black-box audit of Alignment
-Calibration (arXiv:2405.07317); the README defines it.
+Calibration (Wang et al., arXiv:2406.03603); docs/audits.md explains it.
 """
 
 from __future__ import annotations
@@ -20,8 +20,6 @@ from lightly_unlearn.errors import LightlyUnlearnError
 if TYPE_CHECKING:  # torch is imported when the command runs, not for its --help
     from torch import Tensor, nn
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
-
 MODEL_HELP = """\
 MODEL is one of:
   pkg.module:function            a Python callable mapping an image batch (B, 3, H, W) to
@@ -31,7 +29,10 @@ MODEL is one of:
                                  Class(**hyper_parameters) with torch.load(weights_only=True);
                                  embeddings are its backbone features (--embedding head: its
                                  projection-head outputs)
-IMAGES is a folder of image files (png, jpg, bmp, gif, webp, tif), read in sorted order.
+IMAGES is a folder of image files (png, jpg, bmp, gif, webp, tif), subfolders included, read
+in sorted order (as `lightly-unlearn unlearn` reads them).
+--out is a new (or empty) folder: reports are written into DIR.partial-XXXX beside it and
+renamed to DIR when complete; a folder holding earlier reports is refused.
 """
 
 
@@ -133,32 +134,39 @@ def load_model(spec: str, embedding: str = "backbone", device: str = "cpu") -> M
 
 
 # -- images -----------------------------------------------------------------------------------
-def load_images(folder: str, what: str, max_samples: int) -> list[Any]:
-    """RGB PIL images from ``folder`` (sorted, at most ``max_samples``); clear errors otherwise."""
-    from PIL import Image, UnidentifiedImageError
+def image_names(folder: str, max_samples: int, what: str = "data") -> list[str]:
+    """The images of ``folder`` :func:`load_images` reads, relative to it, in order: the same
+    reader as ``unlearn`` (subfolders included, sorted, hidden files skipped)."""
+    from lightly_unlearn.image_folder import image_files
 
-    root = Path(folder)
-    if not root.is_dir():
-        raise AuditCLIError(f"--{what} {folder}: no such folder.")
-    files = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if len(files) < 2:
+    try:
+        names = image_files(folder, f"--{what}")
+    except FileNotFoundError as err:
+        raise AuditCLIError(str(err)) from err
+    if len(names) < 2:
         raise AuditCLIError(
-            f"--{what} {folder}: found {len(files)} image file(s) ({', '.join(sorted(IMAGE_SUFFIXES))}); "
-            "the alignment matrix needs at least 2."
+            f"--{what} {folder}: found {len(names)} image file(s); the alignment matrix needs at "
+            "least 2."
         )
+    return names[:max_samples]
+
+
+def load_images(folder: str, what: str, max_samples: int) -> list[Any]:
+    """RGB PIL images from ``folder`` (see :func:`image_names`), each decoded fully; clear errors
+    otherwise."""
+    from PIL import Image
+
+    from lightly_unlearn.image_folder import check_images
+
+    names = image_names(folder, max_samples, what)
+    try:
+        check_images(folder, names, f"--{what}")
+    except ValueError as err:
+        raise AuditCLIError(str(err)) from err
     images = []
-    for path in files[:max_samples]:
-        try:
-            with Image.open(path) as image:
-                images.append(image.convert("RGB"))
-        except Image.DecompressionBombError as err:
-            raise AuditCLIError(
-                f"--{what}: {path} is refused by Pillow's decompression-bomb limit "
-                f"(PIL.Image.MAX_IMAGE_PIXELS = {Image.MAX_IMAGE_PIXELS} pixels; {err}). "
-                "Resize the image to the size the model sees, or remove it from the folder."
-            ) from err
-        except (UnidentifiedImageError, OSError) as err:
-            raise AuditCLIError(f"--{what}: cannot read image {path}: {err}") from err
+    for name in names:
+        with Image.open(Path(folder) / name) as image:
+            images.append(image.convert("RGB"))
     return images
 
 
@@ -174,13 +182,6 @@ def transforms(size: int, normalize: str) -> tuple[Callable, Callable]:
     if norm:
         steps.append(T.Normalize(mean=norm["mean"], std=norm["std"]))
     return view, T.Compose(steps)
-
-
-def image_names(folder: str, max_samples: int) -> list[str]:
-    """File names of the images :func:`load_images` reads from ``folder``, in the same order."""
-    root = Path(folder)
-    files = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    return [p.name for p in files[:max_samples]]
 
 
 # -- run --------------------------------------------------------------------------------------
@@ -220,7 +221,36 @@ def _check_args(args: argparse.Namespace) -> Path:
         raise AuditCLIError(str(err)) from err
     if args.max_samples < 2:
         raise AuditCLIError(f"--max-samples must be at least 2; got {args.max_samples}.")
+    from lightly_unlearn.image_folder import check_holdout_apart, check_image_size
+    from lightly_unlearn.output_folder import OutputFolder
+
+    try:
+        OutputFolder(out).check_free()  # a folder of earlier reports is never overwritten
+        if args.holdout:
+            check_holdout_apart(args.data, args.holdout)
+        if args.image_size is not None:
+            check_image_size(args.image_size, args.batch_size, views=1)
+    except ValueError as err:
+        raise AuditCLIError(str(err)) from err
+    _check_device(args.device)
     return out
+
+
+def _check_device(device: str) -> None:
+    """A device string torch cannot parse, or a GPU this machine lacks, before any work."""
+    import torch
+
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, ValueError) as err:
+        raise AuditCLIError(f"--device {device!r}: {err} (e.g. cpu, cuda, cuda:1).") from err
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise AuditCLIError(f"--device {device}: no CUDA device is available here; use --device cpu.")
+    if kind == "cuda" and torch.device(device).index is not None and (
+            torch.device(device).index >= torch.cuda.device_count()):
+        raise AuditCLIError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s).")
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise AuditCLIError(f"--device {device}: Apple's MPS is not available here; use --device cpu.")
 
 
 def _embed_views(args: argparse.Namespace, when: str, model: Model, splits: dict, size: int,
@@ -250,7 +280,7 @@ def _owner_metrics(result: Any, feats: dict) -> tuple[dict[str, float], dict[str
     """The alignment-matrix metrics plus, with a holdout, the forget-vs-holdout numbers of
     :func:`~lightly_unlearn.audits.membership.forget_holdout_metrics`; and the per-image scores."""
     from lightly_unlearn.audits.alignment import alignment_scores, cross_sample_cosine
-    from lightly_unlearn.audits.membership import forget_holdout_metrics
+    from lightly_unlearn.audits.membership import LOW_FPRS, forget_holdout_metrics, low_fpr_key
 
     scores = {s: alignment_scores(f.views).numpy() for s, f in feats.items()}
     metrics = dict(result.metrics)
@@ -258,8 +288,10 @@ def _owner_metrics(result: Any, feats: dict) -> tuple[dict[str, float], dict[str
     if "holdout" in scores:
         extra = forget_holdout_metrics(scores["forget"], scores["holdout"])
         for key in ("alignment_holdout", "forget_holdout_auc", "forget_holdout_auc_se",
+                    *map(low_fpr_key, LOW_FPRS.values()), "holdout_samples",
                     "alignment_level_gap"):  # fmt: skip
-            metrics[key] = extra[key]
+            if key in extra:  # a low FPR the holdout cannot resolve has no value
+                metrics[key] = extra[key]
         metrics["cross_cosine_holdout"] = cross_sample_cosine(feats["holdout"].views)
     return metrics, scores
 
@@ -291,10 +323,12 @@ def _audit_both(args: argparse.Namespace, splits: dict, size: int) -> tuple[dict
 
 def _run(args: argparse.Namespace) -> int:
     from lightly_unlearn.audits.alignment import AlignmentMatrix
-    from lightly_unlearn.audits.base import metric_descriptions
+    from lightly_unlearn.audits.base import MetricInfo, metric_descriptions
     from lightly_unlearn.audits.emia import EMIA
-    from lightly_unlearn.audits.report import draw_figures, write_report
+    from lightly_unlearn.audits.figures import draw_figures
+    from lightly_unlearn.audits.report import write_report
     from lightly_unlearn.audits.verdict import assess
+    from lightly_unlearn.output_folder import OutputFolder
 
     out = _check_args(args)
     data = load_images(args.data, "data", args.max_samples)
@@ -303,21 +337,14 @@ def _run(args: argparse.Namespace) -> int:
     splits = {"forget": data, **({"holdout": holdout} if holdout else {})}
     results, metrics, scores = _audit_both(args, splits, size)
     after = results["after"]
-    fs = after.metrics["forgetting_score"]
     verdict = assess(metrics["before"], metrics["after"], [*after.warnings])
     names = {"forget": image_names(args.data, args.max_samples),
-             "holdout": image_names(args.holdout, args.max_samples) if holdout else None}
+             "holdout": image_names(args.holdout, args.max_samples, "holdout") if holdout else None}
     audit = AlignmentMatrix(num_samples=args.max_samples)
     figures = draw_figures(
         [audit], {audit.name: after}, title=f"Alignment gap matrix ({len(data)} images)",
         labeler=lambda split, keys: names[split], verdict=verdict,
     )
-    try:  # only now: a failed run leaves no empty --out behind
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise AuditCLIError(f"--out {out}: cannot create the output folder ({err}).") from err
-    payload = _payload(args, results, metrics, scores, verdict, names, size, len(data),
-                       len(holdout) if holdout else 0)  # fmt: skip
     notes = [
         f"{len(data)} images, K = {args.num_views} seeded augmentations, "
         f"{args.embedding} embeddings, {size}x{size} px.",
@@ -325,45 +352,47 @@ def _run(args: argparse.Namespace) -> int:
     if holdout:
         notes.append(
             "forget_holdout_auc near 0.5 after unlearning means your images look like images the "
-            "model never saw; above 0.5 they are still recognisable, below 0.5 over-forgotten."
+            "model never saw; above 0.5 they are still recognisable, below 0.5 over-forgotten. "
+            "forget_holdout_tpr_at_1pct_fpr is the % of your images an attack flags when it may "
+            "wrongly flag only 1 % of the never-seen ones (lower: more forgotten)."
         )
-    paths = write_report(
-        out, payload, before=metrics["before"], after=metrics["after"], figures=figures,
-        title="Data owner audit", notes=notes, verdict=verdict,
-        metric_info=metric_descriptions([audit, EMIA()]),
-    )
-    print(f"forgetting score FS = {fs:+.4f}. {verdict.line}")
+    info = {**metric_descriptions([audit, EMIA()]),
+            "alignment_data": MetricInfo("mean alignment score of the data owner's images")}
+    with OutputFolder(out) as folder:  # one run per folder; it appears whole or not at all
+        try:
+            partial = folder.claim()
+        except ValueError as err:
+            raise AuditCLIError(str(err)) from err
+        paths = write_report(
+            partial, _record(args, results, metrics, scores, verdict, names, size), figures=figures,
+            title="Data owner audit", notes=notes, metric_info=info,
+        )
+        folder.commit()
+    paths = {key: out / Path(path).relative_to(partial) for key, path in paths.items()}
+    print(f"forgetting score FS = {after.metrics['forgetting_score']:+.4f}. {verdict.line}")
     for key in (*figures, "json", "report"):
         print(f"wrote {paths[key]}")
     return 0
 
 
-def _payload(args: argparse.Namespace, results: dict, metrics: dict, scores: dict, verdict: Any,
-             names: dict, size: int, num_images: int, num_holdout: int) -> dict[str, Any]:  # fmt: skip
-    """``audit.json`` of the data owner's audit."""
-    after = results["after"]
-    return {
-        "before_model": args.before,
-        "after_model": args.after,
-        "data": str(args.data),
-        "holdout": args.holdout,
-        "num_images": num_images,
-        "num_holdout": num_holdout,
-        "num_views": args.num_views,
-        "image_size": size,
-        "seed": args.seed,
-        "embedding": args.embedding,
-        "verdict": verdict.line,
-        "warnings": verdict.warnings,
-        "forgetting_score": after.metrics["forgetting_score"],
-        "holdout_drift_score": after.metrics.get("holdout_drift_score"),
-        "forgetting_beyond_drift": after.metrics.get("forgetting_beyond_drift"),
-        "forgetting_beyond_drift_se": after.metrics.get("forgetting_beyond_drift_se"),
-        "image_names": names["forget"],
-        "holdout_names": names["holdout"],
-        "metrics": metrics,
-        "gap_matrix": after.arrays["gap_matrix"],
-        "alignment_matrix_before": results["before"].arrays["matrix"],
-        "alignment_matrix_after": after.arrays["matrix"],
-        "alignment_scores": {w: {k: v.tolist() for k, v in s.items()} for w, s in scores.items()},
-    }
+def _record(args: argparse.Namespace, results: dict, metrics: dict, scores: dict, verdict: Any,
+            names: dict, size: int) -> Any:  # fmt: skip
+    """The data owner's audit as an :class:`~lightly_unlearn.audits.schema.AuditRecord`: the
+    alignment matrices and per-image alignment scores of both models among its arrays."""
+    from lightly_unlearn.audits.schema import AuditRecord, result_arrays
+
+    def arrays(when: str) -> dict[str, Any]:
+        out = result_arrays({"alignment_matrix": results[when]})
+        out["alignment_scores"] = {split: s.tolist() for split, s in scores[when].items()}
+        return out
+
+    return AuditRecord(
+        config={"before_model": args.before, "after_model": args.after, "data": str(args.data),
+                "holdout": args.holdout, "num_images": len(names["forget"]),
+                "num_holdout": len(names["holdout"] or []), "num_views": args.num_views,
+                "image_size": size, "seed": args.seed, "embedding": args.embedding,
+                "audits": ["alignment_matrix", *(["forget_holdout"] if args.holdout else [])]},
+        before=metrics["before"], after=metrics["after"], verdict=verdict,
+        image_names=names["forget"], holdout_names=names["holdout"],
+        arrays=arrays("after"), arrays_before=arrays("before"),
+    )  # fmt: skip
