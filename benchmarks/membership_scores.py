@@ -33,9 +33,11 @@ Scores:
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import math
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -53,7 +55,10 @@ from lightly_unlearn.audits.alignment import alignment_scores
 from lightly_unlearn.audits.features import extract_features
 from lightly_unlearn.audits.membership import roc_auc, tpr_at_fpr
 from lightly_unlearn.demo.experiment import Experiment, cnn_setting
-from lightly_unlearn.io import atomic_write_json
+
+_spec = importlib.util.spec_from_file_location("bench_unlearning", Path(__file__).with_name("unlearning.py"))
+bench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench)
 
 
 def bell_distributions(n: int, length: int, generator: torch.Generator) -> Tensor:
@@ -175,11 +180,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"{m:<7} {name:<20} AUC {summary[f'{m}/{name}']['auc']:.3f} ± "
                 f"{summary[f'{m}/{name}']['auc_std']:.3f}  TPR@1%FPR "
                 f"{'-' if not tprs else f'{np.mean(tprs):.1f}'}")
-    payload = {"rows": rows, "summary": summary, "parts": args.parts, "seconds": time.perf_counter() - start,
-               "command": " ".join(sys.argv)}
-    atomic_write_json(args.out, payload)
-    log(f"Wrote {args.out} ({payload['seconds']:.0f} s)")
-    return 0
+    return bench.save_run({"rows": rows, "summary": summary, "parts": args.parts}, args.out, start, log)
 
 
 if __name__ == "__main__":

@@ -62,7 +62,6 @@ from lightly_unlearn.audits.features import extract_features
 from lightly_unlearn.audits.membership import roc_auc, tpr_at_fpr
 from lightly_unlearn.demo.data import load_digits_dataset
 from lightly_unlearn.demo.experiment import Experiment, Setting, setting_dict
-from lightly_unlearn.io import atomic_write_json
 
 _spec = importlib.util.spec_from_file_location("bench_unlearning", Path(__file__).with_name("unlearning.py"))
 bench = importlib.util.module_from_spec(_spec)
@@ -221,11 +220,8 @@ def main(argv: list[str] | None = None) -> int:
             log(f"{name:<16} {kind:<20} {r['auc']:5.3f} {'-' if tpr1 is None else f'{tpr1:.1f}':>7} "
                 f"{ci_text:>15} {r['tpr_at_5pct_fpr']:7.1f}")
     payload = {"setting": setting_dict(base), "methods": {k: [m, hp, e] for k, (m, hp, e) in methods.items()},
-               "targets": targets, "runs": runs, "results": results, "seconds": time.perf_counter() - start,
-               "command": " ".join(sys.argv)}
-    atomic_write_json(args.out, payload)
-    log(f"Wrote {args.out} ({payload['seconds']:.0f} s)")
-    return 0
+               "targets": targets, "runs": runs, "results": results}
+    return bench.save_run(payload, args.out, start, log)
 
 
 if __name__ == "__main__":

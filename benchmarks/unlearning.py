@@ -227,6 +227,15 @@ def chosen_configurations(path: str, setting: dict, model: str, forget: str, gri
                      "setting; pass the run of the same --setting (and --pretrain-epochs).")
 
 
+def save_run(payload: dict[str, Any], out: str, start: float, log) -> int:
+    """Add the wall time since ``start`` and the command line to a benchmark's ``payload``, write
+    it atomically to ``out`` and say so; the exit status."""
+    payload.update(seconds=time.perf_counter() - start, command=" ".join(sys.argv))
+    atomic_write_json(out, payload)
+    log(f"Wrote {out} ({payload['seconds']:.0f} s)")
+    return 0
+
+
 def t_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float, float]:
     """Mean and two-sided Student-t interval of the mean (NaN bounds with fewer than 2 values)."""
     from scipy import stats

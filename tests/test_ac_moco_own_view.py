@@ -1,19 +1,8 @@
 """AC on a lightly-style MoCo singles out the forget samples: their own-view alignment drops
 relative to the retain samples' more than under fine-tune (``benchmarks/own_view_alignment.py``)."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _own_view():
-    spec = importlib.util.spec_from_file_location("bench_own_view", ROOT / "benchmarks" / "own_view_alignment.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from conftest import load_benchmark
 
 
 @pytest.mark.slow
@@ -29,7 +18,7 @@ def test_ac_lowers_forget_own_view_alignment_against_retain_more_than_finetune_o
     is pinned (CPU runs are deterministic): on it the default gives +0.048 / +0.0035 and the
     momentum extra view +0.009 / +0.0012, so both margins below separate the two.
     """
-    bench = _own_view()
+    bench = load_benchmark("own_view_alignment.py")
     configs = [("finetune", "finetune", {}), ("ac", "ac", {"alpha": 1.0, "beta": 10.0})]
     rows = bench.measure(0, configs=configs)
     head = rows["ac"]["head"]["relative_drop"] - rows["finetune"]["head"]["relative_drop"]

@@ -1,20 +1,9 @@
 """The per-example U-LiRA test (``benchmarks/ulira.py``) on synthetic shadow runs: calibrating
 each example against its own shadow scores finds what one population threshold cannot."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _ulira():
-    spec = importlib.util.spec_from_file_location("bench_ulira", ROOT / "benchmarks" / "ulira.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from conftest import load_benchmark
 
 
 def synthetic_runs(effect: float, shift: float = 0.0, runs: int = 12, targets: int = 40, seed: int = 0):
@@ -33,7 +22,7 @@ def synthetic_runs(effect: float, shift: float = 0.0, runs: int = 12, targets: i
 
 
 def test_per_example_calibration_finds_a_small_effect_that_one_threshold_misses():
-    ulira = _ulira()
+    ulira = load_benchmark("ulira.py")
     runs = synthetic_runs(effect=0.3)
     online = ulira.evaluate(runs, "m", "online", bootstrap=20)
     population = ulira.evaluate(runs, "m", "population", bootstrap=20)
@@ -44,7 +33,7 @@ def test_per_example_calibration_finds_a_small_effect_that_one_threshold_misses(
 
 
 def test_no_effect_sits_at_chance_and_a_shared_shift_is_caught_only_by_raw_scores():
-    ulira = _ulira()
+    ulira = load_benchmark("ulira.py")
     none = ulira.evaluate(synthetic_runs(effect=0.0), "m", "online", bootstrap=20)
     assert 0.4 < none["auc"] < 0.6 and none["tpr_at_1pct_fpr"] < 6
     shifted = synthetic_runs(effect=0.0, shift=0.2)
@@ -54,7 +43,7 @@ def test_no_effect_sits_at_chance_and_a_shared_shift_is_caught_only_by_raw_score
 
 
 def test_trials_are_fitted_without_the_run_they_score():
-    ulira = _ulira()
+    ulira = load_benchmark("ulira.py")
     runs = synthetic_runs(effect=0.3, runs=4)
     pos, neg = ulira.trials(runs, "m", "offline")
     # offline statistic of run 0's negatives: (score - mean of the *other* runs) / their spread
@@ -66,7 +55,7 @@ def test_trials_are_fitted_without_the_run_they_score():
 
 @pytest.mark.parametrize("kind", ["online", "offline", "population"])
 def test_statistic_orders_member_like_scores_higher(kind):
-    ulira = _ulira()
+    ulira = load_benchmark("ulira.py")
     mu_in, mu_out = np.array([1.0]), np.array([0.0])
     low, high = (ulira.statistic(kind, np.array([x]), mu_in, 0.5, mu_out, 0.5)[0] for x in (0.0, 1.0))
     assert high > low
