@@ -314,7 +314,9 @@ class ImageFolderDataModule(ForgetRetainDataModule):
             multi-view transform object.
         image_size: Crop size of the transform; default: the first image's height.
         holdout: Folder of similar images the model never saw (for the audits), optional.
-        batch_size, num_workers, seed: As in ``ForgetRetainDataModule``.
+        batch_size: As in ``ForgetRetainDataModule``.
+        num_workers: As in ``ForgetRetainDataModule``.
+        seed: As in ``ForgetRetainDataModule``.
     """
 
     def __init__(

@@ -324,7 +324,8 @@ def build_receipt(
         weights: The unlearned weights' record, ``weights_digest.weights_record(state_dict)``.
         forget_commitment: The forget set committed by content (its root goes in the receipt,
             its proofs to the data owners); ``None`` with ``commitment_missing`` saying why.
-        input_checkpoint / output_checkpoint: ``file_record`` of the files, if any.
+        input_checkpoint: ``file_record`` of the checkpoint the run started from, if any.
+        output_checkpoint: ``file_record`` of a saved file holding the final weights, if any.
     """
     if forget_commitment is None and not commitment_missing:
         raise ReceiptError("a receipt without a forget-set commitment must say why (commitment_missing=...).")

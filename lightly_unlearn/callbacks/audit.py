@@ -66,7 +66,8 @@ class AuditCallback(DualNamespaceCallback):  # a Callback in both namespaces
         roles: Where the backbone and head are (``ModuleRoles``; default: lightly's names).
         batch_size: Images per forward pass.
         save_files: Write ``audit.json``, ``report.md`` and the heat map.
-        classnames, templates: Zero-shot prompts for the ``clip_zero_shot`` audit.
+        classnames: Class names for the ``clip_zero_shot`` audit's prompts (CLIP only).
+        templates: Prompt templates for ``clip_zero_shot`` (CLIP only).
         progress: Show the audit progress bar (default: when the trainer shows its own).
         verbose: Print the one-line summary (verdict and report path) after the audit.
     """

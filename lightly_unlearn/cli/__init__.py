@@ -47,7 +47,8 @@ EPILOG = """\
 In Python (an existing lightly / Lightning training script), add a datamodule and callbacks:
   from lightly_unlearn import ForgetRetainDataModule, UnlearnCallback, AuditCallback
 With LightningCLI: --trainer.callbacks+=lightly_unlearn.UnlearnCallback (both namespaces).
-Documentation: README.md, "Unlearning in an existing lightly script".
+Documentation: the docs/ folder of the lightly-unlearn repository (`make docs` builds the
+site); start with docs/guide/python.md (Python) or docs/guide/command_line.md (this command).
 """
 
 

@@ -53,7 +53,7 @@ AUGMENTATION = {"scale": (0.8, 1.0), "shift": 0.05, "noise": 0.02, "jitter": 0.1
 CNN_AUGMENTATION = {"min_scale": 0.5, "gaussian_blur": 0.0, "cj_prob": 0.5, "random_gray_scale": 0.0}
 
 #: Methods run from the pretrained weights: hyper-parameters and epochs as a fraction of the
-#: pretraining epochs. Set from the sweep in ``benchmarks/unlearning.py`` (see the README).
+#: pretraining epochs. Set from the sweep in ``benchmarks/unlearning.py`` (docs/benchmarks/).
 DEFAULT_METHODS: dict[str, tuple[dict[str, Any], float]] = {
     "finetune": ({}, 0.1),  # 30 epochs
     "gradient_ascent": ({}, 0.02),  # 6 epochs
