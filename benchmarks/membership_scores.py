@@ -149,6 +149,20 @@ def measure(model_name: str, seed: int, cache: str | None, num_parts: int, overr
     return row
 
 
+def markdown(payload: dict[str, Any]) -> str:
+    """Mean ± std over seeds per model and score, then every seed."""
+    out = ["| model / score | AUC | TPR @ 1 % FPR |", "|---|---|---|"]
+    for key, v in payload["summary"].items():
+        tpr = "–" if v["tpr_at_1pct_fpr"] is None else f"{v['tpr_at_1pct_fpr']:.1f}"
+        out.append(f"| {key} | {v['auc']:.3f} ± {v['auc_std']:.3f} | {tpr} |")
+    out += ["", "| model | seed | score | AUC | TPR @ 1 % FPR |", "|---|---|---|---|---|"]
+    for row in payload["rows"]:
+        for name, v in row["scores"].items():
+            tpr = "–" if v["tpr_at_1pct_fpr"] is None else f"{v['tpr_at_1pct_fpr']:.1f}"
+            out.append(f"| {row['model']} | {row['seed']} | {name} | {v['auc']:.3f} | {tpr} |")
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", default=["simclr", "moco"], choices=["simclr", "moco"])

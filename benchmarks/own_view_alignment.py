@@ -111,6 +111,24 @@ def paired(per_seed: list[dict[str, Any]], a: str, b: str, space: str) -> dict[s
     return {"space": space, "a": a, "b": b, "differences": diffs, "mean_difference": mean, "ci95": [low, high]}
 
 
+def markdown(payload: dict[str, Any]) -> str:
+    """Per forget-set size: each row's mean relative drop, and the paired differences."""
+    out = []
+    for res in payload["results"]:
+        seeds = len(res["per_seed"])
+        out += [f"**{res['n_forget']} forgotten of {payload['n_train']}, {seeds} seeds** (relative drop: "
+                "the forget samples' loss of own-view alignment minus the retain samples'; positive: "
+                "the forget samples lost more)", "",
+                "| features | row | mean | 95 % t-interval |", "|---|---|---|---|"]
+        out += [f"| {key.split('/', 1)[0]} | {key.split('/', 1)[1]} | {v['mean']:+.4f} | "
+                f"[{v['ci95'][0]:+.4f}, {v['ci95'][1]:+.4f}] |" for key, v in res["summary"].items()]
+        out += ["", "| features | paired | mean | 95 % t-interval |", "|---|---|---|---|"]
+        out += [f"| {c['space']} | {c['a']} − {c['b']} | {c['mean_difference']:+.4f} | "
+                f"[{c['ci95'][0]:+.4f}, {c['ci95'][1]:+.4f}] |" for c in res["paired"]]
+        out.append("")
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])

@@ -165,7 +165,8 @@ def markdown(payload: dict[str, Any]) -> str:
     head = ["model", "run", "unlearning lr", *(h for _, h, _ in COLUMNS), "collapse warning"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in payload["rows"]:
-        hp = " ".join(f"{k}={v:g}" for k, v in r["hyperparameters"].items()) or "defaults"
+        hp = " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                      for k, v in r["hyperparameters"].items()) or "defaults"
         run = r["method"] if r["method"] in ("original", "finetune") else f"{r['method']} {hp}"
         cells = [fmt.format(r[k]) if r.get(k) is not None else "–" for k, _, fmt in COLUMNS]
         lr = "–" if r["lr"] is None else f"{r['lr']:g}"

@@ -182,6 +182,23 @@ def evaluate(runs: list[dict], method: str, kind: str, relative: bool = False, b
     return out
 
 
+def markdown(payload: dict[str, Any]) -> str:
+    """One row per model and test: AUC, TPR at 1 % FPR (95 % bootstrap interval over runs), 5 %."""
+    first = next(iter(payload["results"].values()))
+    trials = next(iter(first.values()))
+    out = [f"{len(payload['runs'])} shadow runs, {len(payload['targets'])} targets: "
+           f"{trials['positives']} positive and {trials['negatives']} negative trials per model; TPR "
+           "in percent (0.1 % FPR needs 1 000 negatives: not resolvable here).", "",
+           "| model | test | AUC | TPR @ 1 % FPR | 95 % interval | TPR @ 5 % FPR |", "|---|---|---|---|---|---|"]
+    for name, kinds in payload["results"].items():
+        for kind, r in kinds.items():
+            ci = r["tpr_at_1pct_fpr_ci95"]
+            ci_text = f"[{ci[0]:.1f}, {ci[1]:.1f}]" if ci else "–"
+            tpr = "–" if r["tpr_at_1pct_fpr"] is None else f"{r['tpr_at_1pct_fpr']:.1f}"
+            out.append(f"| {name} | {kind} | {r['auc']:.3f} | {tpr} | {ci_text} | {r['tpr_at_5pct_fpr']:.1f} |")
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", choices=["simclr", "moco"], default="simclr")

@@ -525,6 +525,11 @@ def markdown(payload: dict[str, Any]) -> str:
         for c in res.get("paired", []):
             out.append(f"| {c['ac']} − {c['baseline']} | {c['metric']} | {c['mean_difference']:+.1f} | "
                        f"[{c['ci95'][0]:+.1f}, {c['ci95'][1]:+.1f}] | {c['verdict']} |")
+        if res.get("pairs"):  # --pairs: rows compared as asked
+            out += ["", "| paired (A − B, as asked) | metric | mean | 95 % t-interval | verdict |",
+                    "|---|---|---|---|---|"]
+            out += [f"| {c['ac']} − {c['baseline']} | {c['metric']} | {c['mean_difference']:+.1f} | "
+                    f"[{c['ci95'][0]:+.1f}, {c['ci95'][1]:+.1f}] | {c['verdict']} |" for c in res["pairs"]]
         if res.get("relearn_vs_retrain"):
             out += ["", "| relearned AUC − Retrain's | mean | 95 % t-interval | verdict |", "|---|---|---|---|"]
             out += [f"| {c['method']} | {c['mean_difference']:+.3f} | [{c['ci95'][0]:+.3f}, {c['ci95'][1]:+.3f}] "
