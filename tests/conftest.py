@@ -26,6 +26,17 @@ def load_benchmark(script: str):
     return module
 
 
+@pytest.fixture(autouse=True)
+def _seeded_global_generators():
+    """Every test starts from the same torch, NumPy and ``random`` states, so its outcome does
+    not depend on which tests ran before it (lightly's GaussianBlur draws from NumPy's)."""
+    import random
+
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+
+
 def digits_dataset(n: int = 64, offset: int = 0):
     """``n`` real digits as ``(PIL RGB 8x8 image, label)`` items (a plain list is a map-style dataset)."""
     from PIL import Image
