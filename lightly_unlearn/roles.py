@@ -44,6 +44,8 @@ BACKBONE_NAMES = ("backbone", "student_backbone")
 HEAD_NAMES = ("projection_head", "student_head")
 #: Methods tried, in order, to embed one view as the criterion sees it.
 EMBED_NAMES = ("forward_momentum", "forward_teacher", "forward")
+#: The online (query / student) encoder's embedding, for an extra view trained through.
+ONLINE_EMBED = "forward"
 
 
 def _child(module: nn.Module, name: str, role: str) -> nn.Module:
@@ -270,6 +272,11 @@ class ModuleRoles:
             return module.get_submodule(self.criterion)
         except AttributeError:  # a criterion that is not an nn.Module: the caller says why
             return getattr(module, self.criterion, None)
+
+    def with_online_embedding(self) -> ModuleRoles:
+        """These roles with views embedded by the module's ``forward`` — the online / query /
+        student encoder, with gradient — in place of a momentum / teacher forward."""
+        return replace(self, embed=ONLINE_EMBED)
 
     def backbone_module(self, module: nn.Module) -> nn.Module:
         if self.backbone is None:

@@ -59,8 +59,10 @@ def _check_resumed_run(
             state.get("forget_sha256"), state.get("num_forget"), dm.forget_sha256, len(dm.forget_indices)
         )
     saved = state.get("hyperparameters")
-    # a checkpoint of an older version lacks newer options: those ran at their defaults
-    if saved is not None and {**method.defaults, **saved} != hyperparameters:
+    # a checkpoint of an older version lacks newer options: those ran at their defaults, or at
+    # what the method did before the option existed (``before_option``)
+    ran = {**method.defaults, **method.before_option, **(saved or {})}
+    if saved is not None and ran != hyperparameters:
         raise ValueError(
             f"Refusing to resume: the checkpoint's hyper-parameters {state['hyperparameters']} "
             f"differ from this callback's {hyperparameters}."
@@ -104,9 +106,10 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
             ``rt``, ``ft``, ``ga``, ``ng``, ``l1``) or an ``UnlearningMethod`` instance.
         embed_fn: Images -> embeddings for AC's extra view. Default: the module's
             ``forward_momentum`` (no gradient, as in the MoCo reference) if it has one, else its
-            ``forward``. With a CLIP criterion (open_clip ``ClipLoss``) the extra view is the
-            forget pairs' own caption tokens and the default is ``encode_text(tokens,
-            normalize=True)``.
+            ``forward``; AC's ``extra_encoder`` ("auto": ``forward``, with gradient, for
+            contrastive losses such as MoCo's) may choose ``forward``.
+            With a CLIP criterion (open_clip ``ClipLoss``) the extra view is the forget pairs' own
+            caption tokens and the default is ``encode_text(tokens, normalize=True)``.
         roles: Which sub-modules are the backbone, head, momentum / teacher pairs and memory
             banks, and how a view is embedded (see ``ModuleRoles``). Default: lightly's example
             conventions (``<name>_momentum`` for MoCo / BYOL, ``student_*`` / ``teacher_*``
@@ -217,6 +220,11 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
         self._roles = resolve_roles(pl_module, self.roles)  # misspelt role names fail here
         criterion = self._roles.criterion_module(pl_module)
         adapter = checked_adapter(pl_module, criterion, self._roles)
+        encoder = self.method.extra_encoder
+        if encoder == "auto":  # BYOL / SimSiam / DINO: the loss's own no-gradient target side
+            encoder = "momentum" if adapter.target_extra_view else "online"
+        if encoder == "online" and (self.roles is None or self.roles.embed is None):
+            self._roles = self._roles.with_online_embedding()  # an explicit embedding wins
         if self.method.extra_view and self.embed_fn is None and adapter.image_text:
             require(pl_module, "encode_text")  # CLIP: the extra view is the own caption
         if self.sync_momentum:

@@ -71,6 +71,10 @@ class RowTermsAdapter:
         positive_pair: Whether the loss has a positive pair, so Alignment Calibration's
             negative and positive calibration are defined.
         image_text: Whether the criterion compares image and caption embeddings (CLIP).
+        target_extra_view: Whether the loss compares an online output with a no-gradient target
+            (BYOL, SimSiam, DINO): AC's ``extra_encoder="auto"`` then embeds the extra view on
+            the target side (momentum encoder / teacher), as the loss's own targets are; for
+            contrastive losses (NT-Xent, DCL: SimCLR, MoCo) it uses the online encoder.
         gamma: What AC's ``gamma`` weighs for this loss (or that it is unused).
         calibration: Alignment Calibration's forget-row term and positive calibration for this
             loss, as formulas.
@@ -81,6 +85,7 @@ class RowTermsAdapter:
     criterion_types: ClassVar[tuple[type, ...]] = ()
     positive_pair: ClassVar[bool] = True
     image_text: ClassVar[bool] = False
+    target_extra_view: ClassVar[bool] = False
     gamma: ClassVar[str] = "weight of the forget rows' uniformity part (None: tied to alpha)"
     calibration: ClassVar[str] = ""
 

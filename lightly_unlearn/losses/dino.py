@@ -93,6 +93,7 @@ class DINOAdapter(RowTermsAdapter):
     """
 
     name = "dino"
+    target_extra_view = True
     losses = "lightly DINOLoss: DINO (multi-crop, teacher centering)"
     criterion_types = (DINOLoss,)
     gamma = (

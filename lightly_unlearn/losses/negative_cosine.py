@@ -59,6 +59,7 @@ class NegativeCosineAdapter(RowTermsAdapter):
     """
 
     name = "negative_cosine_similarity"
+    target_extra_view = True
     losses = "lightly NegativeCosineSimilarity: BYOL, SimSiam (called twice, symmetrised)"
     criterion_types = (NegativeCosineSimilarity,)
     gamma = "unused: negative cosine similarity has no uniformity term (only alpha and beta act)"

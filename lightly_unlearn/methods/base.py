@@ -64,10 +64,18 @@ class UnlearningMethod:
     pairs_forget: ClassVar[bool] = False
     #: Whether forget samples need an extra own view (AC's positive calibration).
     extra_view: bool = False
+    #: Which encoder embeds that extra view: ``"online"`` (``forward``, with gradient),
+    #: ``"momentum"`` (the roles' embedding: a momentum / teacher encoder where the module has
+    #: one) or ``"auto"`` (online for contrastive losses, the target side for losses with a
+    #: no-gradient target: ``RowTermsAdapter.target_extra_view``).
+    extra_encoder: str = "momentum"
     #: Whether all weights are re-initialised first (Retrain).
     reinitialise: ClassVar[bool] = False
     #: Hyper-parameters with their defaults, and a short help text for each.
     defaults: ClassVar[dict[str, Any]] = {}
+    #: For options added later with a default that behaves differently from before: the value
+    #: that reproduces what a checkpoint written without the option ran (resume checks).
+    before_option: ClassVar[dict[str, Any]] = {}
     help: ClassVar[dict[str, str]] = {}
 
     def __init__(self, **hyperparameters: Any) -> None:
