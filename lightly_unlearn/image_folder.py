@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from lightly_unlearn.data.datamodule import ForgetRetainDataModule
-from lightly_unlearn.data.validation import ForgetSetError
+from lightly_unlearn.errors import ForgetSetError
 
 __all__ = [
     "IMAGE_SUFFIXES",

@@ -46,22 +46,15 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from lightly_unlearn.errors import (  # noqa: F401  (re-exported)
-    ConfigurationError,
-    ReceiptError,
-    SigningKeyError,
-)
-from lightly_unlearn.forget_commitment import (  # noqa: F401  (re-exported)
+from lightly_unlearn.deprecation import moved_names
+from lightly_unlearn.errors import ConfigurationError, ReceiptError, SigningKeyError
+from lightly_unlearn.forget_commitment import (
     COMMITMENT_SCHEME,
     CONTENT_KINDS,
     ForgetCommitment,
-    commit_files,
-    commit_forget_set,
     content_sha256,
-    forget_set_commitment,
     proof_root,
     read_proof,
-    write_proofs,
 )
 from lightly_unlearn.io import (
     atomic_write_json,
@@ -72,11 +65,14 @@ from lightly_unlearn.io import (
     sha256_file,
 )
 from lightly_unlearn.weights_digest import SCHEME as WEIGHTS_SCHEME
-from lightly_unlearn.weights_digest import (  # noqa: F401  (weights_record re-exported)
-    checkpoint_state_dict,
-    state_dict_sha256,
-    weights_record,
-)
+from lightly_unlearn.weights_digest import checkpoint_state_dict, state_dict_sha256
+
+# each name has one home: the forget-set commitment and the weights digest are their own modules
+__getattr__ = moved_names(__name__, {
+    **dict.fromkeys(("commit_files", "commit_forget_set", "forget_set_commitment", "write_proofs"),
+                    "lightly_unlearn.forget_commitment"),
+    "weights_record": "lightly_unlearn.weights_digest",
+})
 
 FORMAT = "lightly-unlearn-receipt/2"
 FORMAT_V1 = "lightly-unlearn-receipt/1"

@@ -113,7 +113,7 @@ class ReceiptCallback(DualNamespaceCallback):  # a Callback in both namespaces
         audit: The ``AuditCallback`` whose numbers and verdict go into the receipt. Default:
             the trainer's ``AuditCallback``, if any.
         forget_commitment: The forget set already committed by the caller
-            (:func:`lightly_unlearn.receipt.commit_files`, e.g. by ``lightly-unlearn unlearn``
+            (:func:`lightly_unlearn.forget_commitment.commit_files`, e.g. by ``lightly-unlearn unlearn``
             before any user code runs). It must have one item per forget sample; when the
             dataset names its items' files, ``setup`` checks that their names and contents
             are the committed ones. Default: committed from the datamodule's dataset in ``setup``.

@@ -218,7 +218,8 @@ def _check_file_size_limit(ckpt_bytes: int) -> None:
 
 
 def _check_signing_key(args: argparse.Namespace) -> None:
-    from lightly_unlearn.receipt import SigningKeyError, load_signing_key
+    from lightly_unlearn.errors import SigningKeyError
+    from lightly_unlearn.receipt import load_signing_key
 
     if args.signing_key:
         try:
@@ -273,7 +274,7 @@ def _check_files(args: argparse.Namespace, data: Path, holdout: Path | None,
 
 def _commit_forget_files(data: Path, forget_names: list[str]) -> Any:
     """The forget files committed by content (receipt root, one deletion proof per file)."""
-    from lightly_unlearn.receipt import commit_files
+    from lightly_unlearn.forget_commitment import commit_files
 
     try:
         return commit_files(data, forget_names)
