@@ -286,7 +286,7 @@ def sign_receipt(receipt: Mapping[str, Any], key: Any) -> dict[str, Any]:
         key = load_signing_key(key)
     body = seal(receipt)  # JSON-safe, without a stale signature
     if body.get("format") == FORMAT_V1:
-        raise ReceiptError(f"{FORMAT_V1} receipts are no longer signed; build a {FORMAT} receipt.")
+        raise ReceiptError(f"{FORMAT_V1} receipts cannot be signed; build a {FORMAT} receipt.")
     public = key.public_key()
     body["signature"] = {
         "algorithm": SIGNATURE_ALGORITHM,
