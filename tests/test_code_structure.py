@@ -1,5 +1,6 @@
-"""Each error has one import path, ``lightly_unlearn.errors``; names that moved still import from
-their earlier documented path, with a DeprecationWarning naming the new home."""
+"""How the package is put together: each error has one import path (``lightly_unlearn.errors``),
+names that moved still import from their earlier documented path with a DeprecationWarning, and
+every Lightning hook a callback implements is marked ``@override`` (as Lightning marks its own)."""
 
 from __future__ import annotations
 
@@ -47,3 +48,27 @@ def test_moved_names_still_import_with_a_deprecation_warning(old, name, home):
     assert value is getattr(importlib.import_module(home), name)
     with pytest.raises(AttributeError, match="no attribute 'not_a_name'"):
         _ = importlib.import_module(old).not_a_name
+
+
+def test_every_callback_hook_is_marked_override():
+    import lightning.pytorch as L
+
+    from lightly_unlearn.namespaces import DualNamespaceCallback
+
+    for info in pkgutil.walk_packages(lightly_unlearn.__path__, "lightly_unlearn."):
+        if not info.name.endswith("__main__"):  # (runs the command line)
+            importlib.import_module(info.name)
+    callbacks = set()
+    todo = [DualNamespaceCallback]
+    while todo:
+        cls = todo.pop()
+        callbacks.add(cls)
+        todo.extend(cls.__subclasses__())
+    callbacks = {c for c in callbacks if c.__module__.startswith("lightly_unlearn.")
+                 and c is not DualNamespaceCallback}
+    assert {c.__name__ for c in callbacks} >= {
+        "UnlearnCallback", "AuditCallback", "ReceiptCallback", "HoldoutAlignmentStopping"}
+    hooks = {n for n, v in vars(L.Callback).items() if callable(v) and not n.startswith("_")}
+    for cls in callbacks:
+        for hook in hooks & set(vars(cls)):
+            assert getattr(vars(cls)[hook], "__override__", False), f"{cls.__name__}.{hook} lacks @override"
