@@ -1,4 +1,4 @@
-"""No data loss and the unlearning receipt (issue #6): atomic writes, weights_only loading with an
+"""No data loss and the unlearning receipt: atomic writes, weights_only loading with an
 explicit opt-in, input checkpoints never modified, a receipt that verify-receipt checks."""
 
 from __future__ import annotations
