@@ -557,6 +557,28 @@ def _summary(receipt: Mapping[str, Any]) -> str:
     )
 
 
+def _how_weights_differ(state: Mapping[str, Any], weights: Mapping[str, Any]) -> str:
+    """What differs between a state dict and a receipt's weights record, for the message."""
+    count = sum(t.numel() for t in state.values())
+    if (len(state), count) != (weights["num_tensors"], weights["num_elements"]):
+        return (f"it holds {len(state)} tensors ({count} values), the receipt's weights "
+                f"{weights['num_tensors']} tensors ({weights['num_elements']} values)")
+    return "same tensor count and sizes, different values, names or dtypes"
+
+
+def _proof_argument(proof: Mapping[str, Any] | str | os.PathLike) -> tuple[dict[str, Any], str]:
+    """``(proof, how to name it)`` from a proof dict or a ``.proof.json`` file."""
+    if isinstance(proof, Mapping):
+        return json.loads(json.dumps(dict(proof))), "the proof"
+    name = _display(proof)
+    try:
+        return read_proof(proof), name
+    except ValueError as err:
+        raise ReceiptError(str(err)) from None
+    except OSError as err:
+        raise ReceiptError(f"cannot read proof {name}: {err.strerror or err}.") from None
+
+
 def verify_receipt(
     receipt: Mapping[str, Any] | str | os.PathLike,
     checkpoint: str | os.PathLike,
@@ -610,16 +632,10 @@ def verify_receipt(
     weights = receipt["weights"]
     state = checkpoint_state_dict(path)
     if state_dict_sha256(state) != weights["sha256"].lower():
-        count = sum(t.numel() for t in state.values())
-        shape = (
-            f"it holds {len(state)} tensors ({count} values), the receipt's weights "
-            f"{weights['num_tensors']} tensors ({weights['num_elements']} values)"
-            if (len(state), count) != (weights["num_tensors"], weights["num_elements"])
-            else "same tensor count and sizes, different values, names or dtypes"
-        )
         return False, header + (
-            f"MISMATCH: {path} does not hold the weights this receipt vouches for ({shape}). "
-            "It is not the model the unlearning run produced (or it was modified since)."
+            f"MISMATCH: {path} does not hold the weights this receipt vouches for "
+            f"({_how_weights_differ(state, weights)}). It is not the model the unlearning run "
+            "produced (or it was modified since)."
         )
     return True, header + (
         f"OK: {path} holds exactly the weights (digest {weights['sha256'][:16]}…) of {_summary(receipt)}."
@@ -663,17 +679,7 @@ def verify_deletion(
             f"the receipt is of format {FORMAT_V1}, which commits to forget positions, not to "
             "content: no deletion proof can be checked against it."
         )
-    if isinstance(proof, Mapping):
-        proof_name = "the proof"
-        proof = json.loads(json.dumps(dict(proof)))
-    else:
-        proof_name = _display(proof)
-        try:
-            proof = read_proof(proof)
-        except ValueError as err:
-            raise ReceiptError(str(err)) from None
-        except OSError as err:
-            raise ReceiptError(f"cannot read proof {proof_name}: {err.strerror or err}.") from None
+    proof, proof_name = _proof_argument(proof)
     ok, header = _authenticate(receipt, public_key)
     if not ok:
         return False, header
