@@ -32,6 +32,16 @@ def test_no_package_or_public_list_re_exports_an_error():
         assert not ERRORS & set(vars(module)), f"{name} binds an error; import it from lightly_unlearn.errors"
 
 
+def test_every_error_class_is_defined_in_lightly_unlearn_errors():
+    for info in pkgutil.walk_packages(lightly_unlearn.__path__, "lightly_unlearn."):
+        if info.name.endswith("__main__") or info.name == errors.__name__:  # (__main__ runs the CLI)
+            continue
+        module = importlib.import_module(info.name)
+        for name, obj in vars(module).items():
+            if inspect.isclass(obj) and issubclass(obj, Exception) and obj.__module__ == info.name:
+                pytest.fail(f"{info.name}.{name} is an error defined outside lightly_unlearn.errors")
+
+
 @pytest.mark.parametrize(("old", "name", "home"), [
     ("lightly_unlearn", "ForgetSetError", "lightly_unlearn.errors"),
     ("lightly_unlearn", "NonFiniteLossError", "lightly_unlearn.errors"),

@@ -15,9 +15,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightly_unlearn import AuditCallback, ForgetRetainDataModule, UnlearnCallback
 from lightly_unlearn.callbacks.receipt import ReceiptCallback
 from lightly_unlearn.cli import main as cli_main
-from lightly_unlearn.errors import ConfigurationError
+from lightly_unlearn.errors import ConfigurationError, UntrustedCheckpointError
 from lightly_unlearn.io import (
-    UntrustedCheckpointError,
     atomic_torch_save,
     atomic_write,
     load_checkpoint,

@@ -79,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
         summarise,
     )
     from lightly_unlearn.demo.report import aggregate, table, write_outputs
-    from lightly_unlearn.paths import OutputPathError, check_output_path
+    from lightly_unlearn.errors import OutputPathError
+    from lightly_unlearn.paths import check_output_path
     from lightly_unlearn.reproducibility import make_reproducible
 
     try:  # before the minutes of training, not when the report is written
