@@ -16,17 +16,21 @@ split, so successive checks compare like with like.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from torch import Tensor, nn
+from torch import nn
 from typing_extensions import override
 
 from lightly_unlearn.audits.alignment import alignment_scores
-from lightly_unlearn.audits.features import check_embed_spec, extract_features, resolve_embed_fn
+from lightly_unlearn.audits.features import (
+    EmbedSpec,
+    check_embed_spec,
+    extract_features,
+    resolve_embed_fn,
+)
 from lightly_unlearn.audits.runner import sample_keys
 from lightly_unlearn.namespaces import DualNamespaceCallback
-from lightly_unlearn.roles import ModuleRoles
+from lightly_unlearn.roles import EmbedFn, ModuleRoles
 
 if TYPE_CHECKING:
     import lightning.pytorch as pl
@@ -56,7 +60,7 @@ class HoldoutAlignmentStopping(DualNamespaceCallback):  # a Callback in both nam
         margin: float = 0.0,
         num_samples: int = 128,
         num_views: int = 4,
-        embed_fn: str | Callable[[Tensor], Tensor] = "head",
+        embed_fn: EmbedSpec = "head",
         check_every_n_epochs: int = 1,
         min_epochs: int = 1,
         roles: ModuleRoles | None = None,
@@ -92,7 +96,7 @@ class HoldoutAlignmentStopping(DualNamespaceCallback):  # a Callback in both nam
                 "`holdout=` (e.g. the test split) to ForgetRetainDataModule."
             )
 
-    def _embed(self, pl_module: nn.Module) -> Callable[[Tensor], Tensor]:
+    def _embed(self, pl_module: nn.Module) -> EmbedFn:
         return resolve_embed_fn(self.embed_fn, pl_module, self.roles)
 
     def level_gap(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> float:

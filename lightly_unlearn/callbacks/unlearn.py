@@ -7,7 +7,6 @@ guard with its roll-back.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
@@ -32,7 +31,7 @@ from lightly_unlearn.errors import ModuleContractError, NonFiniteLossError
 from lightly_unlearn.methods.base import UnlearningMethod
 from lightly_unlearn.model_loading import load_initial_weights
 from lightly_unlearn.namespaces import DualNamespaceCallback
-from lightly_unlearn.roles import ModuleRoles, frozen_children, resolve_roles
+from lightly_unlearn.roles import EmbedFn, ModuleRoles, frozen_children, resolve_roles
 
 if TYPE_CHECKING:
     import lightning.pytorch as pl
@@ -146,7 +145,7 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
         self,
         method: str | UnlearningMethod = "ac",
         *,
-        embed_fn: Callable[[Tensor], Tensor] | None = None,
+        embed_fn: EmbedFn | None = None,
         roles: ModuleRoles | None = None,
         sync_momentum: bool = True,
         reset_memory_bank: bool = True,

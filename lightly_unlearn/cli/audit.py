@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING, Any
 from lightly_unlearn.errors import AuditCLIError
 
 if TYPE_CHECKING:  # torch is imported when the command runs, not for its --help
-    from torch import Tensor, nn
+    from torch import nn
+
+    from lightly_unlearn.roles import EmbedFn
 
 MODEL_HELP = """\
 MODEL is one of:
@@ -39,7 +41,7 @@ renamed to DIR when complete; a folder holding earlier reports is refused.
 @dataclass
 class Model:
     spec: str
-    embed: Callable[[Tensor], Tensor]
+    embed: EmbedFn
     module: nn.Module | None
 
 
