@@ -8,18 +8,11 @@ that contract and fails with an error that says what is missing and how to adapt
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING
-
 import torch
-from torch import Tensor, nn
+from torch import nn
 
-if TYPE_CHECKING:
-    from lightly_unlearn.roles import ModuleRoles
-
-from lightly_unlearn.errors import ModuleContractError  # noqa: F401  (re-exported)
-
-EmbedFn = Callable[[Tensor], Tensor]
+from lightly_unlearn.errors import ModuleContractError
+from lightly_unlearn.roles import EmbedFn, ModuleRoles, resolve_roles
 
 _HOW_TO_ADAPT = (
     "lightly-unlearn expects a lightly-style module: attributes `backbone`, `projection_head` and "
@@ -38,12 +31,6 @@ def require(module: nn.Module, *names: str) -> None:
         )
 
 
-def _roles(module: nn.Module, roles: ModuleRoles | None) -> ModuleRoles:
-    from lightly_unlearn.roles import resolve_roles
-
-    return resolve_roles(module, roles)
-
-
 def backbone_embed_fn(module: nn.Module, roles: ModuleRoles | None = None) -> EmbedFn:
     """Images -> flattened backbone features (what audits read by default).
 
@@ -51,7 +38,7 @@ def backbone_embed_fn(module: nn.Module, roles: ModuleRoles | None = None) -> Em
     """
     if hasattr(module, "encode_image") and not hasattr(module, "backbone"):  # CLIP
         return lambda x: module.encode_image(x)
-    backbone = _roles(module, roles).backbone_module(module)
+    backbone = resolve_roles(module, roles).backbone_module(module)
     return lambda x: backbone(x).flatten(1)
 
 
@@ -63,30 +50,9 @@ def head_embed_fn(module: nn.Module, roles: ModuleRoles | None = None) -> EmbedF
     """
     if hasattr(module, "encode_image") and not hasattr(module, "projection_head"):
         return lambda x: module.encode_image(x)
-    resolved = _roles(module, roles)
+    resolved = resolve_roles(module, roles)
     backbone, head = resolved.backbone_module(module), resolved.head_module(module)
     return lambda x: head(backbone(x).flatten(1))
-
-
-def momentum_pairs(module: nn.Module, roles: ModuleRoles | None = None) -> list[tuple[nn.Module, nn.Module]]:
-    """``(online, copy)`` sub-module pairs: momentum encoders and teachers (see ``ModuleRoles``)."""
-    pairs = _roles(module, roles).momentum_pairs or ()
-    return [(module.get_submodule(a), module.get_submodule(b)) for a, b in pairs]
-
-
-def copy_online_to_momentum(module: nn.Module, roles: ModuleRoles | None = None) -> int:
-    """Overwrite every momentum / teacher copy with its online weights; returns the pair count."""
-    return _roles(module, roles).sync_pairs(module)
-
-
-def memory_banks(module: nn.Module, roles: ModuleRoles | None = None) -> list[nn.Module]:
-    """The memory banks of ``module`` (default: lightly ``MemoryBankModule``s with entries)."""
-    return [module.get_submodule(n) for n in _roles(module, roles).memory_banks or ()]
-
-
-def reset_memory_banks(module: nn.Module, roles: ModuleRoles | None = None) -> int:
-    """Re-initialise memory banks (random unit rows): they may hold keys of forget samples."""
-    return _roles(module, roles).reset_memory_banks(module)
 
 
 @torch.no_grad()
@@ -115,6 +81,10 @@ def _refresh_weight_norm(child: nn.Module) -> None:
 def reinitialise(module: nn.Module, roles: ModuleRoles | None = None) -> int:
     """Re-initialise every sub-module that has ``reset_parameters`` (Retrain). Returns the count.
 
+    A module that knows how to re-create its weights defines ``reinitialise_parameters()``
+    (``CLIPModule``: open_clip's own initialisation of embeddings and projections); it is called
+    instead, and the count is 1.
+
     Also calls ``_reset_parameters`` (``nn.MultiheadAttention``), resets BatchNorm statistics
     and carries fresh weights into ``weight_norm`` layers. Momentum copies and teachers (the
     ``momentum_pairs`` of ``roles``) are then overwritten with the re-initialised online /
@@ -123,7 +93,11 @@ def reinitialise(module: nn.Module, roles: ModuleRoles | None = None) -> int:
     on a module) would keep its trained value, so that is an error telling the user to define
     ``reinitialise_parameters()`` on the module.
     """
-    resolved = _roles(module, roles)
+    own = getattr(module, "reinitialise_parameters", None)
+    if callable(own):
+        own()
+        return 1
+    resolved = resolve_roles(module, roles)
     count, covered = 0, set()
     for child in module.modules():
         reset = getattr(child, "reset_parameters", None) or getattr(child, "_reset_parameters", None)

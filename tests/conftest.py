@@ -328,6 +328,28 @@ def make_dino(namespace: str = "pl"):
     return DINO
 
 
+def registered_methods() -> list[str]:
+    """Every unlearning method the registry knows (built-in and installed plugins), so a new
+    method is tested by every test that loops over methods."""
+    from lightly_unlearn import registry
+
+    return registry.available("method")
+
+
+def method_hparams(method: str) -> dict:
+    """Test-sized hyper-parameters: AC-like methods calibrate with a moderate beta = 1."""
+    from lightly_unlearn import registry
+
+    return {"beta": 1.0} if "beta" in registry.load("method", method).defaults else {}
+
+
+def trains_on_forget(method: str) -> bool:
+    """Whether ``method``'s stream serves forget samples (``data`` is "forget" or "mixed")."""
+    from lightly_unlearn import registry
+
+    return registry.load("method", method)().needs_forget
+
+
 #: The method × model test matrix's models: name -> factory(namespace) (lightly's examples).
 MODEL_FACTORIES = {
     "simclr": make_simclr,

@@ -88,7 +88,7 @@ class Probe(L.Callback):
             self.rows = check_rows(trainer.global_rank, trainer.world_size)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        ctx = self.unlearn._batch  # set by UnlearnCallback (listed before this probe)
+        ctx = self.unlearn._objective.step  # set by UnlearnCallback (listed before this probe)
         self.batches.append(
             {
                 "epoch": trainer.current_epoch,

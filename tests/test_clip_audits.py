@@ -7,7 +7,6 @@ import torch.nn.functional as F
 from conftest import digits_dataset
 
 from lightly_unlearn import registry
-from lightly_unlearn.audits.base import AuditInputError
 from lightly_unlearn.audits.clip_audits import (
     ClipAlignmentGap,
     ClipPairMIA,
@@ -23,6 +22,7 @@ from lightly_unlearn.audits.clip_features import (
     compute_clip_inputs,
 )
 from lightly_unlearn.audits.features import AuditInputs
+from lightly_unlearn.errors import AuditInputError
 
 
 def _pairs(image, text, targets=None, ids=None):

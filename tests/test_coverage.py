@@ -10,11 +10,17 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
-from conftest import digits_dataset, make_moco, make_simclr, trainer_kwargs
+from conftest import (
+    digits_dataset,
+    make_moco,
+    make_simclr,
+    registered_methods,
+    trainer_kwargs,
+    trains_on_forget,
+)
 from torch.utils.data import DataLoader
 
 from lightly_unlearn import ForgetRetainDataModule, UnlearnCallback
-from lightly_unlearn.callbacks.unlearn import ForgetCoverageError
 from lightly_unlearn.data import sampling
 from lightly_unlearn.data.sampling import (
     ForgetCoveringSampler,
@@ -23,10 +29,11 @@ from lightly_unlearn.data.sampling import (
     forget_layout,
     mixed_layout,
 )
-from lightly_unlearn.data.validation import ForgetSetError, validate_forget_indices
+from lightly_unlearn.data.validation import validate_forget_indices
+from lightly_unlearn.errors import ForgetCoverageError, ForgetSetError
 
-METHODS = ["retrain", "finetune", "gradient_ascent", "neggrad", "l1_sparse", "ac"]
-TRAINS_ON_FORGET = {"gradient_ascent", "neggrad", "ac"}
+METHODS = registered_methods()
+TRAINS_ON_FORGET = {m for m in METHODS if trains_on_forget(m)}
 
 
 # -- the plan, for every rank at once --------------------------------------------------------
@@ -307,3 +314,21 @@ def test_retain_only_method_with_one_retain_sample_says_why():
         dm.configure("retain")
     dm.configure("mixed")  # the methods that train on the forget set still work
     assert dm.layout().samples >= 9
+
+
+def test_forget_membership_is_a_sorted_lookup_that_marks_only_members_seen():
+    from lightly_unlearn.callbacks.unlearning.coverage import ForgetCoverage
+
+    coverage = ForgetCoverage()
+    coverage.start(torch.tensor([40, 10, 20]), "cpu")  # any order
+    # 15 and 25 fall between forget keys, 5 before and 99 after all of them; 10 twice
+    mask = coverage.mask(torch.tensor([15, 10, 5, 25, 99, 10]))
+    assert mask.tolist() == [False, True, False, False, False, True]
+    assert coverage.keys.tolist() == [10, 20, 40] and coverage.seen.tolist() == [2, 0, 0]
+    assert coverage.mask([40, 41]).tolist() == [True, False]  # keys as a list, as a batch may carry
+    assert coverage.seen.tolist() == [2, 0, 1]
+    coverage.start_epoch()
+    assert coverage.seen.tolist() == [0, 0, 0] and coverage.batches == 0
+    empty = ForgetCoverage()
+    empty.start(torch.zeros(0, dtype=torch.long), "cpu")
+    assert empty.mask(torch.tensor([1, 2])).tolist() == [False, False]

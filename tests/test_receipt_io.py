@@ -293,7 +293,8 @@ def test_receipt_values_are_json_safe(tmp_path):
 def test_check_output_path(tmp_path):
     import os
 
-    from lightly_unlearn.paths import OutputPathError, check_output_path
+    from lightly_unlearn.errors import OutputPathError
+    from lightly_unlearn.paths import check_output_path
     from lightly_unlearn.receipt import build_receipt, write_receipt
 
     ckpt = atomic_write(tmp_path / "in" / "model.ckpt", b"w")

@@ -11,11 +11,14 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from torch import Tensor, nn
 
 from lightly_unlearn.losses.rows import RowTerms, normalise, row_mask
+
+if TYPE_CHECKING:  # the stream names are the datamodule's (importing it would load Lightning)
+    from lightly_unlearn.data.datamodule import DataMode
 
 
 @dataclass
@@ -54,8 +57,9 @@ class UnlearningMethod:
     name: ClassVar[str] = ""
     #: One line for ``lightly-unlearn list``.
     summary: ClassVar[str] = ""
-    #: Which samples each step sees: ``"retain"``, ``"forget"`` or ``"mixed"`` (both).
-    data: ClassVar[str] = "retain"
+    #: Which samples each step sees: the ``ForgetRetainDataModule`` stream ``"retain"``,
+    #: ``"forget"`` or ``"mixed"`` (both).
+    data: ClassVar[DataMode] = "retain"
     #: Whether forget samples' second view comes from another forget sample (AC).
     pairs_forget: ClassVar[bool] = False
     #: Whether forget samples need an extra own view (AC's positive calibration).
