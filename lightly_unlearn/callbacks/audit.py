@@ -39,6 +39,19 @@ if TYPE_CHECKING:
     import lightning.pytorch as pl
 
 
+def _check_arguments(audits: Any, num_samples: int, every_n_epochs: int | None) -> None:
+    """Refuse, when the callback is built, settings that could only fail once the fit runs."""
+    if isinstance(audits, (str, bytes)):  # a str is a sequence of letters: 'e', 'm', ...
+        raise TypeError(
+            f"audits must be a list of audit names or Audit instances; got the string "
+            f"{audits!r}. Write audits=({audits!r},)."
+        )
+    if num_samples < 2:
+        raise ValueError(f"num_samples must be at least 2; got {num_samples}.")
+    if every_n_epochs is not None and every_n_epochs < 1:
+        raise ValueError(f"every_n_epochs must be a positive integer or None; got {every_n_epochs}.")
+
+
 class AuditCallback(DualNamespaceCallback):  # a Callback in both namespaces
     """Run audits at fit start ("before"), at train end ("after") and optionally every n epochs.
 
@@ -93,16 +106,8 @@ class AuditCallback(DualNamespaceCallback):  # a Callback in both namespaces
         verbose: bool = True,
     ) -> None:
         super().__init__()
-        if isinstance(audits, (str, bytes)):  # a str is a sequence of letters: 'e', 'm', ...
-            raise TypeError(
-                f"audits must be a list of audit names or Audit instances; got the string "
-                f"{audits!r}. Write audits=({audits!r},)."
-            )
+        _check_arguments(audits, num_samples, every_n_epochs)
         self.audits = resolve_audits(audits)
-        if num_samples < 2:
-            raise ValueError(f"num_samples must be at least 2; got {num_samples}.")
-        if every_n_epochs is not None and every_n_epochs < 1:
-            raise ValueError(f"every_n_epochs must be a positive integer or None; got {every_n_epochs}.")
         self.num_samples, self.num_views = int(num_samples), int(num_views)
         self.every_n_epochs = every_n_epochs
         self.embed_fn = check_embed_spec(embed_fn)
