@@ -299,6 +299,8 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
                 reset()
             else:  # teachers / momentum copies become copies of the fresh online weights
                 reinitialise(pl_module, self._roles)
+        if not self._resumed:  # e.g. partial re-initialisation, weight perturbation
+            self.method.prepare(pl_module, self._roles)
         self._take_snapshot(pl_module)  # the weights the non-finite guard falls back to
 
     def on_fit_start(self, trainer: Any, pl_module: nn.Module) -> None:

@@ -11,11 +11,14 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from torch import Tensor, nn
 
 from lightly_unlearn.losses.rows import RowTerms, normalise, row_mask
+
+if TYPE_CHECKING:
+    from lightly_unlearn.roles import ModuleRoles
 
 
 @dataclass
@@ -132,6 +135,15 @@ class UnlearningMethod:
     def regularizer(self, module: nn.Module, progress: float) -> Tensor | None:
         """An extra term on the weights (ℓ1-sparse); ``None`` for most methods."""
         return None
+
+    def prepare(self, module: nn.Module, roles: ModuleRoles) -> None:
+        """Change the given weights once, before the first step (e.g. re-initialise some
+        sub-modules, perturb the weights, remember the starting point); not on a resumed run.
+
+        ``roles`` are resolved on ``module``: whatever a method changes on the online weights
+        it must also make consistent on the momentum / teacher copies (``roles.sync_pairs``).
+        Default: nothing. (Retrain's full re-initialisation is :attr:`reinitialise`.)
+        """
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.hparams.items())
