@@ -1,8 +1,8 @@
 """lightly-unlearn: machine unlearning for contrastive models, as a lightly / Lightning plugin.
 
 Public names: ``ForgetRetainDataModule``, ``UnlearnCallback``, ``AuditCallback``,
-``AlignmentCalibrationLoss``, and ``CLIPModule`` / ``PLCLIPModule`` (imported lazily: open_clip
-is only loaded when they are used).
+``AlignmentCalibrationLoss``, the relearning test ``relearn``, and ``CLIPModule`` /
+``PLCLIPModule`` (imported lazily: open_clip is only loaded when they are used).
 """
 
 import importlib
@@ -24,7 +24,9 @@ _LAZY = {
     "NonFiniteLossError": "lightly_unlearn.callbacks.unlearn",
     "PLCLIPModule": "lightly_unlearn.clip.module",
     "ReceiptCallback": "lightly_unlearn.callbacks.receipt",
+    "RelearnResult": "lightly_unlearn.attacks.relearn",
     "UnlearnCallback": "lightly_unlearn.callbacks.unlearn",
+    "relearn": "lightly_unlearn.attacks.relearn",
 }
 
 
@@ -52,6 +54,8 @@ __all__ = [
     "NonFiniteLossError",
     "PLCLIPModule",
     "ReceiptCallback",
+    "RelearnResult",
     "UnlearnCallback",
     "__version__",
+    "relearn",
 ]

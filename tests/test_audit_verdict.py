@@ -24,7 +24,8 @@ from lightly_unlearn.audits.alignment import (
     forgetting_beyond_drift,
     forgetting_score,
 )
-from lightly_unlearn.audits.emia import attack_accuracy, auc_standard_error, emia_metrics
+from lightly_unlearn.audits.emia import attack_accuracy, emia_metrics
+from lightly_unlearn.audits.membership import auc_standard_error
 from lightly_unlearn.audits.report import gap_figure, markdown_report
 
 # a healthy run: strong signal before, indistinguishable after, FS well beyond drift

@@ -1,19 +1,27 @@
-"""Encoder membership inference (EMIA) on alignment scores, and forget-vs-holdout AUC.
+"""Encoder membership inference (EMIA) on alignment scores.
 
 Threshold attack after EncoderMI (Liu et al., arXiv:2108.11023), as used to audit contrastive
-unlearning by Alignment Calibration (arXiv:2405.07317): a sample is called a *member* when its
-alignment score is at least the threshold ``t``. ``t`` is the exact accuracy-optimal cut over all distinct scores,
-found by one sort and a cumulative sum (O(n log n)), not a grid.
+unlearning by Alignment Calibration (Wang et al., arXiv:2406.03603): a sample is called a
+*member* when its alignment score is at least the threshold ``t``. ``t`` is the exact
+accuracy-optimal cut over all distinct scores, found by one sort and a cumulative sum
+(O(n log n)), not a grid. The EMIA audit also reports the forget-vs-holdout numbers of
+:mod:`lightly_unlearn.audits.membership` on the same scores.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
 
 from lightly_unlearn.audits.alignment import alignment_scores, cross_sample_cosine
 from lightly_unlearn.audits.base import Audit, AuditResult, MetricInfo, require_inputs
 from lightly_unlearn.audits.features import AuditInputs
+from lightly_unlearn.audits.membership import (
+    LOW_FPRS,
+    forget_holdout_metrics,
+    low_fpr_key,
+    min_holdout_for,
+    roc_auc,
+)
 
 
 def best_threshold(members: np.ndarray, nonmembers: np.ndarray) -> tuple[float, float]:
@@ -72,12 +80,10 @@ def emia_metrics(
     Returns:
         ``emia``: % of forget samples below the threshold (judged non-members; compare to
         Retrain, not to 100); ``emia_threshold``, ``emia_attack_accuracy`` (%), ``emia_auc``
-        (member vs non-member AUC in [0, 1]); ``forget_holdout_auc``: two-sided AUC of forget
-        (positive class) vs holdout scores, about 0.5 when forget samples look never-seen, above
-        0.5 when still recognisably aligned, below 0.5 on overshoot; ``alignment_level_gap``:
-        ``mean(forget) - mean(holdout)`` in cosine units; the mean score of each split; and
-        ``forget_holdout_auc_se``, the AUC's standard error (Hanley-McNeil), with the split sizes
-        ``forget_samples`` and ``holdout_samples``.
+        (member vs non-member AUC in [0, 1]); ``alignment_retain``, the members' mean score; and
+        :func:`~lightly_unlearn.audits.membership.forget_holdout_metrics` of the forget scores
+        against the same non-member scores (AUC, its standard error, TPR at 1 % / 0.1 % FPR,
+        the alignment level gap).
     """
     members = np.asarray(member_scores, dtype=np.float64).ravel()
     nonmembers = np.asarray(nonmember_scores, dtype=np.float64).ravel()
@@ -93,70 +99,28 @@ def emia_metrics(
     }
 
 
-def forget_holdout_metrics(
-    forget_scores: np.ndarray, holdout_scores: np.ndarray
-) -> dict[str, float]:
-    """How distinguishable forget samples are from never-seen ones, by alignment score.
-
-    Returns ``forget_holdout_auc`` (two-sided AUC, forget as the positive class: about 0.5 when
-    forget samples look never seen, above when still recognisably aligned, below on overshoot),
-    its standard error ``forget_holdout_auc_se`` (:func:`auc_standard_error`), the split sizes
-    ``forget_samples`` / ``holdout_samples``, ``alignment_level_gap`` (``mean(forget) -
-    mean(holdout)``, cosine units) and the two means ``alignment_forget`` / ``alignment_holdout``.
-    Needs no member sample, so a data owner with only their images and some never-seen ones can
-    compute it (``lightly-unlearn audit``).
-    """
-    forget = np.asarray(forget_scores, dtype=np.float64).ravel()
-    holdout = np.asarray(holdout_scores, dtype=np.float64).ravel()
-    auc = roc_auc(forget, holdout)
-    return {
-        "forget_holdout_auc": auc,
-        "forget_holdout_auc_se": auc_standard_error(auc, len(forget), len(holdout)),
-        "forget_samples": float(len(forget)),
-        "holdout_samples": float(len(holdout)),
-        "alignment_level_gap": float(forget.mean() - holdout.mean()),
-        "alignment_forget": float(forget.mean()),
-        "alignment_holdout": float(holdout.mean()),
-    }
-
-
-def auc_standard_error(auc: float, n_positive: int, n_negative: int) -> float:
-    """Standard error of an AUC estimated from ``n_positive`` and ``n_negative`` samples.
-
-    Hanley & McNeil (1982): ``SE^2 = (A(1-A) + (n1-1)(Q1-A^2) + (n2-1)(Q2-A^2)) / (n1 n2)``
-    with ``Q1 = A/(2-A)`` and ``Q2 = 2A^2/(1+A)``. Chosen over a bootstrap because it is closed
-    form (no resampling, deterministic) and accurate for the sample sizes audits use; at
-    ``A = 0.5`` it is about ``sqrt((n1 + n2 + 1) / (12 n1 n2))``, e.g. 0.053 for 32 forget vs
-    400 holdout samples.
-    """
-    n1, n2 = int(n_positive), int(n_negative)
-    if n1 < 1 or n2 < 1:
-        return float("nan")
-    a = float(auc)
-    q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
-    var = (a * (1 - a) + (n1 - 1) * (q1 - a * a) + (n2 - 1) * (q2 - a * a)) / (n1 * n2)
-    return float(np.sqrt(max(var, 0.0)))
-
-
-def roc_auc(positive: np.ndarray, negative: np.ndarray) -> float:
-    """Area under the ROC curve of scores, ``positive`` as the positive class (in ``[0, 1]``)."""
-    labels = np.concatenate([np.ones(len(positive)), np.zeros(len(negative))])
-    return float(roc_auc_score(labels, np.concatenate([positive, negative])))
-
-
-_auc = roc_auc  # the earlier private name
-
 #: What :func:`emia_metrics` and the EMIA audit report.
 EMIA_METRICS = {
     "emia": MetricInfo(
-        "EMIA efficacy: % of forget samples judged non-members (compare to Retrain)"
+        "EMIA efficacy: % of forget samples the attack judges non-members (aligned less than "
+        "its threshold). Higher = more forgotten, judged against Retrain's value (a model that "
+        "never saw them), not 100; far above Retrain's is overshoot (see forget_holdout_auc)"
     ),
     "emia_threshold": MetricInfo("alignment-score threshold of the attack (member iff >=)"),
     "emia_attack_accuracy": MetricInfo("attack accuracy (%), retain sample vs holdout"),
     "emia_auc": MetricInfo("EMIA attack AUC, retain sample vs holdout"),
     "forget_holdout_auc": MetricInfo(
-        "forget vs holdout AUC of alignment scores (0.5 = indistinguishable)"
+        "forget vs holdout AUC of alignment scores (0.5 = indistinguishable, above = still "
+        "recognisable, below = overshoot)"
     ),
+    **{
+        low_fpr_key(fpr): MetricInfo(
+            f"% of forget samples an attack flags when it may wrongly flag only {fpr:g} % of "
+            f"never-seen samples (TPR at {fpr:g} % FPR; needs ≥ {min_holdout_for(fpr)} holdout "
+            "samples; compare to Retrain)"
+        )
+        for fpr in LOW_FPRS.values()
+    },
     "forget_holdout_auc_se": MetricInfo(
         "standard error of forget_holdout_auc (Hanley-McNeil)", False
     ),

@@ -10,6 +10,9 @@ when no warning fires. The training callback, ``lightly-unlearn audit`` and rece
 Warning codes, worst first (thresholds and reasons are the module constants below):
 
 * ``collapse`` -- the encoder's outputs collapsed, or its utility fell: nothing else is evidence.
+* ``relearned`` -- ordinary training of a copy on the retain set alone made the forget set
+  recognisable again (the relearning test, :mod:`lightly_unlearn.attacks.relearn`): the
+  information was hidden, not removed.
 * ``overshoot`` -- the forget set aligns clearly *less* than never-seen data: recognisable again.
 * ``no_membership_signal`` -- before unlearning, forget samples were not distinguishable from
   never-seen ones, so the audit cannot show forgetting.
@@ -51,7 +54,7 @@ UTILITY_DROP_POINTS = 5.0
 OVERSHOOT_MIN_EFFECT = 0.05
 
 #: Worst first; codes not listed (recorded by individual audits) come after, in their order.
-SEVERITY = ("collapse", "overshoot", "no_membership_signal", "holdout_drift", "no_holdout")
+SEVERITY = ("collapse", "relearned", "overshoot", "no_membership_signal", "holdout_drift", "no_holdout")
 
 #: (AUC, its standard error) metric names: image audits, then CLIP's pair-alignment audit.
 _AUC_KEYS = (
@@ -169,7 +172,7 @@ def membership_warnings(
     """``no_membership_signal`` (before) and ``overshoot`` (after) from the forget-vs-holdout AUC.
 
     Sampling error: the AUC's Hanley-McNeil standard error (``forget_holdout_auc_se``, see
-    :func:`lightly_unlearn.audits.emia.auc_standard_error`). A membership signal needs the
+    :func:`lightly_unlearn.audits.membership.auc_standard_error`). A membership signal needs the
     AUC before unlearning above ``0.5 + Z * SE`` (one-sided: AUC below 0.5 is no signal either).
     """
     out = []
@@ -204,6 +207,37 @@ def membership_warnings(
                 }
             )
     return out
+
+
+def relearn_warnings(after: Mapping[str, float]) -> list[dict[str, str]]:
+    """``relearned`` when the relearning test's AUC rose beyond its interval *and* the relearned
+    AUC's interval lies above 0.5.
+
+    Both intervals come from one paired percentile bootstrap
+    (:func:`lightly_unlearn.audits.membership.compare_aucs`). The second condition keeps a
+    model that merely came back from overshoot (AUC below 0.5 rising to 0.5) from the warning.
+    """
+    low_change = _get(after, "relearn_forget_holdout_auc_change_ci_low")
+    low_auc = _get(after, "relearn_forget_holdout_auc_ci_low")
+    if low_change is None or low_auc is None or not (low_change > 0 and low_auc > 0.5):
+        return []
+    auc_b = _get(after, "relearn_before_forget_holdout_auc") or float("nan")
+    auc_a = _get(after, "relearn_forget_holdout_auc") or float("nan")
+    high_change = _get(after, "relearn_forget_holdout_auc_change_ci_high") or float("nan")
+    epochs = int(_get(after, "relearn_epochs") or 0)
+    return [
+        {
+            "code": "relearned",
+            "message": (
+                f"After {epochs} epoch(s) of ordinary training of a copy on the retain set alone "
+                f"(the forget images never shown), the forget set became recognisable again: "
+                f"forget-vs-holdout AUC {auc_b:.3f} -> {auc_a:.3f} (change 95 % interval "
+                f"[{low_change:+.3f}, {high_change:+.3f}], relearned AUC above 0.5). The "
+                "information was hidden, not removed. A model retrained without the forget set "
+                "is the reference for this test; benchmarks/unlearning.py measures it."
+            ),
+        }
+    ]
 
 
 def drift_warnings(after: Mapping[str, float]) -> list[dict[str, str]]:
@@ -279,6 +313,7 @@ def assess(
         [
             *collapse_warnings(b, a),
             *membership_warnings(b, a),
+            *relearn_warnings(a),
             *drift_warnings(a),
             *b_recorded,
             *a_recorded,

@@ -248,9 +248,9 @@ def _embed_views(args: argparse.Namespace, when: str, model: Model, splits: dict
 
 def _owner_metrics(result: Any, feats: dict) -> tuple[dict[str, float], dict[str, Any]]:
     """The alignment-matrix metrics plus, with a holdout, the forget-vs-holdout numbers of
-    :func:`~lightly_unlearn.audits.emia.forget_holdout_metrics`; and the per-image scores."""
+    :func:`~lightly_unlearn.audits.membership.forget_holdout_metrics`; and the per-image scores."""
     from lightly_unlearn.audits.alignment import alignment_scores, cross_sample_cosine
-    from lightly_unlearn.audits.emia import forget_holdout_metrics
+    from lightly_unlearn.audits.membership import forget_holdout_metrics
 
     scores = {s: alignment_scores(f.views).numpy() for s, f in feats.items()}
     metrics = dict(result.metrics)
