@@ -14,13 +14,17 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import hashlib
 import json
 import math
 import os
+import shutil
+import stat
+import sys
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -30,11 +34,14 @@ from lightly_unlearn.errors import UntrustedCheckpointError  # noqa: F401  (re-e
 
 __all__ = [
     "UntrustedCheckpointError",
+    "atomic_dir",
     "atomic_write",
     "atomic_write_json",
     "atomic_torch_save",
     "json_safe",
     "load_checkpoint",
+    "loads_strict_json",
+    "read_bounded",
     "sha256_bytes",
     "sha256_file",
 ]
@@ -55,13 +62,17 @@ def _alive(pid: int) -> bool:
 
 
 def _remove_stale_temporaries(path: Path) -> None:
-    """Delete ``.<name>.<pid>.*.tmp`` siblings left by a killed writer (its process is gone)."""
+    """Delete ``.<name>.<pid>.*.tmp`` siblings (files or folders) left by a killed writer (its
+    process is gone)."""
     prefix = f".{path.name}."
     for tmp in path.parent.glob(f"{glob.escape(prefix)}*.tmp"):
         pid = tmp.name[len(prefix):].split(".", 1)[0]
         if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
             with contextlib.suppress(OSError):
-                tmp.unlink()
+                if tmp.is_dir() and not tmp.is_symlink():
+                    shutil.rmtree(tmp)
+                else:
+                    tmp.unlink()
 
 
 @contextlib.contextmanager
@@ -85,6 +96,42 @@ def _atomic_file(path: str | os.PathLike) -> Iterator[BinaryIO]:
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_dir(
+    path: str | os.PathLike, *, replaceable: Callable[[Path], bool] | None = None
+) -> Iterator[Path]:
+    """A temporary sibling folder of ``path`` to fill; renamed to ``path`` only on success.
+
+    Readers see either no folder or the whole of it. An existing ``path`` is refused
+    (``FileExistsError``) unless ``replaceable(path)`` says it is an earlier output of the same
+    kind; it is then moved aside, the new folder renamed in, and the old one deleted.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(path)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp"))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes 0700; outputs get the usual permissions
+        old = None
+        if path.exists() or path.is_symlink():
+            if replaceable is None or not path.is_dir() or path.is_symlink() or not replaceable(path):
+                raise FileExistsError(errno.EEXIST, "exists and is not an earlier output", str(path))
+            old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp"))
+            os.replace(path, old)  # onto the empty temporary folder
+        try:
+            os.rename(tmp, path)
+        except BaseException:
+            if old is not None:  # put the earlier output back
+                os.replace(old, path)
+            raise
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 
@@ -124,6 +171,80 @@ def atomic_write_json(path: str | os.PathLike, payload: Any, *, sort_keys: bool 
     return atomic_write(path, text + "\n")
 
 
+def read_bounded(path: str | os.PathLike, max_bytes: int) -> bytes:
+    """The bytes of a file, a pipe / FIFO, or standard input (``"-"``), at most ``max_bytes``.
+
+    Never reads more than ``max_bytes + 1`` bytes, whatever the input kind (a pipe has no size
+    to check first), so an endless or huge input cannot exhaust memory.
+
+    Raises:
+        ValueError: The input is larger than ``max_bytes``.
+        OSError: It cannot be read (missing, a folder, no permission).
+    """
+    too_large = ValueError(f"it is larger than {max_bytes} bytes")
+    if str(path) == "-":
+        data = sys.stdin.buffer.read(max_bytes + 1)
+    else:
+        with open(path, "rb") as f:
+            info = os.fstat(f.fileno())
+            if stat.S_ISREG(info.st_mode) and info.st_size > max_bytes:
+                raise too_large  # a regular file is refused by its size, unread
+            data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise too_large
+    return data
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON (a number must be finite)")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:40]} is not finite (it overflows a float)")
+    return value
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [k for k, _ in pairs]
+    dup = sorted({k for k in keys if keys.count(k) > 1})
+    if dup:  # different JSON readers keep different copies: refuse rather than guess
+        raise ValueError(f"duplicate key(s) {dup}")
+    return dict(pairs)
+
+
+def _depth(value: Any) -> int:
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, level)
+            stack.extend((v, level + 1) for v in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def loads_strict_json(data: bytes, *, max_depth: int = 64) -> Any:
+    """Parse UTF-8 JSON strictly: no ``NaN``/``Infinity`` literals, no number that overflows a
+    float (``1e400``), no duplicate keys, at most ``max_depth`` nested arrays/objects.
+
+    Raises:
+        ValueError: One line saying what is wrong.
+    """
+    try:
+        text = data.decode("utf-8")
+        value = json.loads(
+            text, parse_constant=_no_constants, parse_float=_finite, object_pairs_hook=_no_duplicates
+        )
+    except RecursionError:
+        raise ValueError(f"it is nested more than {max_depth} levels deep") from None
+    except UnicodeDecodeError as err:
+        raise ValueError(f"it is not UTF-8 text ({err.reason} at byte {err.start})") from None
+    if _depth(value) > max_depth:
+        raise ValueError(f"it is nested more than {max_depth} levels deep")
+    return value
+
+
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     """``torch.save`` to a temporary sibling file, then ``os.replace``."""
     with _atomic_file(path) as f:
@@ -144,8 +265,18 @@ def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def _torch_load(path: Path, *, mmap: bool, **kwargs: Any) -> Any:
+    if mmap:
+        try:
+            return torch.load(path, mmap=True, **kwargs)
+        except RuntimeError as err:  # a legacy (non-zip) file cannot be memory-mapped
+            if "mmap" not in str(err):
+                raise
+    return torch.load(path, **kwargs)
+
+
 def load_checkpoint(
-    path: str | os.PathLike, *, trusted: bool = False, map_location: Any = "cpu"
+    path: str | os.PathLike, *, trusted: bool = False, map_location: Any = "cpu", mmap: bool = False
 ) -> Any:
     """Load a checkpoint read-only; ``weights_only=True`` unless ``trusted=True``.
 
@@ -154,6 +285,9 @@ def load_checkpoint(
         trusted: Allow full unpickling (``weights_only=False``). Only for files you produced
             yourself or otherwise trust: unpickling can execute arbitrary code.
         map_location: As in ``torch.load``.
+        mmap: Memory-map the file (``torch.load(mmap=True)``: tensors are read on use, so a
+            large checkpoint is not read into memory at once); falls back to an ordinary load
+            for files in torch's legacy (non-zip) format.
 
     Raises:
         FileNotFoundError: No such file.
@@ -164,9 +298,9 @@ def load_checkpoint(
     if not path.is_file():
         raise FileNotFoundError(f"Checkpoint {path} does not exist.")
     if trusted:
-        return torch.load(path, map_location=map_location, weights_only=False)
+        return _torch_load(path, map_location=map_location, weights_only=False, mmap=mmap)
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        return _torch_load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as err:  # torch raises pickle.UnpicklingError (and others) here
         if "weights_only" not in str(err) and "Unsupported global" not in str(err):
             raise

@@ -1,22 +1,33 @@
-"""Unlearning receipts: a JSON record of what was removed, how, and from which weights.
+"""Unlearning receipts: a signed JSON record of what was removed, how, and which weights resulted.
 
 A receipt lets the model owner show a data owner (or an auditor) which forget set was unlearned,
-with which method and hyper-parameters, starting from which checkpoint and producing which
-checkpoint, together with the audits run before and after. Files are identified by SHA-256 of
-their bytes; the forget set by the SHA-256 of its sorted positions written as ASCII
-``"3,17,42"`` (:func:`lightly_unlearn.data.datamodule.forget_set_sha256`).
+with which method and hyper-parameters, starting from which checkpoint and ending in which
+weights, together with the audits run before and after (``docs/receipts.md``). It commits to:
+
+* the unlearned **weights**, by a digest of the state dict (:mod:`lightly_unlearn.weights_digest`):
+  any file holding exactly those weights verifies (a Lightning checkpoint, a ``ModelCheckpoint``
+  file, ``torch.save(model.state_dict())``); files are also recorded by SHA-256 of their bytes;
+* the **forget set by content**: a Merkle root over salted per-item content hashes
+  (:mod:`lightly_unlearn.forget_commitment`). A data owner checks their own file against it with a
+  deletion proof (:func:`verify_deletion`); the receipt alone reveals no item's hash.
 
 Two levels of protection:
 
 * ``receipt_sha256``, the SHA-256 of the receipt's canonical JSON, catches *accidental* changes
   (a truncated copy, an editor's reformatting that changed a value). It is unkeyed: anyone who
   edits a receipt can recompute it, so on its own it proves nothing against deliberate edits.
-* ``signature``: an Ed25519 signature of the same canonical JSON (:func:`sign_receipt`, key pair
-  from :func:`generate_signing_key` / ``lightly-unlearn keygen``). An auditor holding only the
-  public key checks it (:func:`verify_receipt` with ``public_key=``); an edited, re-hashed or
-  re-signed receipt fails.
+* ``signature``: an Ed25519 signature (:func:`sign_receipt`, key pair from
+  :func:`generate_signing_key` / ``lightly-unlearn keygen``) of the canonical JSON of every field
+  (``receipt_sha256`` and the signature's own ``algorithm``, ``key_id`` and ``public_key``
+  included; only its ``value`` is left out). An auditor holding only the public key checks it
+  (:func:`verify_receipt` with ``public_key=``); an edited, re-hashed or re-signed receipt fails.
 
-A receipt records what was run on which files; it is not a proof of forgetting: the audits in
+Format ``lightly-unlearn-receipt/1`` receipts (earlier versions: a file hash and a hash of the
+forget *positions*; ``signature.key_id`` not signed) still verify against their output file with
+:func:`verify_receipt`, which says so; they carry no content commitment, so
+:func:`verify_deletion` refuses them.
+
+A receipt records what was run on which data; it is not a proof of forgetting: the audits in
 it are the evidence about the model's behaviour.
 """
 
@@ -35,18 +46,49 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from lightly_unlearn.errors import ReceiptError, SigningKeyError  # noqa: F401  (re-exported)
-from lightly_unlearn.io import atomic_write_json, json_safe, sha256_bytes, sha256_file
+from lightly_unlearn.errors import (  # noqa: F401  (re-exported)
+    ConfigurationError,
+    ReceiptError,
+    SigningKeyError,
+)
+from lightly_unlearn.forget_commitment import (  # noqa: F401  (re-exported)
+    COMMITMENT_SCHEME,
+    CONTENT_KINDS,
+    ForgetCommitment,
+    commit_files,
+    commit_forget_set,
+    content_sha256,
+    forget_set_commitment,
+    proof_root,
+    read_proof,
+    write_proofs,
+)
+from lightly_unlearn.io import (
+    atomic_write_json,
+    json_safe,
+    loads_strict_json,
+    read_bounded,
+    sha256_bytes,
+    sha256_file,
+)
+from lightly_unlearn.weights_digest import SCHEME as WEIGHTS_SCHEME
+from lightly_unlearn.weights_digest import (  # noqa: F401  (weights_record re-exported)
+    checkpoint_state_dict,
+    state_dict_sha256,
+    weights_record,
+)
 
-FORMAT = "lightly-unlearn-receipt/1"
-FORGET_HASH_OF = "sha256 of the sorted forget positions joined by ',' (ASCII), e.g. '3,17,42'"
+FORMAT = "lightly-unlearn-receipt/2"
+FORMAT_V1 = "lightly-unlearn-receipt/1"
+_FORMATS = (FORMAT, FORMAT_V1)
 _PACKAGES = ("lightly-unlearn", "torch", "lightly", "lightning", "pytorch-lightning", "open_clip_torch")
 SIGNATURE_ALGORITHM = "ed25519"
 KEY_NAME = "receipt_signing.key"
 PUBLIC_KEY_NAME = "receipt_signing.pub"
-_UNSIGNED_FIELDS = ("receipt_sha256", "signature")  # not part of what is hashed and signed
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
-_MAX_RECEIPT_BYTES = 16 << 20
+_HEX16 = re.compile(r"[0-9a-fA-F]{16}")
+MAX_RECEIPT_BYTES = 16 << 20
+MAX_RECEIPT_DEPTH = 64
 
 
 def now() -> str:
@@ -74,9 +116,16 @@ def file_record(path: str | os.PathLike | None) -> dict[str, Any] | None:
     return {"path": str(path), "sha256": sha256_file(path), "bytes": path.stat().st_size}
 
 
-def _canonical(receipt: Mapping[str, Any]) -> bytes:
-    """The bytes that are hashed and signed: sorted-key compact JSON without the seal fields."""
-    body = {k: v for k, v in receipt.items() if k not in _UNSIGNED_FIELDS}
+def _canonical(receipt: Mapping[str, Any], *, seal_included: bool = False) -> bytes:
+    """Sorted-key compact JSON of what is hashed (``receipt_sha256``) or, with
+    ``seal_included=True``, signed: every field but the signature's ``value`` (format /1: every
+    field but ``receipt_sha256`` and ``signature``, for both)."""
+    if receipt.get("format") == FORMAT_V1:
+        body = {k: v for k, v in receipt.items() if k not in ("receipt_sha256", "signature")}
+    else:
+        body = {k: v for k, v in receipt.items() if seal_included or k != "receipt_sha256"}
+        if isinstance(body.get("signature"), Mapping):
+            body["signature"] = {k: v for k, v in body["signature"].items() if k != "value"}
     return json.dumps(json_safe(body), sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
 
 
@@ -223,29 +272,35 @@ def sign_receipt(receipt: Mapping[str, Any], key: Any) -> dict[str, Any]:
 
     Returns:
         A new receipt dict with ``receipt_sha256`` and ``signature`` =
-        ``{"algorithm": "ed25519", "key_id", "public_key", "value"}`` (base64). The embedded
-        public key only says *which* key signed; verification uses the auditor's own copy.
+        ``{"algorithm": "ed25519", "key_id", "public_key", "value"}`` (base64); ``value`` signs
+        every other field, the signature's header included. The embedded public key only says
+        *which* key signed; verification uses the auditor's own copy.
     """
     if isinstance(key, (str, os.PathLike)):
         key = load_signing_key(key)
-    sealed = seal(receipt)
+    body = seal(receipt)  # JSON-safe, without a stale signature
+    if body.get("format") == FORMAT_V1:
+        raise ReceiptError(f"{FORMAT_V1} receipts are no longer signed; build a {FORMAT} receipt.")
     public = key.public_key()
-    sealed["signature"] = {
+    body["signature"] = {
         "algorithm": SIGNATURE_ALGORITHM,
         "key_id": key_id(public),
         "public_key": _b64(_raw_public(public)),
-        "value": _b64(key.sign(_canonical(sealed))),
     }
-    return sealed
+    body["receipt_sha256"] = sha256_bytes(_canonical(body))  # covers the signature's header
+    body["signature"]["value"] = _b64(key.sign(_canonical(body, seal_included=True)))
+    return body
 
 
 def build_receipt(
     *,
     method: str,
     hyperparameters: Mapping[str, Any],
-    forget_sha256: str,
+    weights: Mapping[str, Any],
     num_forget: int,
     num_samples: int,
+    forget_commitment: ForgetCommitment | None = None,
+    commitment_missing: str | None = None,
     input_checkpoint: Mapping[str, Any] | None = None,
     output_checkpoint: Mapping[str, Any] | None = None,
     audits: Mapping[str, Any] | None = None,
@@ -253,17 +308,27 @@ def build_receipt(
     started_at: str | None = None,
     finished_at: str | None = None,
 ) -> dict[str, Any]:
-    """Assemble and seal a receipt (see module docstring for the fields)."""
+    """Assemble and seal a receipt.
+
+    Args:
+        weights: The unlearned weights' record, ``weights_digest.weights_record(state_dict)``.
+        forget_commitment: The forget set committed by content (its root goes in the receipt,
+            its proofs to the data owners); ``None`` with ``commitment_missing`` saying why.
+        input_checkpoint / output_checkpoint: ``file_record`` of the files, if any.
+    """
+    if forget_commitment is None and not commitment_missing:
+        raise ReceiptError("a receipt without a forget-set commitment must say why (commitment_missing=...).")
     return seal(
         {
             "format": FORMAT,
             "method": method,
             "hyperparameters": dict(hyperparameters),
+            "weights": dict(weights),
             "forget_set": {
-                "sha256": forget_sha256,
-                "hash_of": FORGET_HASH_OF,
                 "num_forget": int(num_forget),
                 "num_samples": int(num_samples),
+                "commitment": None if forget_commitment is None else forget_commitment.receipt_field(),
+                "commitment_missing": None if forget_commitment is not None else str(commitment_missing),
             },
             "input_checkpoint": None if input_checkpoint is None else dict(input_checkpoint),
             "output_checkpoint": None if output_checkpoint is None else dict(output_checkpoint),
@@ -288,35 +353,33 @@ def is_receipt(path: str | os.PathLike) -> bool:
     """
     path = Path(path)
     try:
-        if not path.is_file() or path.stat().st_size > _MAX_RECEIPT_BYTES:
+        if not path.is_file():
             return False
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
+        data = loads_strict_json(read_bounded(path, MAX_RECEIPT_BYTES))
+    except (OSError, ValueError):
         return False
-    return isinstance(data, dict) and data.get("format") == FORMAT
+    return isinstance(data, dict) and data.get("format") in _FORMATS
 
 
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON (a number must be finite)")
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    keys = [k for k, _ in pairs]
-    dup = sorted({k for k in keys if keys.count(k) > 1})
-    if dup:  # different JSON readers keep different copies: refuse rather than guess
-        raise ValueError(f"duplicate key(s) {dup}")
-    return dict(pairs)
-
-
-def _hex64(value: Any, field: str) -> str:
-    if not isinstance(value, str) or not _HEX64.fullmatch(value):
-        raise ReceiptError(f"{field} must be 64 hex digits (a SHA-256); got {value!r:.80}.")
+# -- reading and checking structure ---------------------------------------------------------------
+def _hex(value: Any, field: str, pattern: re.Pattern[str] = _HEX64) -> str:
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        digits = 64 if pattern is _HEX64 else 16
+        raise ReceiptError(f"{field} must be {digits} hex digits; got {value!r:.80}.")
     return value.lower()
 
 
 def _int(value: Any, field: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ReceiptError(f"{field} must be an integer; got {value!r:.80}.")
+    return value
+
+
+def _object(value: Any, field: str, *, nullable: bool = False) -> Mapping[str, Any] | None:
+    if value is None and nullable:
+        return None
+    if not isinstance(value, Mapping):
+        raise ReceiptError(f"{field} must be an object{' or null' if nullable else ''}.")
     return value
 
 
@@ -330,6 +393,25 @@ def _b64decode(value: Any, field: str, size: int) -> bytes:
     return raw
 
 
+def _check_forget_set(forget: Mapping[str, Any], version: str) -> None:
+    _int(forget.get("num_forget"), "forget_set.num_forget")
+    _int(forget.get("num_samples"), "forget_set.num_samples")
+    if version == FORMAT_V1:
+        _hex(forget.get("sha256"), "forget_set.sha256")
+        return
+    commitment = _object(forget.get("commitment"), "forget_set.commitment", nullable=True)
+    if commitment is None:
+        if not isinstance(forget.get("commitment_missing"), str):
+            raise ReceiptError("forget_set.commitment_missing must say why there is no commitment.")
+        return
+    if commitment.get("scheme") != COMMITMENT_SCHEME:
+        raise ReceiptError(f"forget_set.commitment.scheme must be {COMMITMENT_SCHEME!r}.")
+    _hex(commitment.get("root"), "forget_set.commitment.root")
+    if commitment.get("content") not in CONTENT_KINDS:
+        raise ReceiptError(f"forget_set.commitment.content must be one of {sorted(CONTENT_KINDS)}.")
+    _int(commitment.get("num_items"), "forget_set.commitment.num_items")
+
+
 def check_receipt(receipt: Any) -> dict[str, Any]:
     """Validate a receipt's structure; raise :class:`ReceiptError` naming the bad field.
 
@@ -338,70 +420,134 @@ def check_receipt(receipt: Any) -> dict[str, Any]:
     """
     if not isinstance(receipt, Mapping):
         raise ReceiptError(f"a receipt is a JSON object; got {type(receipt).__name__}.")
-    if receipt.get("format") != FORMAT:
+    version = receipt.get("format")
+    if version not in _FORMATS:
         raise ReceiptError(f'not a lightly-unlearn receipt (expected "format": "{FORMAT}").')
-    _hex64(receipt.get("receipt_sha256"), "receipt_sha256")
+    _hex(receipt.get("receipt_sha256"), "receipt_sha256")
     if not isinstance(receipt.get("method"), str):
         raise ReceiptError(f"method must be a string; got {receipt.get('method')!r:.80}.")
-    if not isinstance(receipt.get("hyperparameters"), Mapping):
-        raise ReceiptError("hyperparameters must be an object.")
-    forget = receipt.get("forget_set")
-    if not isinstance(forget, Mapping):
-        raise ReceiptError("forget_set must be an object.")
-    _hex64(forget.get("sha256"), "forget_set.sha256")
-    _int(forget.get("num_forget"), "forget_set.num_forget")
-    _int(forget.get("num_samples"), "forget_set.num_samples")
+    _object(receipt.get("hyperparameters"), "hyperparameters")
+    _check_forget_set(_object(receipt.get("forget_set"), "forget_set"), version)
+    if version == FORMAT:
+        weights = _object(receipt.get("weights"), "weights")
+        if weights.get("scheme") != WEIGHTS_SCHEME:
+            raise ReceiptError(f"weights.scheme must be {WEIGHTS_SCHEME!r}; got {weights.get('scheme')!r:.60}.")
+        _hex(weights.get("sha256"), "weights.sha256")
+        _int(weights.get("num_tensors"), "weights.num_tensors")
+        _int(weights.get("num_elements"), "weights.num_elements")
     for name in ("input_checkpoint", "output_checkpoint"):
-        record = receipt.get(name)
-        if record is None:
-            continue
-        if not isinstance(record, Mapping):
-            raise ReceiptError(f"{name} must be an object or null.")
-        _hex64(record.get("sha256"), f"{name}.sha256")
-    signature = receipt.get("signature")
+        record = _object(receipt.get(name), name, nullable=True)
+        if record is not None:
+            _hex(record.get("sha256"), f"{name}.sha256")
+    signature = _object(receipt.get("signature"), "signature", nullable=True)
     if signature is not None:
-        if not isinstance(signature, Mapping):
-            raise ReceiptError("signature must be an object.")
         if signature.get("algorithm") != SIGNATURE_ALGORITHM:
             raise ReceiptError(
                 f"signature.algorithm must be {SIGNATURE_ALGORITHM!r}; got {signature.get('algorithm')!r:.40}."
             )
         _b64decode(signature.get("value"), "signature.value", 64)
         _b64decode(signature.get("public_key"), "signature.public_key", 32)
+        if version == FORMAT:
+            _hex(signature.get("key_id"), "signature.key_id", _HEX16)
     return dict(receipt)
 
 
+def _display(path: str | os.PathLike) -> str:
+    return "<stdin>" if str(path) == "-" else str(path)
+
+
 def read_receipt(path: str | os.PathLike) -> dict[str, Any]:
-    """Read and structurally validate a receipt file; :class:`ReceiptError` (one line) if not."""
-    path = Path(path)
+    """Read and structurally validate a receipt; :class:`ReceiptError` (one line) if not.
+
+    ``path`` may be a file, a pipe / FIFO or ``"-"`` (standard input); whatever it is, at most
+    16 MiB are read, and the JSON is strict: no ``NaN``/``Infinity`` or overflowing (``1e400``)
+    number literals, no duplicate keys, at most 64 levels of nesting.
+    """
+    name = _display(path)
     try:
-        if path.is_file() and path.stat().st_size > _MAX_RECEIPT_BYTES:
-            raise ReceiptError(f"{path} is not a receipt ({path.stat().st_size} bytes).")
-        receipt = json.loads(
-            path.read_text(encoding="utf-8"),
-            parse_constant=_no_constants,
-            object_pairs_hook=_no_duplicates,
-        )
+        receipt = loads_strict_json(read_bounded(path, MAX_RECEIPT_BYTES), max_depth=MAX_RECEIPT_DEPTH)
     except FileNotFoundError as err:
-        raise ReceiptError(f"No receipt at {path}.") from err
+        raise ReceiptError(f"No receipt at {name}.") from err
     except IsADirectoryError as err:
-        raise ReceiptError(f"{path} is a folder, not a receipt file.") from err
-    except (OSError, UnicodeDecodeError, ValueError) as err:
-        if isinstance(err, ReceiptError):
-            raise
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ReceiptError(f"{path} is not a readable JSON receipt: {first}") from err
+        raise ReceiptError(f"{name} is a folder, not a receipt file.") from err
+    except OSError as err:
+        raise ReceiptError(f"cannot read {name}: {err.strerror or err}.") from err
+    except ValueError as err:
+        raise ReceiptError(f"{name} is not a readable JSON receipt: {err}.") from err
     try:
         return check_receipt(receipt)
     except ReceiptError as err:
-        raise ReceiptError(f"{path}: malformed receipt: {err}") from None
+        raise ReceiptError(f"{name}: malformed receipt: {err}") from None
 
 
+# -- verification ---------------------------------------------------------------------------------
 UNSIGNED_WARNING = (
     "UNSIGNED: {why}; its receipt_sha256 only detects accidental changes and proves nothing "
     "against deliberate edits (anyone can recompute it). Sign receipts (lightly-unlearn keygen, "
     "ReceiptCallback(signing_key=...)) and verify with --public-key."
 )
+
+
+def _load(receipt: Mapping[str, Any] | str | os.PathLike, public_key: Any) -> tuple[dict[str, Any], Any]:
+    receipt = check_receipt(receipt) if isinstance(receipt, Mapping) else read_receipt(receipt)
+    if isinstance(public_key, (str, os.PathLike)):
+        public_key = load_public_key(public_key)
+    return receipt, public_key
+
+
+def _authenticate(receipt: Mapping[str, Any], public_key: Any) -> tuple[bool, str]:
+    """``(False, why)`` when the seal or (with ``public_key``) the signature fails, else
+    ``(True, header)``: the header says whose signature held, or that nothing did."""
+    signature = receipt.get("signature")
+    if receipt["receipt_sha256"].lower() != sha256_bytes(_canonical(receipt)):
+        return False, (
+            "The receipt was modified after it was written (its receipt_sha256 does not match "
+            "its content); it cannot vouch for anything."
+        )
+    if public_key is None:
+        why = (
+            "the receipt is unsigned"
+            if signature is None
+            else f"the receipt is signed (key {str(signature.get('key_id'))[:16]}) but no "
+            "--public-key was given to check it, so it counts as unsigned"
+        )
+        return True, UNSIGNED_WARNING.format(why=why) + "\n"
+    if signature is None:
+        return False, (
+            "UNSIGNED: the receipt carries no signature, so it cannot be attributed to the "
+            "holder of the given public key (it may have been written or edited by anyone)."
+        )
+    from cryptography.exceptions import InvalidSignature
+
+    try:
+        public_key.verify(base64.b64decode(signature["value"]), _canonical(receipt, seal_included=True))
+    except InvalidSignature:
+        given, named = key_id(public_key), str(signature.get("key_id"))[:16]
+        if named.lower() == given:  # the right key: the content or signature changed
+            return False, (
+                "SIGNATURE INVALID: the receipt was edited after it was signed, or its "
+                f"signature is corrupt (it names the given key {given}, but that key's "
+                "signature does not match its content). Do not trust it."
+            )
+        return False, (
+            f"SIGNATURE INVALID: the receipt names signing key {named}, not the given key "
+            f"{given}: it was signed by another key (or edited after signing). Check that "
+            "--public-key is the signer's receipt_signing.pub. Do not trust it."
+        )
+    note = (
+        f" (format {FORMAT_V1}: its signature.key_id is not covered by the signature)"
+        if receipt.get("format") == FORMAT_V1
+        else ""
+    )
+    return True, f"Signature OK (Ed25519 key {key_id(public_key)}){note}. "
+
+
+def _summary(receipt: Mapping[str, Any]) -> str:
+    forget = receipt["forget_set"]
+    return (
+        f"{receipt['method']} unlearning of {forget['num_forget']} of {forget['num_samples']} "
+        f"samples, finished {receipt.get('finished_at')}"
+    )
 
 
 def verify_receipt(
@@ -410,10 +556,16 @@ def verify_receipt(
     *,
     public_key: Any = None,
 ) -> tuple[bool, str]:
-    """Check that ``checkpoint`` is the receipt's output checkpoint and the receipt is intact.
+    """Check that ``checkpoint`` holds the weights the receipt vouches for, and the receipt is intact.
+
+    The checkpoint may be any file holding exactly the unlearned weights: the receipt's recorded
+    output file (same SHA-256, not even loaded), or a Lightning checkpoint or
+    ``torch.save(model.state_dict())`` file whose state dict has the receipt's weights digest
+    (loaded with ``weights_only=True``). A format /1 receipt is checked against its recorded
+    output file's SHA-256 only.
 
     Args:
-        receipt: A receipt dict or file.
+        receipt: A receipt dict or file (``"-"``: standard input).
         checkpoint: The checkpoint to check.
         public_key: The signer's public key (path to ``receipt_signing.pub`` or an
             ``Ed25519PublicKey``). With it, the receipt must carry a valid signature by that key.
@@ -421,78 +573,125 @@ def verify_receipt(
             message's first line says the check proves nothing against deliberate edits.
 
     Returns:
-        ``(ok, message)``: ``ok`` when the seal holds, the signature holds (if ``public_key``
-        was given) and the checkpoint's SHA-256 is the recorded output checkpoint's.
+        ``(ok, message)``.
 
     Raises:
         ReceiptError: The receipt is malformed (unreadable, wrong types, bad encodings).
         SigningKeyError: ``public_key`` cannot be read.
+        ConfigurationError: The checkpoint cannot be read (missing, not loadable with
+            ``weights_only=True``, no state dict).
     """
-    if isinstance(receipt, Mapping):
-        receipt = check_receipt(receipt)
-    else:
-        receipt = read_receipt(receipt)
-    if isinstance(public_key, (str, os.PathLike)):
-        public_key = load_public_key(public_key)
-    signature = receipt.get("signature")
-    if receipt["receipt_sha256"].lower() != sha256_bytes(_canonical(receipt)):
-        return False, (
-            "The receipt was modified after it was written (its receipt_sha256 does not match "
-            "its content); it cannot vouch for any checkpoint."
-        )
-    header = ""
-    if public_key is not None:
-        if signature is None:
-            return False, (
-                "UNSIGNED: the receipt carries no signature, so it cannot be attributed to the "
-                "holder of the given public key (it may have been written or edited by anyone)."
-            )
-        from cryptography.exceptions import InvalidSignature
-
-        try:
-            public_key.verify(base64.b64decode(signature["value"]), _canonical(receipt))
-        except InvalidSignature:
-            given, named = key_id(public_key), str(signature.get("key_id"))[:16]
-            if named.lower() == given:  # the right key: the content or signature changed
-                return False, (
-                    "SIGNATURE INVALID: the receipt was edited after it was signed, or its "
-                    f"signature is corrupt (it names the given key {given}, but that key's "
-                    "signature does not match its content). Do not trust it."
-                )
-            return False, (
-                f"SIGNATURE INVALID: the receipt names signing key {named}, not the given key "
-                f"{given}: it was signed by another key (or edited after signing). Check that "
-                "--public-key is the signer's receipt_signing.pub. Do not trust it."
-            )
-        header = f"Signature OK (Ed25519 key {key_id(public_key)}). "
-    else:
-        why = (
-            "the receipt is unsigned"
-            if signature is None
-            else f"the receipt is signed (key {str(signature.get('key_id'))[:16]}) but no "
-            "--public-key was given to check it, so it counts as unsigned"
-        )
-        header = UNSIGNED_WARNING.format(why=why) + "\n"
-    out = receipt.get("output_checkpoint")
-    if not out:
-        return False, header + (
-            "The receipt records no output checkpoint (the run wrote none, or the receipt was "
-            "written before saving). Write it with ReceiptCallback.write(trainer, checkpoint_path) "
-            "after trainer.save_checkpoint(checkpoint_path)."
-        )
+    receipt, public_key = _load(receipt, public_key)
     path = Path(checkpoint)
     if not path.is_file():
-        return False, header + f"Checkpoint {path} does not exist."
-    actual = sha256_file(path)
-    if actual != out["sha256"].lower():
-        return False, header + (
-            f"MISMATCH: {path} has sha256 {actual}, but the receipt's output checkpoint "
-            f"({out.get('path')}) has sha256 {out['sha256']}. This is not the checkpoint the "
-            "unlearning run produced (or it was modified since)."
+        raise ConfigurationError(f"checkpoint {path}: no such file.")
+    ok, header = _authenticate(receipt, public_key)
+    if not ok:
+        return False, header
+    out = receipt.get("output_checkpoint")
+    if out and sha256_file(path) == out["sha256"].lower():
+        return True, header + (
+            f"OK: {path} is the recorded output checkpoint (same SHA-256) of {_summary(receipt)}."
         )
-    forget = receipt["forget_set"]
+    if receipt["format"] == FORMAT_V1:
+        if not out:
+            return False, header + f"The {FORMAT_V1} receipt records no output checkpoint."
+        return False, header + (
+            f"MISMATCH: {path} is not the receipt's output checkpoint {out.get('path')} (its "
+            f"SHA-256 differs). This {FORMAT_V1} receipt binds that one file's bytes only."
+        )
+    weights = receipt["weights"]
+    state = checkpoint_state_dict(path)
+    if state_dict_sha256(state) != weights["sha256"].lower():
+        count = sum(t.numel() for t in state.values())
+        shape = (
+            f"it holds {len(state)} tensors ({count} values), the receipt's weights "
+            f"{weights['num_tensors']} tensors ({weights['num_elements']} values)"
+            if (len(state), count) != (weights["num_tensors"], weights["num_elements"])
+            else "same tensor count and sizes, different values, names or dtypes"
+        )
+        return False, header + (
+            f"MISMATCH: {path} does not hold the weights this receipt vouches for ({shape}). "
+            "It is not the model the unlearning run produced (or it was modified since)."
+        )
     return True, header + (
-        f"OK: {path} is the output of {receipt['method']} unlearning "
-        f"{forget['num_forget']} of {forget['num_samples']} samples "
-        f"(forget-set sha256 {forget['sha256'][:16]}…), finished {receipt.get('finished_at')}."
+        f"OK: {path} holds exactly the weights (digest {weights['sha256'][:16]}…) of {_summary(receipt)}."
+    )
+
+
+def verify_deletion(
+    receipt: Mapping[str, Any] | str | os.PathLike,
+    proof: Mapping[str, Any] | str | os.PathLike,
+    file: str | os.PathLike,
+    *,
+    public_key: Any = None,
+) -> tuple[bool, str]:
+    """Check that ``file``'s content is an item of the forget set the receipt commits to.
+
+    ``ok`` means: the receipt is intact (and signed by ``public_key`` when given), the proof is
+    this receipt's, and the file's content hash, salted and folded up the proof's path, gives the
+    receipt's root. That proves the model owner *committed to unlearning* this content; whether
+    its influence is gone is the claim of the audits in the receipt. Without ``public_key`` the
+    receipt counts as unsigned: anyone could have made a receipt and proof for any file, and the
+    message's first line says so.
+
+    Args:
+        receipt: A receipt dict or file (``"-"``: standard input).
+        proof: A proof dict (checked as :func:`read_proof` does) or ``.proof.json`` file.
+        file: The data owner's own file (kind of content: see
+            :mod:`lightly_unlearn.forget_commitment`).
+        public_key: As in :func:`verify_receipt`.
+
+    Returns:
+        ``(ok, message)``.
+
+    Raises:
+        ReceiptError: The receipt or proof is malformed, or the receipt is of format /1.
+        SigningKeyError: ``public_key`` cannot be read.
+        ConfigurationError: ``file`` cannot be read as the committed kind of content.
+    """
+    receipt, public_key = _load(receipt, public_key)
+    if receipt["format"] == FORMAT_V1:
+        raise ReceiptError(
+            f"the receipt is of format {FORMAT_V1}, which commits to forget positions, not to "
+            "content: no deletion proof can be checked against it."
+        )
+    if isinstance(proof, Mapping):
+        proof_name = "the proof"
+        proof = json.loads(json.dumps(dict(proof)))
+    else:
+        proof_name = _display(proof)
+        try:
+            proof = read_proof(proof)
+        except ValueError as err:
+            raise ReceiptError(str(err)) from None
+        except OSError as err:
+            raise ReceiptError(f"cannot read proof {proof_name}: {err.strerror or err}.") from None
+    ok, header = _authenticate(receipt, public_key)
+    if not ok:
+        return False, header
+    commitment = receipt["forget_set"]["commitment"]
+    if commitment is None:
+        return False, header + (
+            "The receipt commits to no forget-set content "
+            f"({receipt['forget_set']['commitment_missing']}); no deletion can be shown with it."
+        )
+    root = commitment["root"].lower()
+    if str(proof.get("root", "")).lower() != root:
+        return False, header + (
+            f"This proof belongs to another receipt: {proof_name} is for the forget set with root "
+            f"{str(proof.get('root'))[:16]}…, this receipt's root is {root[:16]}…. Ask the model "
+            "owner for the proof that came with this receipt."
+        )
+    if proof_root(proof, content_sha256(file, commitment["content"])) != root:
+        return False, header + (
+            f"NOT COMMITTED: the content of {file} ({CONTENT_KINDS[commitment['content']]}) does not "
+            f"lead to this receipt's root with {proof_name} (made for {proof.get('item')!r}): it is "
+            "another file, the file was edited, or the proof was altered."
+        )
+    return True, header + (
+        f"OK: the content of {file} is forget item {proof.get('item')!r} of this receipt "
+        f"({commitment['num_items']} items committed by content, root {root[:16]}…): the model "
+        f"owner committed to unlearning it with {_summary(receipt)}. Whether its influence is "
+        "gone is the audits' claim (the receipt's audits section), not this check's."
     )

@@ -15,6 +15,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightly_unlearn import AuditCallback, ForgetRetainDataModule, UnlearnCallback
 from lightly_unlearn.callbacks.receipt import ReceiptCallback
 from lightly_unlearn.cli import main as cli_main
+from lightly_unlearn.errors import ConfigurationError
 from lightly_unlearn.io import (
     UntrustedCheckpointError,
     atomic_torch_save,
@@ -23,6 +24,7 @@ from lightly_unlearn.io import (
     sha256_file,
 )
 from lightly_unlearn.receipt import read_receipt, verify_receipt
+from lightly_unlearn.weights_digest import state_dict_sha256, weights_record
 
 
 def test_atomic_writes_keep_the_old_file_on_failure(tmp_path):
@@ -76,11 +78,17 @@ def test_receipt_contents(run):
     receipt = read_receipt(tmp / "out" / "unlearning_receipt.json")
     assert receipt["method"] == "ac"
     assert receipt["hyperparameters"] == {"alpha": 1.2, "beta": 8.0, "gamma": None}  # beta: the default
-    assert receipt["forget_set"]["sha256"] == dm.forget_sha256
-    assert receipt["forget_set"]["num_forget"] == 3 and receipt["forget_set"]["num_samples"] == 24
+    forget = receipt["forget_set"]
+    assert forget["num_forget"] == 3 and forget["num_samples"] == 24
+    # the digits are PIL images with no file: committed by their pixels, one proof per item
+    assert forget["commitment"]["content"] == "pixels" and forget["commitment"]["num_items"] == 3
+    assert sorted(p.name for p in (tmp / "out" / "proofs").iterdir()) == [
+        f"item-{i}.proof.json" for i in (0, 5, 9)]
+    assert "sha256" not in forget  # no hash of positions poses as the forget set's identity
     assert receipt["input_checkpoint"]["sha256"] == digest
     assert receipt["input_checkpoint"]["unchanged"] is True
-    (ckpt,) = (tmp / "out" / "ckpt").glob("*.ckpt")
+    assert receipt["weights"]["sha256"] == state_dict_sha256(trainer.lightning_module.state_dict())
+    (ckpt,) = (tmp / "out" / "ckpt").glob("*.ckpt")  # ModelCheckpoint's file holds the final weights
     assert receipt["output_checkpoint"]["sha256"] == sha256_file(ckpt)
     assert {"torch", "lightly", "lightning", "lightly-unlearn"} <= receipt["versions"].keys()
     assert "emia" in receipt["audits"]["before"] and "emia" in receipt["audits"]["after"]
@@ -112,7 +120,8 @@ def test_write_after_save_checkpoint(run, tmp_path):
     trainer.save_checkpoint(final)
     written = ReceiptCallback(path=tmp_path / "r.json").write(trainer, final)
     assert verify_receipt(written, final)[0]
-    assert not verify_receipt(written, tmp_path / "missing.ckpt")[0]
+    with pytest.raises(ConfigurationError, match="missing.ckpt: no such file"):
+        verify_receipt(written, tmp_path / "missing.ckpt")
 
 
 def test_checkpoint_callback_that_could_overwrite_the_input_is_refused(tmp_path):
@@ -245,7 +254,8 @@ def _keys_for(tmp_path):
     [
         (lambda text, r: text.replace('"num_forget": 3', '"num_forget": NaN'), "finite"),
         (lambda text, r: json.dumps(dict(r, method=5)), "method must be a string"),
-        (lambda text, r: json.dumps({**r, "forget_set": {**r["forget_set"], "sha256": "xyz"}}), "64 hex"),
+        (lambda text, r: json.dumps({**r, "forget_set": {**r["forget_set"], "commitment": {
+            **r["forget_set"]["commitment"], "root": "xyz"}}}), "root must be 64 hex"),
         (lambda text, r: json.dumps(dict(r, signature={"algorithm": "ed25519", "value": "??"})),
          "signature.value must be 64 bytes"),
         (lambda text, r: text.replace('"method": "ac"', '"method": "ac", "method": "retrain"'), "duplicate key"),
@@ -267,7 +277,8 @@ def test_receipt_values_are_json_safe(tmp_path):
 
     final = atomic_write(tmp_path / "w.ckpt", b"weights")
     receipt = build_receipt(
-        method="ac", hyperparameters={"alpha": 1.0}, forget_sha256="a" * 64, num_forget=2, num_samples=9,
+        method="ac", hyperparameters={"alpha": 1.0}, weights=weights_record({"w": torch.ones(1)}),
+        num_forget=2, num_samples=9, commitment_missing="test",
         output_checkpoint={"path": str(final), "sha256": sha256_file(final), "bytes": 7},
         audits={"after": {"emia_threshold": float("inf"), "gap": float("-inf"), "x": torch.tensor(float("nan"))}},
     )
@@ -306,7 +317,8 @@ def test_check_output_path(tmp_path):
     with pytest.raises(OutputPathError, match="already exists and is not a previous output"):
         check_output_path(other, replaceable=lambda p: False)
     previous = write_receipt(tmp_path / "old.json", build_receipt(
-        method="ft", hyperparameters={}, forget_sha256="0" * 64, num_forget=1, num_samples=2))
+        method="ft", hyperparameters={}, weights=weights_record({"w": torch.ones(1)}), num_forget=1,
+        num_samples=2, commitment_missing="test"))
     from lightly_unlearn.receipt import is_receipt
 
     assert check_output_path(previous, inputs=[ckpt], replaceable=is_receipt) == previous

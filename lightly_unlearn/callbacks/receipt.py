@@ -1,8 +1,10 @@
-"""``ReceiptCallback``: write an unlearning receipt (``lightly_unlearn.receipt``) when fit ends."""
+"""``ReceiptCallback``: write an unlearning receipt (``lightly_unlearn.receipt``) and the data
+owners' deletion proofs when fit ends."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import warnings
 from pathlib import Path
 from typing import Any
@@ -10,10 +12,17 @@ from typing import Any
 from torch import nn
 
 from lightly_unlearn.audits.runner import flat_metrics
-from lightly_unlearn.audits.verdict import assess
 from lightly_unlearn.callbacks.audit import AuditCallback
 from lightly_unlearn.callbacks.unlearn import UnlearnCallback
 from lightly_unlearn.errors import ConfigurationError
+from lightly_unlearn.forget_commitment import (
+    PROOFS_FOLDER,
+    ForgetCommitment,
+    commit_forget_set,
+    forget_contents,
+    is_proofs_folder,
+    write_proofs,
+)
 from lightly_unlearn.namespaces import DualNamespaceCallback
 from lightly_unlearn.paths import check_output_path
 from lightly_unlearn.receipt import (
@@ -25,6 +34,12 @@ from lightly_unlearn.receipt import (
     sign_receipt,
     write_receipt,
 )
+from lightly_unlearn.weights_digest import (
+    check_digestible,
+    checkpoint_state_dict,
+    state_dict_sha256,
+    weights_record,
+)
 
 RECEIPT_NAME = "unlearning_receipt.json"
 
@@ -34,31 +49,58 @@ def _find(trainer: Any, kind: type) -> Any:
     return next((cb for cb in getattr(trainer, "callbacks", []) or [] if isinstance(cb, kind)), None)
 
 
+def _state_dict(trainer: Any, pl_module: nn.Module) -> dict[str, Any]:
+    """The LightningModule's state dict as ``trainer.save_checkpoint`` stores it (collective
+    under sharded strategies: call on every rank)."""
+    strategy = getattr(trainer, "strategy", None)
+    if strategy is not None and getattr(strategy, "lightning_module", None) is not None:
+        return strategy.lightning_module_state_dict()
+    return pl_module.state_dict()
+
+
 class ReceiptCallback(DualNamespaceCallback):  # a Callback in both namespaces
-    """Write ``unlearning_receipt.json`` at the end of an ``UnlearnCallback`` run.
+    """Write ``unlearning_receipt.json`` and the deletion proofs at the end of an
+    ``UnlearnCallback`` run (``docs/receipts.md``).
 
-    The receipt records the method and hyper-parameters, the forget-set hash, SHA-256 of the
-    input checkpoint (``input_checkpoint=``, or the ``ckpt_path`` given to ``fit``) and of the
-    output checkpoint (the file the trainer's ``ModelCheckpoint`` wrote last, if any), library
-    versions, the "before"/"after" audit numbers of an ``AuditCallback`` in the same trainer,
-    and timestamps. Only global rank 0 hashes and writes.
+    The receipt records the method and hyper-parameters; a digest of the unlearned weights
+    (the LightningModule's state dict at fit end, after momentum copies are synced; what a
+    checkpoint's ``state_dict`` holds), so any file holding exactly these weights verifies:
+    ``trainer.save_checkpoint`` after ``fit``, a ``ModelCheckpoint`` file or
+    ``torch.save(model.state_dict())``; the forget set committed by content (a Merkle root over
+    salted per-item hashes, see :mod:`lightly_unlearn.forget_commitment`); SHA-256 of the input
+    checkpoint (``input_checkpoint=``, ``UnlearnCallback(init_checkpoint=...)`` or the
+    ``ckpt_path`` given to ``fit``) and of a ``ModelCheckpoint`` file holding the final weights,
+    if any; library versions; the "before"/"after" audit numbers and verdict of an
+    ``AuditCallback`` in the same trainer; timestamps. Only global rank 0 hashes and writes.
 
-    Fit-end hooks run after the last epoch's checkpoint is written, so the hashed output
-    checkpoint exists and holds the final weights. Without a ``ModelCheckpoint``, save the
-    weights yourself and call :meth:`write` (``trainer.save_checkpoint`` is collective under DDP:
-    call it, and ``write``, on every rank)::
+    Where the files go: the receipt to ``path`` (default
+    ``<trainer.log_dir>/unlearning_receipt.json``; with ``logger=False`` that is
+    ``default_root_dir``), and one proof per forget item to ``proofs/`` beside it
+    (``<name>.proof.json``, named after the item's file relative to the dataset's folder, or
+    ``item-<position>``), written at fit end. Each data owner gets the receipt, their proof and
+    the public key, and runs ``lightly-unlearn verify-deletion``. When the dataset names no
+    files and its items are neither images nor tensors, no proof can be made: the receipt's
+    ``forget_set.commitment_missing`` says so. An earlier run's receipt and proofs at the same
+    place are replaced; any other existing file there is refused in ``setup``.
 
+    The natural flow verifies with no extra call::
+
+        trainer = Trainer(callbacks=[UnlearnCallback("ac"), ReceiptCallback(signing_key=KEY)])
         trainer.fit(model, datamodule=dm)
         trainer.save_checkpoint("unlearned.ckpt")
-        receipt_cb.write(trainer, "unlearned.ckpt")
+        # lightly-unlearn verify-receipt <log_dir>/unlearning_receipt.json --checkpoint unlearned.ckpt
+
+    :meth:`write` re-writes the receipt with a saved file recorded as the output checkpoint (by
+    SHA-256, after checking it holds the final weights).
 
     The input checkpoint is only read; it is hashed before training and again at the end. In
     ``setup``, before any work, the callback refuses a receipt path that is (or links to) an input
     checkpoint, an existing folder or an existing file that is not an earlier receipt
-    (:func:`lightly_unlearn.paths.check_output_path`), a ``ModelCheckpoint`` that could overwrite
-    the input (same folder, a ``last``/``epoch=`` file name), and an unusable signing key. (An
-    input given only as ``fit``'s ``ckpt_path`` is known to callbacks from ``on_fit_start``; its
-    checks run there, still before the first step.)
+    (:func:`lightly_unlearn.paths.check_output_path`), a ``proofs`` folder holding other files, a
+    ``ModelCheckpoint`` that could overwrite the input (same folder, a ``last``/``epoch=`` file
+    name), a state dict that cannot be digested, and an unusable signing key; it reads the
+    forget items and hashes them there. (An input given only as ``fit``'s ``ckpt_path`` is known
+    to callbacks from ``on_fit_start``; its checks run there, still before the first step.)
 
     When resuming an interrupted run (``trainer.fit(..., ckpt_path="last")``), pass
     ``input_checkpoint=`` (the pretrained weights the run started from): otherwise the resume
@@ -75,6 +117,11 @@ class ReceiptCallback(DualNamespaceCallback):  # a Callback in both namespaces
             trainer's ``UnlearnCallback`` (found by class; exactly one is expected).
         audit: The ``AuditCallback`` whose numbers and verdict go into the receipt. Default:
             the trainer's ``AuditCallback``, if any.
+        forget_commitment: The forget set already committed by the caller
+            (:func:`lightly_unlearn.receipt.commit_files`, e.g. by ``lightly-unlearn unlearn``
+            before any user code runs). It must have one item per forget sample; when the
+            dataset names its items' files, ``setup`` checks that their names and contents
+            are the committed ones. Default: committed from the datamodule's dataset in ``setup``.
     """
 
     def __init__(
@@ -85,6 +132,7 @@ class ReceiptCallback(DualNamespaceCallback):  # a Callback in both namespaces
         *,
         unlearn: UnlearnCallback | None = None,
         audit: AuditCallback | None = None,
+        forget_commitment: ForgetCommitment | None = None,
     ) -> None:
         super().__init__()
         self.unlearn = unlearn
@@ -94,13 +142,21 @@ class ReceiptCallback(DualNamespaceCallback):  # a Callback in both namespaces
         self.signing_key = None if signing_key is None else Path(signing_key)
         if self.signing_key is not None:
             load_signing_key(self.signing_key)  # refuse a missing or unusable key now
+        self.given_commitment = forget_commitment
         self._signer: Any = None
         self.started_at: str | None = None
         self.input_record: dict[str, Any] | None = None
         self._source: Path | None = None
         self._path: Path | None = None
+        #: the forget set committed by content (``None`` with :attr:`commitment_missing`)
+        self.commitment: ForgetCommitment | None = forget_commitment
+        self.commitment_missing: str | None = None
+        #: the unlearned weights' record (digest) taken at fit end, rank 0
+        self.weights: dict[str, Any] | None = None
         self.receipt: dict[str, Any] | None = None
         self.written: Path | None = None
+        #: the folder the proofs were written to (rank 0), ``None`` if none were
+        self.proofs_written: Path | None = None
 
     # -- before training: everything that can be refused is refused here -----------------------
     def setup(self, trainer: Any, pl_module: nn.Module, stage: str) -> None:
@@ -124,9 +180,43 @@ class ReceiptCallback(DualNamespaceCallback):  # a Callback in both namespaces
         # trainer.log_dir is a collective (broadcast) under DDP: setup runs on every rank
         self._path = self.path or Path(trainer.log_dir or trainer.default_root_dir) / RECEIPT_NAME
         self._check_path(self._path, self._source)
+        check_digestible(pl_module.state_dict(), what=f"{type(pl_module).__name__}.state_dict()")
         self._signer = None if self.signing_key is None else load_signing_key(self.signing_key)
+        self._commit(getattr(trainer, "datamodule", None))
         self.started_at = now()
-        self.receipt = self.written = None
+        self.receipt = self.written = self.weights = self.proofs_written = None
+
+    def _commit(self, dm: Any) -> None:
+        """Commit to the forget set by content (or check the caller's commitment)."""
+        dataset, positions = getattr(dm, "dataset", None), getattr(dm, "forget_indices", None)
+        if positions is None:
+            self.commitment, self.commitment_missing = None, (
+                "the datamodule has no forget_indices, so no forget items could be committed")
+            return
+        positions = [int(p) for p in positions]
+        given = self.given_commitment
+        if given is None:
+            self.commitment, self.commitment_missing = commit_forget_set(dataset, positions)
+            return
+        if len(given.names) != len(positions):
+            raise ConfigurationError(
+                f"ReceiptCallback(forget_commitment=...) commits to {len(given.names)} items, "
+                f"but the datamodule forgets {len(positions)} samples."
+            )
+        contents, _ = forget_contents(dataset, positions)
+        if contents is not None and contents.kind == given.kind:
+            ours = sorted(zip(contents.names, (h.hex() for h in contents.content_sha256)))
+            theirs = sorted(zip(given.names, given.content_sha256))
+            changed = [name for (name, h), (_, g) in zip(ours, theirs) if h != g]
+            if [n for n, _ in ours] != [n for n, _ in theirs] or changed:
+                raise ConfigurationError(
+                    "ReceiptCallback(forget_commitment=...) does not describe the datamodule's "
+                    "forget set: "
+                    + (f"the content of {changed[:5]} changed after it was committed"
+                       if changed else "the committed names differ from the forget items' files")
+                    + ". The receipt would not describe the data that is unlearned."
+                )
+        self.commitment, self.commitment_missing = given, None
 
     def _unlearn(self, trainer: Any) -> UnlearnCallback | None:
         return self.unlearn if self.unlearn is not None else _find(trainer, UnlearnCallback)
@@ -159,6 +249,14 @@ class ReceiptCallback(DualNamespaceCallback):  # a Callback in both namespaces
     def _check_path(self, path: Path, *inputs: Any) -> None:
         what = "ReceiptCallback(path=...)" if self.path is not None else "The receipt path"
         check_output_path(path, inputs=inputs, kind="file", replaceable=is_receipt, what=what)
+        proofs = path.parent / PROOFS_FOLDER
+        check_output_path(proofs, inputs=inputs, kind="dir", what="The deletion proofs folder")
+        if proofs.exists() and not is_proofs_folder(proofs):
+            raise ConfigurationError(
+                f"The deletion proofs folder {proofs} (beside the receipt) already exists and "
+                "holds files other than *.proof.json; it is not replaced. Choose another "
+                "receipt path or move that folder."
+            )
 
     def _check_ckpt_path(self, trainer: Any) -> None:
         resume = getattr(trainer, "ckpt_path", None)
@@ -183,19 +281,33 @@ class ReceiptCallback(DualNamespaceCallback):  # a Callback in both namespaces
 
     # -- after training ----------------------------------------------------------------------------
     def on_fit_end(self, trainer: Any, pl_module: nn.Module) -> None:
-        ckpt_cb = getattr(trainer, "checkpoint_callback", None)
+        state = _state_dict(trainer, pl_module)  # on every rank (collective when sharded)
         output = None
-        for attr in ("last_model_path", "best_model_path"):
-            candidate = getattr(ckpt_cb, attr, "") if ckpt_cb is not None else ""
-            if candidate and Path(candidate).is_file():
-                output = candidate
-                break
+        if getattr(trainer, "is_global_zero", True):
+            self.weights = weights_record(state)
+            ckpt_cb = getattr(trainer, "checkpoint_callback", None)
+            for attr in ("last_model_path", "best_model_path"):  # only a file of these weights
+                candidate = getattr(ckpt_cb, attr, "") if ckpt_cb is not None else ""
+                if candidate and Path(candidate).is_file() and self._holds_weights(candidate):
+                    output = candidate
+                    break
         self.write(trainer, output)
 
-    def write(self, trainer: Any, checkpoint_path: str | os.PathLike | None) -> Path | None:
-        """Build the receipt for ``checkpoint_path`` (the unlearned checkpoint) and write it.
+    def _holds_weights(self, path: str | os.PathLike) -> bool:
+        try:
+            return state_dict_sha256(checkpoint_state_dict(path)) == self.weights["sha256"]
+        except ConfigurationError:
+            return False
 
-        Call on every rank; only global rank 0 writes. Returns the receipt's path (rank 0).
+    def write(self, trainer: Any, checkpoint_path: str | os.PathLike | None = None) -> Path | None:
+        """Write the receipt (and, the first time, the proofs), recording ``checkpoint_path`` as
+        the output checkpoint by SHA-256.
+
+        ``checkpoint_path`` must hold the weights the run ended with (checked by their digest;
+        otherwise :class:`ConfigurationError`, and nothing is written). Without it, the receipt
+        binds the weights by digest alone. Called outside the fit it records, the weights are the
+        trainer's module's current ones. Call on every rank; only global rank 0 writes. Returns
+        the receipt's path (rank 0).
         """
         # trainer.log_dir is a collective (broadcast) under DDP: resolved on every rank
         log_dir = trainer.log_dir if self.path is None else None
@@ -211,37 +323,32 @@ class ReceiptCallback(DualNamespaceCallback):  # a Callback in both namespaces
             raise ConfigurationError(
                 "No UnlearnCallback in this trainer; nothing to write a receipt for."
             )
-        state = unlearn.state_dict()
         dm = getattr(trainer, "datamodule", None)
-        audit = self._audit(trainer)
-        audits = None
-        if audit is not None and (audit.before is not None or audit.after is not None):
-            audits = {
-                "before": flat_metrics(audit.before or {}) if audit.before else None,
-                "after": flat_metrics(audit.after or {}) if audit.after else None,
-            }
-            verdict = assess(audit.before, audit.after) if audit.after else None  # the audit's
-            audits["warnings"] = verdict.warnings if verdict else []  # warnings, worst first
-            audits["verdict"] = verdict.line if verdict else None
-        input_record = self.input_record
-        if input_record is not None:
-            current = file_record(input_record["path"])
-            input_record = {**input_record, "unchanged": current["sha256"] == input_record["sha256"]}
-            if not input_record["unchanged"]:
-                warnings.warn(
-                    f"The input checkpoint {input_record['path']} changed during the run "
-                    "(another process or a checkpoint callback wrote to it).",
-                    stacklevel=2,
+        if self.weights is None:  # write() without a fit: the module as it is now
+            self.weights = weights_record(_state_dict(trainer, trainer.lightning_module))
+        if self.commitment is None and self.commitment_missing is None:
+            self._commit(dm)
+        output = None
+        if checkpoint_path is not None:
+            if state_dict_sha256(checkpoint_state_dict(checkpoint_path)) != self.weights["sha256"]:
+                raise ConfigurationError(
+                    f"{checkpoint_path} does not hold the weights this unlearning run ended with, "
+                    "so the receipt cannot name it as the output checkpoint. Save the trained "
+                    "module (trainer.save_checkpoint) and pass that file."
                 )
+            output = file_record(checkpoint_path)
+        state = unlearn.state_dict()
         receipt = build_receipt(
             method=state["method"],
             hyperparameters=state["hyperparameters"],
-            forget_sha256=state["forget_sha256"],
+            weights=self.weights,
             num_forget=state["num_forget"],
             num_samples=getattr(dm, "num_samples", -1),
-            input_checkpoint=input_record,
-            output_checkpoint=file_record(checkpoint_path) if checkpoint_path else None,
-            audits=audits,
+            forget_commitment=self.commitment,
+            commitment_missing=self.commitment_missing,
+            input_checkpoint=self._input_record(),
+            output_checkpoint=output,
+            audits=self._audits(trainer),
             training={
                 "current_epoch": int(trainer.current_epoch),
                 "global_step": int(trainer.global_step),
@@ -252,5 +359,44 @@ class ReceiptCallback(DualNamespaceCallback):  # a Callback in both namespaces
         )
         if self._signer is not None:
             receipt = sign_receipt(receipt, self._signer)
+        self._write_proofs(path.parent)
         self.receipt, self.written = receipt, write_receipt(path, receipt)
         return self.written
+
+    def _write_proofs(self, folder: Path) -> None:
+        """The proofs beside the receipt, once per commitment (an earlier run's are replaced)."""
+        target = folder / PROOFS_FOLDER
+        if self.commitment is None:
+            if is_proofs_folder(target):  # an earlier run's proofs: they no longer match a receipt
+                shutil.rmtree(target)
+            return
+        if self.proofs_written != target:
+            write_proofs(folder, self.commitment.proofs, self.commitment.names, replace=True)
+            self.proofs_written = target
+
+    def _input_record(self) -> dict[str, Any] | None:
+        record = self.input_record
+        if record is None:
+            return None
+        current = file_record(record["path"])
+        record = {**record, "unchanged": current["sha256"] == record["sha256"]}
+        if not record["unchanged"]:
+            warnings.warn(
+                f"The input checkpoint {record['path']} changed during the run "
+                "(another process or a checkpoint callback wrote to it).",
+                stacklevel=3,
+            )
+        return record
+
+    def _audits(self, trainer: Any) -> dict[str, Any] | None:
+        """The audit numbers, and the verdict the ``AuditCallback`` kept for its "after" audit."""
+        audit = self._audit(trainer)
+        if audit is None or (audit.before is None and audit.after is None):
+            return None
+        verdict = audit.verdict if audit.after else None  # an epoch audit's is not the final one
+        return {
+            "before": flat_metrics(audit.before) if audit.before else None,
+            "after": flat_metrics(audit.after) if audit.after else None,
+            "warnings": verdict.warnings if verdict else [],  # worst first
+            "verdict": verdict.line if verdict else None,
+        }

@@ -19,6 +19,7 @@ COMMANDS = {
     "list": "lightly_unlearn.cli.list_components",
     "audit": "lightly_unlearn.cli.audit",
     "verify-receipt": "lightly_unlearn.cli.verify_receipt",
+    "verify-deletion": "lightly_unlearn.cli.verify_deletion",
     "demo": "lightly_unlearn.cli.demo",
     "keygen": "lightly_unlearn.cli.keygen",
 }
@@ -28,7 +29,8 @@ COMMANDS = {
 SUMMARIES = {
     "unlearn": "checkpoint + images + forget list in, unlearned checkpoint, receipt and audit out",
     "audit": "data owner: show that your images were forgotten (alignment gap matrix)",
-    "verify-receipt": "check a checkpoint against an unlearning receipt (SHA-256)",
+    "verify-receipt": "check that a checkpoint holds the weights an unlearning receipt vouches for",
+    "verify-deletion": "data owner: check that an unlearning receipt commits to your file",
     "list": "list unlearning methods, audits and criteria with their hyper-parameters",
     "demo": "pretrain, retrain and unlearn on embedded digits; audit and report",
     "keygen": "create an Ed25519 key pair for signing unlearning receipts",

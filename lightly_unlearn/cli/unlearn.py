@@ -8,7 +8,8 @@ checkpoint, a receipt and an audit report out. No Python to write.
 The forget list has one file name per line, relative to IMAGES_DIR (`#` comments allowed).
 The model is trained with its own training_step and configure_optimizers; the method changes
 only its objective and data stream. Outputs in DIR: unlearned.ckpt (loads with
-Class.load_from_checkpoint), unlearning_receipt.json, and audits/ (report.md, audit.json,
+Class.load_from_checkpoint), unlearning_receipt.json, proofs/ (one <name>.proof.json per forget
+file, for its data owner's `lightly-unlearn verify-deletion`) and audits/ (report.md, audit.json,
 gap_matrix.png). Inputs are only read; nothing is written next to or over them.
 
 Exit status: 0 done, 2 bad input (refused before any training), 1 failure during the run.
@@ -31,7 +32,7 @@ MODEL_HELP = (
     "(a Lightning checkpoint or state dict, loaded into Class(**hyper_parameters) with "
     "weights_only=True; a file's neighbouring modules are importable)"
 )
-OUTPUT_NAMES = ("unlearned.ckpt", "unlearning_receipt.json", "audits")
+OUTPUT_NAMES = ("unlearned.ckpt", "unlearning_receipt.json", "proofs", "audits")
 
 
 class UnlearnInputError(LightlyUnlearnError):
@@ -174,6 +175,7 @@ def _prepare(args: argparse.Namespace) -> dict[str, Any]:
     if args.signing_key and not Path(args.signing_key).is_file():
         raise UnlearnInputError(f"--signing-key {args.signing_key}: no such file.")
     names = _check_files(data, holdout, forget_file)
+    commitment = _commit_forget_files(data, forget_file, names)  # before any user code runs
     _check_method(args)
     model, cls, trainer_cls, roles = _load_model(args, target, ckpt_path)
     dm = _datamodule(args, cls, data, names, forget_file)
@@ -181,7 +183,7 @@ def _prepare(args: argparse.Namespace) -> dict[str, Any]:
         print("lightly-unlearn unlearn: no --holdout: the audit shows the alignment gap of the forget "
               "set only (no reference for never-seen images).", file=sys.stderr)
     return dict(target=target, ckpt=ckpt_path, model=model, cls=cls, dm=dm, out=out,
-                trainer_cls=trainer_cls, roles=roles)
+                trainer_cls=trainer_cls, roles=roles, commitment=commitment)
 
 
 def _checkpoint_of(args: argparse.Namespace) -> tuple[str, Path]:
@@ -215,6 +217,17 @@ def _check_files(data: Path, holdout: Path | None, forget_file: Path) -> list[st
     except (FileNotFoundError, ValueError) as err:
         raise UnlearnInputError(str(err)) from err
     return names
+
+
+def _commit_forget_files(data: Path, forget_file: Path, names: list[str]) -> Any:
+    """The forget files committed by content (receipt root, one deletion proof per file)."""
+    from lightly_unlearn.image_folder import read_forget_list
+    from lightly_unlearn.receipt import commit_files
+
+    try:
+        return commit_files(data, [names[i] for i in read_forget_list(forget_file, names)])
+    except (OSError, ValueError) as err:
+        raise UnlearnInputError(f"--forget: {err}") from err
 
 
 def _check_method(args: argparse.Namespace) -> None:
@@ -297,7 +310,8 @@ def _train(args: argparse.Namespace, p: dict[str, Any]) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     unlearn = UnlearnCallback(method=args.method, roles=p.get("roles"), **dict(args.hp))
     receipt_kwargs: dict[str, Any] = {"path": out / "unlearning_receipt.json",
-                                      "input_checkpoint": p["ckpt"]}
+                                      "input_checkpoint": p["ckpt"],
+                                      "forget_commitment": p["commitment"]}
     if args.signing_key:
         receipt_kwargs["signing_key"] = args.signing_key
     receipt = ReceiptCallback(**receipt_kwargs)
@@ -359,6 +373,7 @@ def run(args: argparse.Namespace) -> int:
         f"  verdict      {_verdict(result['audit'])}",
         f"  checkpoint   {result['ckpt']}  (loads with {prepared['cls'].__name__}.load_from_checkpoint)",
         f"  receipt      {result['receipt']}",
+        f"  proofs       {out / 'proofs'}  (one per forget file: give each to its data owner)",
     ]
     if result["audit"] is not None:
         lines.append(f"  audit report {out / 'audits' / 'report.md'}")
