@@ -1,7 +1,7 @@
 """CIFAR-10 / ResNet-18 MoCo unlearning, the paper's setting — for a GPU and the dataset on disk.
 
 Not run in CI (it needs CIFAR-10 under ``--data`` and hours of pretraining on a GPU). The module is
-lightly's MoCo v2 example; the unlearning run uses the reference recipe of the AC paper (arXiv:2405.07317) (10 epochs,
+lightly's MoCo v2 example; the unlearning run uses the reference recipe of the AC paper (arXiv:2406.03603) (10 epochs,
 SGD lr 0.006, momentum 0.9, weight decay 5e-4, batch 512, constant lr, α = 1, β = 0 for a
 10 % random forget set) and audits with ``AuditCallback`` (holdout = the CIFAR-10 test split).
 

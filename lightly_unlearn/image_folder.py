@@ -115,7 +115,7 @@ class ImageFolder:
     """Map-style dataset of ``(RGB PIL image, 0)`` items for the given files of a folder.
 
     ``names`` (item ``i`` is the file ``names[i]``, relative to ``root``) is what the audits'
-    heat maps and ``audit.json`` label samples with (see ``callbacks.audit.sample_labels``), so
+    heat maps and ``audit.json`` label samples with (see ``audits.labels.sample_labels``), so
     the data owner finds the file names of the forget list there.
     """
 

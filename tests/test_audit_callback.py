@@ -277,7 +277,7 @@ def test_heat_map_and_audit_json_name_the_owners_files(tmp_path):
 
 
 def test_sample_labels_follow_subsets_down_to_file_names():
-    from lightly_unlearn.callbacks.audit import sample_labels
+    from lightly_unlearn.audits.labels import sample_labels
     from lightly_unlearn.data.views import RawSubset
     from lightly_unlearn.image_folder import ImageFolder
 

@@ -86,20 +86,24 @@ def test_cli_end_to_end_checkpoint_vs_function(folders, capsys):
     out = folders / "out"
     assert {p.name for p in out.iterdir()} == {"gap_matrix.png", "audit.json", "report.md"}
     report = json.loads((out / "audit.json").read_text())
-    gap = np.array(report["gap_matrix"])
+    arrays, arrays_before = report["arrays"], report["arrays_before"]
+    gap = np.array(arrays["alignment_matrix"]["gap_matrix"])
     assert gap.shape == (12, 12)
     np.testing.assert_allclose(
         gap,
-        np.array(report["alignment_matrix_before"]) - np.array(report["alignment_matrix_after"]),
+        np.array(arrays_before["alignment_matrix"]["matrix"]) - np.array(arrays["alignment_matrix"]["matrix"]),
         atol=1e-6,
     )
     fs = np.diag(gap).mean() - gap[~np.eye(12, dtype=bool)].mean()
-    assert report["forgetting_score"] == pytest.approx(fs, abs=1e-5)
-    scores = report["alignment_scores"]["after"]  # the AUC of exactly these per-image scores
+    assert report["after"]["forgetting_score"] == pytest.approx(fs, abs=1e-5)
+    scores = arrays["alignment_scores"]  # the AUC of exactly these per-image scores
     labels = [1] * len(scores["forget"]) + [0] * len(scores["holdout"])
-    assert report["metrics"]["after"]["forget_holdout_auc"] == pytest.approx(
+    assert report["after"]["forget_holdout_auc"] == pytest.approx(
         roc_auc_score(labels, scores["forget"] + scores["holdout"])
     )
+    # too few never-seen images to resolve a 1 % FPR: null in the file, said so in the report
+    assert report["after"]["forget_holdout_tpr_at_1pct_fpr"] is None
+    assert "needs ≥ 100 holdout samples" in (out / "report.md").read_text()
     assert "forgetting score FS" in capsys.readouterr().out
     assert "Data owner audit" in (out / "report.md").read_text()
 
@@ -107,12 +111,12 @@ def test_cli_end_to_end_checkpoint_vs_function(folders, capsys):
 def test_same_model_gives_zero_gap(folders):
     assert audit(folders, "models:embed", "models:embed") == 0
     report = json.loads((folders / "out" / "audit.json").read_text())
-    assert np.abs(np.array(report["gap_matrix"])).max() < 1e-6
-    assert report["forgetting_score"] == pytest.approx(0.0, abs=1e-6)
+    assert np.abs(np.array(report["arrays"]["alignment_matrix"]["gap_matrix"])).max() < 1e-6
+    assert report["after"]["forgetting_score"] == pytest.approx(0.0, abs=1e-6)
     # file path form of MODEL, and a constant embedding: every entry of A is 1
     assert audit(folders, f"{folders}/models.py:constant", "models:embed") == 0
     report = json.loads((folders / "out" / "audit.json").read_text())
-    np.testing.assert_allclose(report["alignment_matrix_before"], 1.0, atol=1e-6)
+    np.testing.assert_allclose(report["arrays_before"]["alignment_matrix"]["matrix"], 1.0, atol=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -145,3 +149,24 @@ def test_bad_input_exits_non_zero_with_message(folders, capsys, case, message):
     err = capsys.readouterr().err
     assert "error:" in err and message in err
     assert not (folders / "out" / "audit.json").exists()
+
+
+def test_tpr_at_1pct_fpr_with_enough_never_seen_images(folders):
+    """100 holdout images resolve a 1 % FPR (not 0.1 %): the number is the share of the owner's
+    images scored above the never-seen images' 99 % (inverted-CDF) quantile, from the same scores."""
+    from lightly_unlearn.audits.membership import tpr_at_fpr
+
+    x, _ = load_digits(return_X_y=True)
+    big = folders / "holdout100"
+    big.mkdir()
+    for i in range(600, 700):
+        Image.fromarray((x[i] / 16 * 255).astype(np.uint8).reshape(8, 8)).save(big / f"{i}.png")
+    assert audit(folders, "models:embed", "models:constant", "--holdout", str(big)) == 0
+    report = json.loads((folders / "out" / "audit.json").read_text())
+    for when in ("before", "after"):
+        scores = report["arrays" if when == "after" else "arrays_before"]["alignment_scores"]
+        expected = tpr_at_fpr(np.array(scores["forget"]), np.array(scores["holdout"]), 1.0)
+        assert report[when]["forget_holdout_tpr_at_1pct_fpr"] == pytest.approx(expected)
+        assert report[when]["forget_holdout_tpr_at_0_1pct_fpr"] is None
+    text = (folders / "out" / "report.md").read_text()
+    assert "`forget_holdout_tpr_at_1pct_fpr`" in text and "needs ≥ 1000 holdout samples (has 100)" in text

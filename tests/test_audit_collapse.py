@@ -150,6 +150,8 @@ def test_audit_time_is_taken_off_the_training_clock():
     class Trainer:
         progress_bar_callback = ProgressBar()
 
-    AuditCallback._pause_training_clock(Trainer(), 7.5)
+    from lightly_unlearn.callbacks.progress import pause_training_clock
+
+    pause_training_clock(Trainer(), 7.5)
     bar = ProgressBar.train_progress_bar
     assert bar.start_t == bar.last_print_t == 107.5

@@ -25,8 +25,10 @@ from lightly_unlearn.audits.alignment import (
     forgetting_score,
 )
 from lightly_unlearn.audits.emia import attack_accuracy, emia_metrics
+from lightly_unlearn.audits.figures import gap_figure
 from lightly_unlearn.audits.membership import auc_standard_error
-from lightly_unlearn.audits.report import gap_figure, markdown_report
+from lightly_unlearn.audits.report import markdown_report
+from lightly_unlearn.audits.schema import AuditRecord
 
 # a healthy run: strong signal before, indistinguishable after, FS well beyond drift
 HEALTHY_BEFORE = {"forget_holdout_auc": 0.80, "forget_holdout_auc_se": 0.04, "ra": 95.0,
@@ -113,7 +115,7 @@ def test_worst_warning_leads_and_recorded_warnings_are_kept():
     result.warn("missing_labels", "TA skipped")
     v = assess({"x": AuditResult(metrics=dict(HEALTHY_BEFORE))}, {"x": result})
     assert v.codes == ["missing_labels"] and "consistent with forgetting" not in v.line
-    report = markdown_report(HEALTHY_BEFORE, HEALTHY_AFTER, verdict=v)
+    report = markdown_report(AuditRecord({}, before=HEALTHY_BEFORE, after=HEALTHY_AFTER, verdict=v))
     assert "`missing_labels`: TA skipped" in report and "Forgetting beyond general drift" in report
 
 

@@ -89,6 +89,53 @@ def test_benchmark_quick_runs(tmp_path):
     assert rows["ac+stop"]["epochs"] <= 2  # at most 10 % of the 20 pretraining epochs
     assert {c["ac"] for c in result["paired"]} == {"ac", "ac+stop"}
     assert all(len(c["differences"]) == 2 for c in result["paired"])
+    _check_relearn_and_low_fpr_columns(bench, payload, set(rows) - {"retrain"})
+
+
+def _check_relearn_and_low_fpr_columns(bench, payload, methods):
+    """Every row, Retrain included, carries the relearning test (2 = 10 % of the 20 pretraining
+    epochs) and TPR at 1 % FPR (108 holdout samples), and the tables show them."""
+    result = payload["results"][0]
+    rows = {r["method"]: r for r in result["summary"]}
+    assert payload["relearn"] == {"epochs": None, "lr": "unlearn"}
+    for name, row in rows.items():
+        assert row["relearn_epochs"] == 2 and 0 <= row["relearn_forget_holdout_auc"] <= 1, name
+        assert math.isfinite(row["relearn_gap"]) and 0 <= row["forget_holdout_tpr_at_1pct_fpr"] <= 100, name
+        assert "forget_holdout_tpr_at_0_1pct_fpr" not in row  # 108 holdout samples cannot resolve 0.1 %
+    assert rows["retrain"]["relearn_gap"] == 0.0 and rows["retrain"]["relearn_vs_retrain"] == 0.0
+    assert {c["method"] for c in result["relearn_vs_retrain"]} == methods
+    if len(methods) > 2:  # AC against the best baseline, on the relearned gap too
+        assert "relearn_gap" in {c["metric"] for c in result["paired"]}
+    table = bench.markdown(payload)
+    assert "| TPR@1%FPR | Relearned AUC | Relearn.Gap |" in table and "TPR at 0.1 % FPR not shown" in table
+    ac_line = next(line for line in table.splitlines() if line.startswith("| ac "))
+    assert "–" not in ac_line  # every column filled
+    assert "| relearned AUC − Retrain's |" in table
+
+
+@pytest.mark.slow
+def test_benchmark_quick_runs_the_cnn_setting(tmp_path):
+    """The CNN setting's smoke run (lightly's transforms, BatchNorm CNN) carries the same columns."""
+    bench = _bench()
+    out = tmp_path / "cnn.json"
+    assert bench.main(["--setting", "cnn", "--quick", "--methods", "ac", "--no-calibrated", "--out", str(out)]) == 0
+    payload = json.loads(out.read_text())
+    assert payload["results"][0]["setting"]["arch"] == "cnn"
+    _check_relearn_and_low_fpr_columns(bench, payload, {"original", "ac"})
+
+
+def test_relearned_auc_against_retrain_is_paired_by_seed():
+    bench = _bench()
+    per_seed = [[{"method": "retrain", "relearn_forget_holdout_auc": 0.50 + 0.01 * s},
+                 {"method": "ac", "relearn_forget_holdout_auc": 0.80 + 0.01 * s + 0.001 * s * s,
+                  "relearned_beyond_retrain": float(s > 0)},
+                 {"method": "neggrad", "relearn_forget_holdout_auc": 0.50 + 0.04 * (-1) ** s}]
+                for s in range(4)]
+    comps = {c["method"]: c for c in bench.versus_retrain(per_seed)}
+    assert comps["ac"]["differences"] == pytest.approx([0.3 + 0.001 * s * s for s in range(4)])
+    assert comps["ac"]["verdict"] == "above Retrain" and comps["ac"]["relearned_seeds"] == 3
+    assert comps["neggrad"]["verdict"] == "within noise of Retrain"
+    assert bench.versus_retrain([[{"method": "retrain"}, {"method": "ac"}]]) == []
 
 
 @pytest.mark.slow

@@ -61,6 +61,18 @@ def test_pair_mia_known_threshold():
     assert m["clip_mia_attack_accuracy"] == pytest.approx(100.0)
     with pytest.raises(AuditInputError, match="holdout"):
         ClipPairMIA()(_inputs(forget=forget, retain=members))
+    assert "clip_forget_holdout_tpr_at_1pct_fpr" not in m  # 4 non-member pairs resolve no 1 % FPR
+
+
+def test_pair_mia_tpr_at_low_fpr():
+    """100 non-member pairs at cosines 0.00 .. 0.99: the 1 % threshold is 0.98 (one above it)."""
+    nonmembers = _with_cos(torch.arange(100) / 100)
+    members = _with_cos(torch.full((100,), 0.5))
+    forget = _with_cos([0.985, 0.995, 0.5, 0.2])
+    m = ClipPairMIA()(_inputs(forget=forget, retain=members, holdout=nonmembers)).metrics
+    assert m["clip_forget_holdout_tpr_at_1pct_fpr"] == pytest.approx(50.0)
+    assert "clip_forget_holdout_tpr_at_0_1pct_fpr" not in m
+    assert "clip_forget_holdout_tpr_at_1pct_fpr" in ClipPairMIA.metric_info
 
 
 def test_retrieval_perfect_reversed_and_duplicate_captions():

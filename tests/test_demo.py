@@ -26,6 +26,23 @@ def test_gaps_to_retrain_follow_spec():
     assert rows[2]["time_vs_retrain"] == pytest.approx(0.05) and rows[2]["steps_vs_retrain"] == pytest.approx(0.1)
 
 
+def test_relearn_gap_and_paired_difference_to_retrain():
+    import numpy as np
+
+    holdout = np.linspace(0, 1, 200)
+    retrain = _run("retrain", relearn_forget_holdout_auc=0.5)
+    retrain.relearn_scores = {"forget_after": np.full(20, 0.5), "holdout_after": holdout}
+    hidden = _run("ac", relearn_forget_holdout_auc=0.9, relearn_forget_holdout_auc_change_ci_low=0.3,
+                  relearn_forget_holdout_auc_ci_low=0.8)
+    hidden.relearn_scores = {"forget_after": np.full(20, 0.9), "holdout_after": holdout}
+    g = gaps(hidden, retrain)
+    assert g["relearn_gap"] == pytest.approx(40.0)
+    assert g["relearn_vs_retrain"] == pytest.approx(0.4, abs=0.01) and g["relearn_vs_retrain_ci_low"] > 0.3
+    assert g["relearned_beyond_retrain"] == 1.0
+    assert gaps(retrain, retrain)["relearned_beyond_retrain"] == 0.0
+    assert "relearn_gap" not in gaps(_run("ac"), _run("retrain"))  # no test: no column
+
+
 def test_aggregate_mean_std_and_table():
     a = summarise([_run("retrain"), _run("ac", emia=60.0)])
     b = summarise([_run("retrain"), _run("ac", emia=80.0)])
@@ -50,13 +67,20 @@ def test_demo_quick_writes_the_report(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--quick", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    for header in ("RA", "TA", "UA", "EMIA", "CMIA", "F-vs-H AUC", "Avg.Gap", "Indist.Gap", "FS", "time/RT"):
+    for header in ("RA", "TA", "UA", "EMIA", "CMIA", "F-vs-H AUC", "TPR@1%FPR", "Avg.Gap", "Indist.Gap",
+                   "Relearned AUC", "Relearn.Gap", "FS", "time/RT"):
         assert header in printed
     for name in ("original", "retrain", "finetune", "gradient_ascent", "neggrad", "l1_sparse", "ac"):
         assert name in printed
     assert str(out.resolve()) in printed
     results = json.loads((out / "results.json").read_text())
     assert [r["method"] for r in results["summary"]][:2] == ["original", "retrain"]
+    # every row carries the relearning test (10 % of the 100 pretraining epochs) and its gap
+    assert results["setting"]["relearn_epochs"] == 10
+    for row in results["summary"]:
+        assert 0 <= row["relearn_forget_holdout_auc"] <= 1 and row["relearn_epochs"] == 10, row["method"]
+        assert row["relearn_gap"] >= 0 and "relearn_vs_retrain_ci_low" in row
+    assert {r["method"]: r for r in results["summary"]}["retrain"]["relearn_gap"] == 0.0
     assert (out / "report.md").is_file() and (out / "comparison.png").is_file()
     assert (out / "gap_ac.png").is_file() and (out / "gap_retrain.png").is_file()
 
@@ -88,3 +112,25 @@ def test_demo_pins_threads_before_training(monkeypatch, tmp_path):
         torch.set_num_threads(before)
         torch.use_deterministic_algorithms(False)
     assert seen["torch"] == 1 and seen["blas"] <= {1}
+
+
+def test_relearning_test_of_cached_references_matches_a_fresh_run(tmp_path):
+    """Retrain's weights are cached with its row: a later run (e.g. methods added against the same
+    references) relearns Retrain alike; a different attack is measured again, not taken from the cache."""
+    from lightly_unlearn.demo.experiment import Experiment
+
+    setting = Setting(model="moco", n_train=60, n_holdout=40, pretrain_epochs=3, num_views=3, batch_size=30)
+
+    def references(**kw):
+        exp = Experiment(setting, progress=lambda _: None, cache_dir=tmp_path, relearn_epochs=2, **kw)
+        return exp.pretrain(), exp.unlearn("retrain")
+
+    fresh = references()
+    cached = references()
+    for a, b in zip(fresh, cached):
+        assert a.metrics == b.metrics and a.relearn_scores["forget_after"].tolist() == \
+            b.relearn_scores["forget_after"].tolist()
+    stronger = references(relearn_lr=0.01)
+    assert stronger[1].metrics["relearn_lr"] == 0.01
+    assert stronger[1].metrics["forget_holdout_auc"] == fresh[1].metrics["forget_holdout_auc"]
+    assert stronger[1].relearn_scores["forget_after"].tolist() != fresh[1].relearn_scores["forget_after"].tolist()

@@ -201,7 +201,7 @@ def test_list_says_what_gamma_means_for_each_loss(capsys):
     out = capsys.readouterr().out
     assert "negative_cosine_similarity" in out and "unused" in out
     assert "dcl" in out and "positive excluded" in out
-    assert "arXiv:2405.07317" in out
+    assert "arXiv:2406.03603" in out
 
 
 def _own_view_similarity(name, model, v1, v3):

@@ -188,7 +188,9 @@ def relearn(
     and set to its retain-only stream. The copy trains ``epochs`` epochs with its own
     ``training_step`` and ``configure_optimizers`` in a fresh ``Trainer`` of the module's
     Lightning namespace (one device of ``accelerator``, no logger, no checkpoint, nothing
-    written; seeded), and is then discarded.
+    written; seeded), and is then discarded. After a multi-device fit, call it on one rank; the
+    datamodule's loader follows the live process group, so the copy then trains on that rank's
+    share of the retain set each epoch.
 
     Args:
         module: The unlearned LightningModule (``pytorch_lightning`` or ``lightning.pytorch``).

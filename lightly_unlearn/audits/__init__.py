@@ -1,4 +1,5 @@
-"""Audits that measure unlearning: EMIA, linear probe, CMIA, alignment matrices, verdict."""
+"""Audits that measure unlearning: EMIA, forget-vs-holdout membership (AUC, TPR at low FPR),
+linear probe, CMIA, alignment matrices, verdict, and the ``audit.json`` record."""
 
 from lightly_unlearn.audits.alignment import (
     AlignmentMatrix,
@@ -12,6 +13,12 @@ from lightly_unlearn.audits.base import Audit, AuditInputError, AuditResult
 from lightly_unlearn.audits.cmia import CMIA, cmia_efficacy
 from lightly_unlearn.audits.emia import EMIA, best_threshold, emia_metrics
 from lightly_unlearn.audits.features import AuditInputs, SplitFeatures, extract_features
+from lightly_unlearn.audits.membership import (
+    compare_aucs,
+    forget_holdout_metrics,
+    roc_auc,
+    tpr_at_fpr,
+)
 from lightly_unlearn.audits.probe import LinearProbe, fit_probe
 from lightly_unlearn.audits.runner import (
     DEFAULT_AUDITS,
@@ -20,6 +27,7 @@ from lightly_unlearn.audits.runner import (
     resolve_audits,
     run_audits,
 )
+from lightly_unlearn.audits.schema import AuditRecord
 from lightly_unlearn.audits.verdict import Verdict, assess
 
 __all__ = [
@@ -31,6 +39,7 @@ __all__ = [
     "Verdict",
     "AuditInputError",
     "AuditInputs",
+    "AuditRecord",
     "AuditResult",
     "LinearProbe",
     "SplitFeatures",
@@ -39,14 +48,18 @@ __all__ = [
     "assess",
     "best_threshold",
     "cmia_efficacy",
+    "compare_aucs",
     "compute_inputs",
     "emia_metrics",
     "extract_features",
     "fit_probe",
     "flat_metrics",
+    "forget_holdout_metrics",
     "forgetting_score",
     "gap_matrix",
     "resolve_audits",
+    "roc_auc",
     "run_audits",
     "separation",
+    "tpr_at_fpr",
 ]

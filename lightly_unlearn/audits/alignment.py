@@ -3,7 +3,7 @@
 All functions are pure tensor maths on cached view embeddings ``views`` of shape ``(n, K, d)``:
 ``views[i, a]`` is the embedding of augmentation ``t_a`` of sample ``x_i``. The alignment
 matrix and its gap ``G = A_before - A_after`` follow the black-box audit of Alignment
-Calibration (Wang et al., arXiv:2405.07317); the README gives the definitions.
+Calibration (Wang et al., arXiv:2406.03603); docs/audits.md gives the definitions.
 :func:`forgetting_score` is the one implementation of ``FS = mean(diag G) - mean(offdiag G)``
 used by every audit, figure and report.
 """
@@ -26,6 +26,7 @@ from lightly_unlearn.audits.base import (
     require_inputs,
 )
 from lightly_unlearn.audits.features import AuditInputs
+from lightly_unlearn.audits.figures import result_gap_figure
 
 
 def _check_views(views: Tensor) -> Tensor:
@@ -218,7 +219,7 @@ class AlignmentMatrix(Audit):
         """The gap-matrix heat map (with the holdout's drift panel when it was computed)."""
         if name not in self.figures:
             return super().figure(name, result, title=title, labeler=labeler, verdict=verdict)
-        return draw_gap_figure(result, title, labeler, verdict, kind="image")
+        return result_gap_figure(result, title, labeler, verdict, kind="image")
 
     def __call__(self, inputs: AuditInputs, before: AuditResult | None = None) -> AuditResult:
         require_inputs(self, inputs)
@@ -276,34 +277,3 @@ class AlignmentMatrix(Audit):
                 result.metrics["forgetting_beyond_drift_se"] = se
         return result
 
-
-def draw_gap_figure(
-    result: AuditResult,
-    title: str,
-    labeler: Labeler | None,
-    verdict: Any,
-    kind: str,
-) -> Any:
-    """The heat map of ``result.arrays["gap_matrix"]`` (``None`` without a gap matrix)."""
-    arrays, metrics = result.arrays, result.metrics
-    gap = arrays.get("gap_matrix")
-    if gap is None:
-        return None
-    from lightly_unlearn.audits.report import gap_figure
-
-    def names(split: str, key: str) -> list[str] | None:
-        keys = arrays.get(key)
-        return None if labeler is None or keys is None else labeler(split, keys)
-
-    return gap_figure(
-        gap,
-        title,
-        forgetting_score(gap),
-        labels=names("forget", "keys"),
-        holdout_gap=arrays.get("holdout_gap_matrix"),
-        holdout_labels=names("holdout", "holdout_keys"),
-        holdout_fs=metrics.get("holdout_drift_score"),
-        verdict=None if verdict is None else verdict.line,
-        warnings=None if verdict is None else verdict.warnings,
-        kind=kind,
-    )

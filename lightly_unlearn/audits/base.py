@@ -8,8 +8,9 @@ audits that compare the two (the alignment gap matrix).
 
 Like a torchmetrics ``Metric``, an audit also describes its outputs: ``metric_info`` maps each
 metric it reports to a :class:`MetricInfo` (what it means, whether higher is better), and
-``figures`` names the figures it can draw from a result (:meth:`Audit.figure`). Reports, the
-callback and the CLI read these declarations instead of knowing audits by name. Third-party
+``figures`` names the figures it can draw from a result (:meth:`Audit.figure`), and ``note`` is
+the footnote a report prints when the audit ran. Reports, the callback and the CLI read these
+declarations instead of knowing audits by name. Third-party
 audits subclass :class:`Audit` and are declared in the ``lightly_unlearn.audits`` entry-point
 group.
 """
@@ -88,6 +89,8 @@ class Audit:
     metric_info: ClassVar[Mapping[str, MetricInfo]] = {}
     #: names of the figures :meth:`figure` can draw (file stems of the saved PNGs)
     figures: ClassVar[tuple[str, ...]] = ()
+    #: what a reader of the report must know to read this audit's numbers ("" for nothing)
+    note: ClassVar[str] = ""
 
     def __call__(self, inputs: AuditInputs, before: AuditResult | None = None) -> AuditResult:
         raise NotImplementedError

@@ -1,7 +1,7 @@
 """CLIP audits: pair-alignment membership inference, retrieval, zero-shot, gap matrix.
 
 CLIP is Radford et al., arXiv:2103.00020; the membership and alignment-matrix audits carry the
-image audits of Alignment Calibration (arXiv:2405.07317) over to image-caption pairs.
+image audits of Alignment Calibration (Wang et al., arXiv:2406.03603) over to image-caption pairs.
 
 All read :class:`~lightly_unlearn.audits.clip_features.CLIPFeatures` from
 ``inputs.cache["clip"]`` (built by :func:`~lightly_unlearn.audits.clip_features.compute_clip_inputs`);
@@ -10,8 +10,8 @@ every number is a percentage in ``[0, 100]`` unless stated.
 * ``clip_mia`` — the EMIA analogue: a pair's score is ``cos(image_i, text_i)``; one
   accuracy-optimal threshold separates members (retain sample) from non-members (holdout);
   efficacy = % of forget pairs below it (compare to Retrain). Also the member/non-member AUC,
-  the two-sided forget-vs-holdout AUC (0.5 = indistinguishable, below 0.5 = overshoot) and the
-  mean score gap.
+  the two-sided forget-vs-holdout AUC (0.5 = indistinguishable, below 0.5 = overshoot) with TPR
+  at 1 % / 0.1 % FPR on the same scores, and the mean score gap.
 * ``clip_retrieval`` — recall@1/@5, image→text and text→image, within each split (forget,
   retain, test) on galleries of the *same* size (the smallest split, at most ``max_gallery``),
   so the splits are comparable. Template captions repeat: retrieving a caption identical to the
@@ -32,15 +32,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lightly_unlearn.audits.alignment import (
-    diag_offdiag_means,
-    draw_gap_figure,
-    forgetting_score,
-)
+from lightly_unlearn.audits.alignment import diag_offdiag_means, forgetting_score
 from lightly_unlearn.audits.base import Audit, AuditInputError, AuditResult, Labeler, MetricInfo
 from lightly_unlearn.audits.clip_features import PairFeatures, clip_features
 from lightly_unlearn.audits.emia import EMIA_METRICS, emia_metrics
 from lightly_unlearn.audits.features import AuditInputs
+from lightly_unlearn.audits.figures import gap_figure, result_gap_figure, save_figure
 
 #: EMIA's metric names -> the pair-alignment audit's (the rest get a ``clip_`` prefix).
 _CLIP_MIA_NAMES = {
@@ -258,7 +255,7 @@ class ClipAlignmentGap(Audit):
         """The image × caption gap-matrix heat map."""
         if name not in self.figures:
             return super().figure(name, result, title=title, labeler=labeler, verdict=verdict)
-        return draw_gap_figure(result, title, labeler, verdict, kind="clip")
+        return result_gap_figure(result, title, labeler, verdict, kind="clip")
 
     def __call__(self, inputs: AuditInputs, before: AuditResult | None = None) -> AuditResult:
         pairs = clip_features(inputs, self.name).forget.subset(slice(0, self.num_samples))
@@ -286,12 +283,5 @@ def save_clip_gap_heatmap(
     gap: np.ndarray, path: str | os.PathLike, title: str = "Image × caption alignment gap"
 ) -> str:
     """PNG heat map of ``G = A_before − A_after`` (rows images, columns captions, diagonal outlined)."""
-    from lightly_unlearn.audits.report import gap_figure, save_figure
-
     gap = np.asarray(gap, dtype=float)
-    fig = gap_figure(gap, title=title, fs=forgetting_score(gap))
-    ax = fig.axes[0]
-    ax.set_xlabel("caption j")
-    ax.set_ylabel("image i")
-    fig.axes[1].set_ylabel("cos_before(image_i, caption_j) - cos_after")
-    return str(save_figure(fig, path))
+    return str(save_figure(gap_figure(gap, title=title, fs=forgetting_score(gap), kind="clip"), path))

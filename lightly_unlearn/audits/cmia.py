@@ -1,7 +1,7 @@
 """Classifier-level membership inference (CMIA) on the probe's true-label confidence.
 
 The confidence-based attack used to evaluate unlearning by Jia et al. (arXiv:2304.04934) and
-Alignment Calibration (arXiv:2405.07317).
+Alignment Calibration (Wang et al., arXiv:2406.03603).
 
 The only feature is the linear probe's softmax probability of the true label. An
 ``SVC(C=3, kernel="rbf", gamma="auto")`` is fit on retain-sample confidences (members, label 1)
@@ -48,6 +48,11 @@ class CMIA(Audit):
     """
 
     name = "cmia"
+    note = (
+        "CMIA: % of forget images a classifier-level membership attack (on the linear probe's "
+        "confidence) judges non-members; higher means more forgotten, compared to Retrain's, "
+        "never to 100."
+    )
     needs = frozenset({"retain", "clean", "holdout", "labels"})
     metric_info = {
         "cmia": MetricInfo("CMIA efficacy: % of forget samples predicted non-member"),

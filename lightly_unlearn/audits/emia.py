@@ -151,6 +151,15 @@ class EMIA(Audit):
     name = "emia"
     needs = frozenset({"retain", "views", "holdout"})
     metric_info = EMIA_METRICS
+    note = (
+        "EMIA: a membership attack learns, from retain (member) and holdout (never-seen) images, "
+        "the alignment score above which an image counts as a member; `emia` is the % of your "
+        "forget images it judges non-members. Higher means more forgotten, judged against "
+        "Retrain's value (a model that never saw them), never against 100: a value far above "
+        "Retrain's is overshoot, which `forget_holdout_auc` below 0.5 shows. "
+        "`forget_holdout_tpr_at_*_fpr` is the % of forget images flagged by an attack allowed to "
+        "wrongly flag only 1 % (0.1 %) of never-seen images; lower means more forgotten."
+    )
 
     def __init__(self, max_samples: int = 10_000) -> None:
         self.max_samples = int(max_samples)

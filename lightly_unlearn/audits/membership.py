@@ -123,7 +123,9 @@ def unresolved_low_fpr(metrics: Mapping[str, float]) -> dict[str, str]:
     out = {}
     for auc_key in [k for k in metrics if k.endswith("forget_holdout_auc")]:
         prefix = auc_key[: -len("auc")]
-        held = metrics.get(f"{auc_key[: -len('forget_holdout_auc')]}holdout_samples")
+        root = auc_key[: -len("forget_holdout_auc")]  # "", "clip_", "relearn_before_", ...
+        held = next((metrics[k] for k in (f"{root}holdout_samples", f"{root.split('_')[0]}_holdout_samples")
+                     if k in metrics), None)  # fmt: skip
         for fpr in LOW_FPRS.values():
             key = low_fpr_key(fpr, prefix)
             if key not in metrics:

@@ -166,6 +166,15 @@ class LinearProbe(Audit):
         self.fit_kwargs = fit_kwargs
         if mode == "sgd_augmented":
             self.needs = frozenset({"retain", "clean", "views", "labels"})
+        how = (
+            "logistic regression on cached clean backbone features (the fast default)"
+            if mode == "logreg"
+            else "SGD on the K cached augmented views of each retain image, cycled"
+        )
+        self.note = (
+            f"Linear probe: {how}, not the reference's 100-epoch augmented SGD probe; "
+            "accuracies are compared to Retrain's."
+        )
 
     def __call__(self, inputs: AuditInputs, before: AuditResult | None = None) -> AuditResult:
         require_inputs(self, inputs)

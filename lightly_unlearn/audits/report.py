@@ -1,273 +1,144 @@
-"""Audit outputs: ``audit.json``, ``report.md`` and the alignment gap heat map (PNG).
+"""Audit outputs: ``report.md`` (what a data owner reads) and ``audit.json``, from an :class:`AuditRecord`.
 
-Files are written atomically (a temporary file in the same folder, then ``os.replace``), so a
-crashed or concurrent run never leaves a half-written report. Figures use matplotlib's ``Agg``
-backend (no display needed).
+The report is given results, never runs audits: the caller passes the
+:class:`~lightly_unlearn.audits.schema.AuditRecord`, the descriptions of the metrics
+(``Audit.metric_info`` of the audits that ran) and their notes. Files are written atomically
+(a temporary file in the same folder, then ``os.replace``), so a crashed or concurrent run never
+leaves a half-written report.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from lightly_unlearn.audits.figures import save_figure
+from lightly_unlearn.audits.membership import LOW_FPRS, low_fpr_key, unresolved_low_fpr
+from lightly_unlearn.audits.schema import AuditRecord
+from lightly_unlearn.audits.verdict import Z
+from lightly_unlearn.io import atomic_write, atomic_write_json
 
-from lightly_unlearn.io import atomic_write, atomic_write_json  # noqa: F401  (one implementation)
-
-#: Metrics of ``lightly-unlearn audit`` that no audit class reports.
-_CLI_METRICS = {
-    "alignment_data": "mean alignment score of the data owner's images",
-}
-
-
-def builtin_metric_info() -> dict[str, Any]:
-    """``{metric: MetricInfo}`` declared by the built-in audits (see ``Audit.metric_info``)."""
-    from lightly_unlearn.audits.alignment import AlignmentMatrix
-    from lightly_unlearn.audits.base import MetricInfo, metric_descriptions
-    from lightly_unlearn.audits.clip_audits import (
-        ClipAlignmentGap,
-        ClipPairMIA,
-        ClipRetrieval,
-        ClipZeroShot,
-    )
-    from lightly_unlearn.audits.cmia import CMIA
-    from lightly_unlearn.audits.emia import EMIA
-    from lightly_unlearn.audits.probe import LinearProbe
-
-    classes = (EMIA, LinearProbe, CMIA, AlignmentMatrix, ClipPairMIA, ClipRetrieval,
-               ClipZeroShot, ClipAlignmentGap)  # fmt: skip
-    info = metric_descriptions(classes)  # type: ignore[arg-type]
-    for key, text in _CLI_METRICS.items():
-        info.setdefault(key, MetricInfo(text))
-    return info
+#: Metrics shown in their own section of the report, not in the metrics table.
+_SECTION_PREFIXES = ("relearn_",)
 
 
-def __getattr__(name: str) -> Any:
-    if name == "DESCRIPTIONS":  # {metric: description}, as the Markdown report prints it
-        return {k: v.description for k, v in builtin_metric_info().items()}
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+def _drift_section(evidence: Mapping[str, float]) -> list[str]:
+    if "forgetting_beyond_drift" not in evidence:
+        return []
+    se = evidence.get("forgetting_beyond_drift_se", float("nan"))
+    return [
+        "## Forgetting beyond general drift",
+        "",
+        "| forgetting score (your images) | holdout drift (never-seen images) | "
+        "forgetting beyond general drift (95 %) |",
+        "|---|---|---|",
+        f"| {evidence.get('forgetting_score', float('nan')):+.4f} | "
+        f"{evidence.get('holdout_drift_score', float('nan')):+.4f} | "
+        f"{evidence['forgetting_beyond_drift']:+.4f} ± {Z * se:.4f} |",
+        "",
+        "The interval is ±1.96 bootstrap standard errors (samples resampled with "
+        "replacement); a difference inside it is no evidence of forgetting.",
+        "",
+    ]
 
 
-def write_json(path: str | os.PathLike, payload: Mapping[str, Any]) -> Path:
-    """Atomic, strict JSON (``inf``/``nan`` written as strings)."""
-    return atomic_write_json(path, payload)
+def _cell(metrics: Mapping[str, float] | None, key: str, missing: Mapping[str, str]) -> str:
+    if metrics is None:
+        return ""
+    if key in missing:
+        return missing[key]
+    value = metrics.get(key)
+    return "" if value is None else f"{value:.4g}"
 
 
-#: Axis labels name each sample up to this many samples; beyond, ticks are positions.
-MAX_NAMED_SAMPLES = 40
-
-
-def _wrap(text: str, width: int) -> str:
-    import textwrap
-
-    return "\n".join(textwrap.wrap(text, width)) if text else ""
-
-
-def _heading(
-    title: str,
-    fs: float | None,
-    two_panels: bool,
-    kind: str,
-    verdict: str | None,
-    warnings: list[dict[str, str]] | None,
-    width: int,
-) -> str:
-    """The heat map's title: ``title`` (with FS for one panel), the verdict and the warning
-    codes, each wrapped at ``width`` characters."""
-    heading = title if fs is None or two_panels else f"{title}: FS = {fs:+.4f}"
-    if kind == "clip" and "caption" not in heading:
-        heading = f"{heading} (image × caption)"
-    lines = [_wrap(heading, width)]
-    if verdict:
-        lines.append(_wrap(verdict, width))
-    if warnings:
-        codes = ", ".join(dict.fromkeys(w["code"] for w in warnings))
-        lines.append(_wrap(f"warnings: {codes}", width))
-    return "\n".join(lines)
-
-
-def gap_figure(
-    gap: np.ndarray,
-    title: str = "Alignment gap matrix",
-    fs: float | None = None,
-    *,
-    labels: list[str] | None = None,
-    holdout_gap: np.ndarray | None = None,
-    holdout_labels: list[str] | None = None,
-    holdout_fs: float | None = None,
-    verdict: str | None = None,
-    warnings: list[dict[str, str]] | None = None,
-    kind: str = "image",
-):
-    """A heat map of ``G = A_before - A_after`` a data owner can read.
-
-    Diverging colours centred on 0 (one colour scale for every panel), the diagonal (each sample
-    with itself) outlined, axis labels naming the samples (``labels``: file names or ids, shown
-    for up to :data:`MAX_NAMED_SAMPLES` samples), a legend saying what the colours mean and that
-    forgetting shows as a diagonal stronger than the off-diagonal, and, with ``holdout_gap``, a
-    second panel with the same map for never-seen images. The title carries ``verdict`` and the
-    warning codes. ``kind="clip"`` labels rows images and columns captions (image × caption).
-    """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure
-    from matplotlib.patches import Rectangle
-
-    panels = [(np.asarray(gap, dtype=float), labels, fs, "your images (forget set)")]
-    if holdout_gap is not None:
-        panels.append(
-            (np.asarray(holdout_gap, dtype=float), holdout_labels, holdout_fs,
-             "never-seen images (holdout), for comparison")
-        )  # fmt: skip
-    limit = max(float(np.abs(p[0]).max()) for p in panels) or 1e-6
-    named = max(len(p[0]) if p[1] is not None and len(p[0]) <= MAX_NAMED_SAMPLES else 0
-                for p in panels)  # fmt: skip
-    side = 4.6 + 0.06 * named
-    width = int(60 * len(panels))
-    heading = _heading(title, fs, holdout_gap is not None, kind, verdict, warnings, width)
-    # the title's own height (10 pt lines, 1.2 line spacing) is added above the panels, so a long
-    # verdict never runs into the panel titles
-    title_height = (heading.count("\n") + 1) * 10 * 1.2 / 72 + 0.15
-    height = side + 1.3 + title_height
-    fig = Figure(figsize=(side * len(panels) + 1.2, height), dpi=100, layout="constrained")
-    axes = fig.subplots(1, len(panels), squeeze=False)[0]
-    image = None
-    row_name, col_name = ("image", "caption") if kind == "clip" else ("image", "image")
-    for ax, (matrix, names, score, panel_title) in zip(axes, panels, strict=True):
-        n = matrix.shape[0]
-        image = ax.imshow(matrix, cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
-        for i in range(min(n, matrix.shape[1])):
-            ax.add_patch(Rectangle((i - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="black", lw=0.8))
-        if names is not None and n <= MAX_NAMED_SAMPLES:
-            size = 8 if n <= 16 else 6 if n <= 28 else 5
-            ax.set_xticks(range(n), [str(x) for x in names], rotation=90, fontsize=size)
-            ax.set_yticks(range(n), [str(x) for x in names], fontsize=size)
-        ax.set_xlabel(f"{col_name} j" + ("" if names is None or n <= MAX_NAMED_SAMPLES
-                                         else " (names in audit.json)"))  # fmt: skip
-        ax.set_ylabel(f"{row_name} i")
-        ax.set_title(panel_title + ("" if score is None else f"\nFS = {score:+.4f}"), fontsize=10)
-    bar = fig.colorbar(image, ax=list(axes), shrink=0.85)
-    what = "cos(image i, caption j)" if kind == "clip" else "alignment of i with j"
-    bar.set_label(f"{what}: before - after")
-    # placed by hand, outside the layout: the panels start below its last line
-    fig.suptitle(heading, fontsize=10, y=1 - 0.05 / height, va="top", in_layout=False)
-    legend = (
-        "Red: the pair aligns less after unlearning than before; blue: more; white: unchanged. "
-        "Forgetting shows as a diagonal (each "
-        + ("image with its own caption" if kind == "clip" else "image with its own views")
-        + ", outlined) redder than the off-diagonal."
-    )
-    if holdout_gap is not None:
-        legend += " The never-seen panel shows how much the model changed anyway."
-    legend = _wrap(legend, width + 40)
-    bottom = 0.03 + 0.025 * (legend.count("\n") + 1) * 6.4 / fig.get_figheight()
-    fig.get_layout_engine().set(rect=(0, bottom, 1, 1 - (title_height + 0.05) / height))
-    fig.text(0.5, 0.01, legend, ha="center", va="bottom", fontsize=8)
-    return fig
-
-
-def save_figure(fig, path: str | os.PathLike) -> Path:
-    """Save a matplotlib figure as PNG, atomically."""
-    import io
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    return atomic_write(path, buffer.getvalue())
+def relearn_section(after: Mapping[str, float]) -> list[str]:
+    """The relearning test (``relearn_*`` metrics of :mod:`lightly_unlearn.attacks.relearn`)."""
+    if "relearn_forget_holdout_auc" not in after:
+        return []
+    missing = unresolved_low_fpr(after)
+    rows = [("AUC", "forget_holdout_auc")] + [
+        (f"TPR at {fpr:g} % FPR (%)", low_fpr_key(fpr, "forget_holdout_")) for fpr in LOW_FPRS.values()
+    ]
+    epochs = int(after.get("relearn_epochs", 0))
+    lr = after.get("relearn_lr")
+    lines = [
+        "## Relearning test",
+        "",
+        f"| forget vs never-seen | before relearning | after {epochs} retain-only epoch(s) |",
+        "|---|---|---|",
+    ]
+    for label, key in rows:
+        lines.append(f"| {label} (`relearn_{key}`) | {_cell(after, f'relearn_before_{key}', missing)} "
+                     f"| {_cell(after, f'relearn_{key}', missing)} |")  # fmt: skip
+    low, high = (after.get(f"relearn_forget_holdout_auc_change_ci_{s}", math.nan) for s in ("low", "high"))
+    lines += [
+        "",
+        f"AUC change {after.get('relearn_forget_holdout_auc_change', math.nan):+.3f}, 95 % interval "
+        f"[{low:+.3f}, {high:+.3f}] (paired percentile bootstrap over the same forget and "
+        "holdout samples). A copy of the unlearned model trained on the retain set only, with "
+        "the model's own training step and optimizer"
+        + (f" at lr {lr:g}" if lr is not None else "")
+        + "; the forget images were never shown, and the copy was discarded. `relearned` is "
+        "raised when the AUC rose beyond that interval and the relearned AUC's interval lies "
+        "above 0.5. The reference for this test is a model retrained without the forget set; "
+        "this run has none (benchmarks/unlearning.py measures Retrain under the same test).",
+        "",
+    ]
+    return lines
 
 
 def markdown_report(
-    before: Mapping[str, float] | None,
-    after: Mapping[str, float] | None,
+    record: AuditRecord,
     title: str = "Unlearning audit",
-    notes: list[str] | None = None,
-    verdict: Any = None,
+    notes: Sequence[str] = (),
     metric_info: Mapping[str, Any] | None = None,
 ) -> str:
-    """A short Markdown table of before/after metrics with one line describing each.
-
-    With ``verdict`` (:class:`~lightly_unlearn.audits.verdict.Verdict`), the report opens with
-    the one-line verdict, the warnings (code and message) and the forgetting score beside the
-    holdout drift and their difference with its 95 % interval. ``metric_info`` (``{metric:
+    """The report: verdict and warnings, forgetting beyond drift, the relearning test, then a
+    table of every before/after metric with the meaning ``metric_info`` gives it (``{metric:
     MetricInfo}``, e.g. :func:`~lightly_unlearn.audits.base.metric_descriptions` of the audits
-    run) describes the rows; by default the built-in audits' declarations.
-    """
-    info = {**builtin_metric_info(), **(metric_info or {})}
-    keys = list(dict.fromkeys([*(before or {}), *(after or {})]))
+    that ran), then ``notes``. A low-FPR TPR the holdout cannot resolve reads "needs ≥ 1000
+    holdout samples", never a number."""
+    info = metric_info or {}
+    before, after, verdict = record.before, record.after, record.verdict
     lines = [f"# {title}", ""]
     if verdict is not None:
         lines += [f"**Verdict:** {verdict.line}", ""]
         if verdict.warnings:
-            lines += ["## Warnings", ""]
-            lines += [f"* `{w['code']}`: {w['message']}" for w in verdict.warnings]
-            lines.append("")
-        ev = verdict.evidence
-        if "forgetting_beyond_drift" in ev:
-            se = ev.get("forgetting_beyond_drift_se", float("nan"))
-            lines += [
-                "## Forgetting beyond general drift",
-                "",
-                "| forgetting score (your images) | holdout drift (never-seen images) | "
-                "forgetting beyond general drift (95 %) |",
-                "|---|---|---|",
-                f"| {ev.get('forgetting_score', float('nan')):+.4f} | "
-                f"{ev.get('holdout_drift_score', float('nan')):+.4f} | "
-                f"{ev['forgetting_beyond_drift']:+.4f} ± {1.96 * se:.4f} |",
-                "",
-                "The interval is ±1.96 bootstrap standard errors (samples resampled with "
-                "replacement); a difference inside it is no evidence of forgetting.",
-                "",
-            ]
-        lines += ["## Metrics", ""]
-    lines += ["| metric | before | after | meaning |", "|---|---|---|---|"]
+            lines += ["## Warnings", "", *[f"* `{w['code']}`: {w['message']}" for w in verdict.warnings], ""]
+        lines += _drift_section(verdict.evidence)
+    lines += relearn_section(after)
+    missing_b = unresolved_low_fpr(before or {})
+    missing_a = unresolved_low_fpr(after)
+    keys = [k for k in dict.fromkeys([*(before or {}), *after]) if not k.startswith(_SECTION_PREFIXES)]
+    for key in dict.fromkeys([*missing_b, *missing_a]):  # unresolved: listed beside their AUC
+        if key not in keys and not key.startswith(_SECTION_PREFIXES):
+            prefix = key[: key.index("tpr_at_")]  # "forget_holdout_", "clip_forget_holdout_"
+            at = max((i for i, k in enumerate(keys) if k.startswith(prefix)), default=len(keys) - 1)
+            keys.insert(at + 1, key)
+    lines += ["## Metrics", "", "| metric | before | after | meaning |", "|---|---|---|---|"]
     for key in keys:
-        b = "" if before is None or key not in before else f"{before[key]:.4g}"
-        a = "" if after is None or key not in after else f"{after[key]:.4g}"
         meaning = info[key].description if key in info else ""
-        lines.append(f"| `{key}` | {b} | {a} | {meaning} |")
+        lines.append(f"| `{key}` | {_cell(before, key, missing_b)} | {_cell(after, key, missing_a)} | {meaning} |")
     if notes:
         lines += ["", *[f"* {n}" for n in notes]]
     return "\n".join(lines) + "\n"
 
 
-def draw_figures(
-    audits: Sequence[Any],
-    results: Mapping[str, Any],
-    *,
-    title: str,
-    labeler: Any = None,
-    verdict: Any = None,
-) -> dict[str, Any]:
-    """``{file stem: figure}`` of every figure the audits declare (``Audit.figures``) and can
-    draw from their ``results``. Two audits declaring the same figure name: the later one is
-    saved as ``<audit name>_<figure>``."""
-    figures: dict[str, Any] = {}
-    for audit in audits:
-        result = results.get(audit.name)
-        for name in getattr(audit, "figures", ()) if result is not None else ():
-            fig = audit.figure(name, result, title=title, labeler=labeler, verdict=verdict)
-            if fig is not None:
-                figures[name if name not in figures else f"{audit.name}_{name}"] = fig
-    return figures
-
-
 def write_report(
     folder: str | os.PathLike,
-    payload: Mapping[str, Any],
+    record: AuditRecord,
     *,
-    before: Mapping[str, float] | None,
-    after: Mapping[str, float] | None,
     figures: Mapping[str, Any] | None = None,
     title: str = "Unlearning audit",
-    notes: list[str] | None = None,
-    verdict: Any = None,
+    notes: Sequence[str] = (),
     metric_info: Mapping[str, Any] | None = None,
     suffix: str = "",
 ) -> dict[str, Path]:
-    """Write ``<figure>{suffix}.png`` per figure, ``audit{suffix}.json`` (``payload``) and
-    ``report{suffix}.md`` (metrics table, verdict, figures linked) into ``folder``, atomically.
+    """Write ``<figure>{suffix}.png`` per figure, ``audit{suffix}.json`` (``record.to_json()``)
+    and ``report{suffix}.md`` (:func:`markdown_report`, figures linked) into ``folder``.
 
     The one report writer of :class:`~lightly_unlearn.callbacks.audit.AuditCallback` and
     ``lightly-unlearn audit``. Returns ``{"json": ..., "report": ..., <figure>: ...}`` paths.
@@ -276,11 +147,14 @@ def write_report(
     paths: dict[str, Path] = {}
     for name, fig in (figures or {}).items():
         paths[name] = save_figure(fig, folder / f"{name}{suffix}.png")
-    paths["json"] = write_json(folder / f"audit{suffix}.json", payload)
-    report = markdown_report(
-        before, after, title=title, notes=notes, verdict=verdict, metric_info=metric_info
-    )
+    paths["json"] = atomic_write_json(folder / f"audit{suffix}.json", record.to_json())
+    report = markdown_report(record, title=title, notes=notes, metric_info=metric_info)
     for name in figures or {}:
         report += f"\n![{name.replace('_', ' ')}]({name}{suffix}.png)\n"
     paths["report"] = atomic_write(folder / f"report{suffix}.md", report)
     return paths
+
+
+def audit_notes(audits: Sequence[Any], ran: Sequence[str]) -> list[str]:
+    """The ``note`` of every audit in ``audits`` whose name is in ``ran``, in order."""
+    return [a.note for a in audits if a.name in ran and getattr(a, "note", "")]

@@ -3,7 +3,7 @@
 Embeds the owner's images with the model before and after unlearning under the same seeded
 augmentations, and writes the alignment gap matrix (heat map), the forgetting score and a short
 Markdown + JSON report. The alignment gap matrix is the black-box audit of Alignment
-Calibration (arXiv:2405.07317); the README defines it.
+Calibration (Wang et al., arXiv:2406.03603); docs/audits.md explains it.
 """
 
 from __future__ import annotations
@@ -250,7 +250,7 @@ def _owner_metrics(result: Any, feats: dict) -> tuple[dict[str, float], dict[str
     """The alignment-matrix metrics plus, with a holdout, the forget-vs-holdout numbers of
     :func:`~lightly_unlearn.audits.membership.forget_holdout_metrics`; and the per-image scores."""
     from lightly_unlearn.audits.alignment import alignment_scores, cross_sample_cosine
-    from lightly_unlearn.audits.membership import forget_holdout_metrics
+    from lightly_unlearn.audits.membership import LOW_FPRS, forget_holdout_metrics, low_fpr_key
 
     scores = {s: alignment_scores(f.views).numpy() for s, f in feats.items()}
     metrics = dict(result.metrics)
@@ -258,8 +258,10 @@ def _owner_metrics(result: Any, feats: dict) -> tuple[dict[str, float], dict[str
     if "holdout" in scores:
         extra = forget_holdout_metrics(scores["forget"], scores["holdout"])
         for key in ("alignment_holdout", "forget_holdout_auc", "forget_holdout_auc_se",
+                    *map(low_fpr_key, LOW_FPRS.values()), "holdout_samples",
                     "alignment_level_gap"):  # fmt: skip
-            metrics[key] = extra[key]
+            if key in extra:  # a low FPR the holdout cannot resolve has no value
+                metrics[key] = extra[key]
         metrics["cross_cosine_holdout"] = cross_sample_cosine(feats["holdout"].views)
     return metrics, scores
 
@@ -291,9 +293,10 @@ def _audit_both(args: argparse.Namespace, splits: dict, size: int) -> tuple[dict
 
 def _run(args: argparse.Namespace) -> int:
     from lightly_unlearn.audits.alignment import AlignmentMatrix
-    from lightly_unlearn.audits.base import metric_descriptions
+    from lightly_unlearn.audits.base import MetricInfo, metric_descriptions
     from lightly_unlearn.audits.emia import EMIA
-    from lightly_unlearn.audits.report import draw_figures, write_report
+    from lightly_unlearn.audits.figures import draw_figures
+    from lightly_unlearn.audits.report import write_report
     from lightly_unlearn.audits.verdict import assess
 
     out = _check_args(args)
@@ -303,7 +306,6 @@ def _run(args: argparse.Namespace) -> int:
     splits = {"forget": data, **({"holdout": holdout} if holdout else {})}
     results, metrics, scores = _audit_both(args, splits, size)
     after = results["after"]
-    fs = after.metrics["forgetting_score"]
     verdict = assess(metrics["before"], metrics["after"], [*after.warnings])
     names = {"forget": image_names(args.data, args.max_samples),
              "holdout": image_names(args.holdout, args.max_samples) if holdout else None}
@@ -316,8 +318,6 @@ def _run(args: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise AuditCLIError(f"--out {out}: cannot create the output folder ({err}).") from err
-    payload = _payload(args, results, metrics, scores, verdict, names, size, len(data),
-                       len(holdout) if holdout else 0)  # fmt: skip
     notes = [
         f"{len(data)} images, K = {args.num_views} seeded augmentations, "
         f"{args.embedding} embeddings, {size}x{size} px.",
@@ -325,45 +325,40 @@ def _run(args: argparse.Namespace) -> int:
     if holdout:
         notes.append(
             "forget_holdout_auc near 0.5 after unlearning means your images look like images the "
-            "model never saw; above 0.5 they are still recognisable, below 0.5 over-forgotten."
+            "model never saw; above 0.5 they are still recognisable, below 0.5 over-forgotten. "
+            "forget_holdout_tpr_at_1pct_fpr is the % of your images an attack flags when it may "
+            "wrongly flag only 1 % of the never-seen ones (lower: more forgotten)."
         )
+    info = {**metric_descriptions([audit, EMIA()]),
+            "alignment_data": MetricInfo("mean alignment score of the data owner's images")}
     paths = write_report(
-        out, payload, before=metrics["before"], after=metrics["after"], figures=figures,
-        title="Data owner audit", notes=notes, verdict=verdict,
-        metric_info=metric_descriptions([audit, EMIA()]),
+        out, _record(args, results, metrics, scores, verdict, names, size), figures=figures,
+        title="Data owner audit", notes=notes, metric_info=info,
     )
-    print(f"forgetting score FS = {fs:+.4f}. {verdict.line}")
+    print(f"forgetting score FS = {after.metrics['forgetting_score']:+.4f}. {verdict.line}")
     for key in (*figures, "json", "report"):
         print(f"wrote {paths[key]}")
     return 0
 
 
-def _payload(args: argparse.Namespace, results: dict, metrics: dict, scores: dict, verdict: Any,
-             names: dict, size: int, num_images: int, num_holdout: int) -> dict[str, Any]:  # fmt: skip
-    """``audit.json`` of the data owner's audit."""
-    after = results["after"]
-    return {
-        "before_model": args.before,
-        "after_model": args.after,
-        "data": str(args.data),
-        "holdout": args.holdout,
-        "num_images": num_images,
-        "num_holdout": num_holdout,
-        "num_views": args.num_views,
-        "image_size": size,
-        "seed": args.seed,
-        "embedding": args.embedding,
-        "verdict": verdict.line,
-        "warnings": verdict.warnings,
-        "forgetting_score": after.metrics["forgetting_score"],
-        "holdout_drift_score": after.metrics.get("holdout_drift_score"),
-        "forgetting_beyond_drift": after.metrics.get("forgetting_beyond_drift"),
-        "forgetting_beyond_drift_se": after.metrics.get("forgetting_beyond_drift_se"),
-        "image_names": names["forget"],
-        "holdout_names": names["holdout"],
-        "metrics": metrics,
-        "gap_matrix": after.arrays["gap_matrix"],
-        "alignment_matrix_before": results["before"].arrays["matrix"],
-        "alignment_matrix_after": after.arrays["matrix"],
-        "alignment_scores": {w: {k: v.tolist() for k, v in s.items()} for w, s in scores.items()},
-    }
+def _record(args: argparse.Namespace, results: dict, metrics: dict, scores: dict, verdict: Any,
+            names: dict, size: int) -> Any:  # fmt: skip
+    """The data owner's audit as an :class:`~lightly_unlearn.audits.schema.AuditRecord`: the
+    alignment matrices and per-image alignment scores of both models among its arrays."""
+    from lightly_unlearn.audits.schema import AuditRecord, result_arrays
+
+    def arrays(when: str) -> dict[str, Any]:
+        out = result_arrays({"alignment_matrix": results[when]})
+        out["alignment_scores"] = {split: s.tolist() for split, s in scores[when].items()}
+        return out
+
+    return AuditRecord(
+        config={"before_model": args.before, "after_model": args.after, "data": str(args.data),
+                "holdout": args.holdout, "num_images": len(names["forget"]),
+                "num_holdout": len(names["holdout"] or []), "num_views": args.num_views,
+                "image_size": size, "seed": args.seed, "embedding": args.embedding,
+                "audits": ["alignment_matrix", *(["forget_holdout"] if args.holdout else [])]},
+        before=metrics["before"], after=metrics["after"], verdict=verdict,
+        image_names=names["forget"], holdout_names=names["holdout"],
+        arrays=arrays("after"), arrays_before=arrays("before"),
+    )  # fmt: skip

@@ -118,6 +118,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     o.add_argument("--no-audit", action="store_true", help="skip the before/after audits")
     o.add_argument("--audit-samples", type=_positive, default=1000,
                    help="at most this many samples per split in the audits (default 1000)")
+    o.add_argument("--relearn-epochs", type=_positive, default=None, metavar="K",
+                   help="relearning test: train a copy of the unlearned model K epochs on the retain "
+                        "images only and re-audit; adds relearn_forget_holdout_auc and the warning "
+                        "'relearned' to the audit report (needs --holdout; the copy is never saved)")
     o.add_argument("--signing-key", metavar="FILE",
                    help="Ed25519 private key (`lightly-unlearn keygen`) to sign the receipt")
     o.add_argument("--no-progress", action="store_true", help="hide Lightning's progress bar")
@@ -179,6 +183,9 @@ def _prepare(args: argparse.Namespace) -> dict[str, Any]:
     _check_method(args)
     model, cls, trainer_cls, roles = _load_model(args, target, ckpt_path)
     dm = _datamodule(args, cls, data, names, forget_file)
+    if args.relearn_epochs and (holdout is None or args.no_audit):
+        raise UnlearnInputError("--relearn-epochs re-audits the forget images against never-seen "
+                                "ones: give --holdout (and drop --no-audit).")
     if holdout is None and not args.no_audit:
         print("lightly-unlearn unlearn: no --holdout: the audit shows the alignment gap of the forget "
               "set only (no reference for never-seen images).", file=sys.stderr)
@@ -294,11 +301,21 @@ def _datamodule(args: argparse.Namespace, cls: type, data: Path, names: list[str
 
 # -- the run --------------------------------------------------------------------------------------
 def _verdict(audit: Any) -> str:
-    if audit is None or not audit.after:
+    if audit is None or audit.verdict is None:
         return "not audited (--no-audit)"
-    from lightly_unlearn.audits.verdict import assess
+    return audit.verdict.line
 
-    return assess(audit.before, audit.after).line
+
+def _relearn_test(args: argparse.Namespace, p: dict[str, Any], audit: Any) -> None:
+    """``--relearn-epochs``: the relearning test (:func:`lightly_unlearn.relearn`) on a copy of the
+    unlearned model, on the rank that wrote the audit; its numbers and warning join the audit."""
+    if not args.relearn_epochs or audit is None or audit.after is None:
+        return
+    from lightly_unlearn.attacks.relearn import relearn
+
+    result = relearn(p["model"], p["dm"], args.relearn_epochs, accelerator=args.accelerator,
+                     roles=p.get("roles"), num_samples=args.audit_samples)
+    audit.add_result("relearn", result.to_audit_result())
 
 
 def _train(args: argparse.Namespace, p: dict[str, Any]) -> dict[str, Any]:
@@ -338,6 +355,7 @@ def _train(args: argparse.Namespace, p: dict[str, Any]) -> dict[str, Any]:
     trainer.save_checkpoint(tmp)  # collective under DDP; the rename makes it atomic
     if trainer.is_global_zero:
         os.replace(tmp, ckpt)
+    _relearn_test(args, p, audit)
     receipt_path = receipt.write(trainer, ckpt)
     return dict(trainer=trainer, ckpt=ckpt, receipt=receipt_path, audit=audit, unlearn=unlearn)
 

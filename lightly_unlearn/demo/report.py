@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from lightly_unlearn.audits.alignment import forgetting_score
-from lightly_unlearn.audits.report import gap_figure, save_figure
+from lightly_unlearn.audits.figures import gap_figure, save_figure
 from lightly_unlearn.io import atomic_write, atomic_write_json
 
 #: (key, header, format) of the table columns, in the benchmark's order.
@@ -21,8 +21,11 @@ COLUMNS = (
     ("emia", "EMIA", "{:.1f}"),
     ("cmia", "CMIA", "{:.1f}"),
     ("forget_holdout_auc", "F-vs-H AUC", "{:.3f}"),
+    ("forget_holdout_tpr_at_1pct_fpr", "TPR@1%FPR", "{:.1f}"),
     ("avg_gap", "Avg.Gap", "{:.1f}"),
     ("indist_gap", "Indist.Gap", "{:.1f}"),
+    ("relearn_forget_holdout_auc", "Relearned AUC", "{:.3f}"),
+    ("relearn_gap", "Relearn.Gap", "{:.1f}"),
     ("forgetting_score", "FS", "{:.3f}"),
     ("time_vs_retrain", "time/RT", "{:.3f}"),
     ("steps_vs_retrain", "steps/RT", "{:.3f}"),
@@ -57,9 +60,10 @@ def _cell(row: Mapping[str, Any], key: str, fmt: str, with_std: bool) -> str:
 
 
 def table(rows: Sequence[Mapping[str, Any]], with_std: bool = True, markdown: bool = False) -> str:
-    """The results table: one row per method, the columns of :data:`COLUMNS`."""
-    headers = ["method", *(h for _, h, _ in COLUMNS)]
-    cells = [[str(r["method"]), *(_cell(r, k, f, with_std) for k, _, f in COLUMNS)] for r in rows]
+    """The results table: one row per method, the columns of :data:`COLUMNS` that any row has."""
+    columns = [c for c in COLUMNS if any(c[0] in r for r in rows)]
+    headers = ["method", *(h for _, h, _ in columns)]
+    cells = [[str(r["method"]), *(_cell(r, k, f, with_std) for k, _, f in columns)] for r in rows]
     if markdown:
         lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
         lines += ["| " + " | ".join(c) + " |" for c in cells]
@@ -78,22 +82,35 @@ def comparison_plot(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
 
     names = [r["method"] for r in rows]
     x = np.arange(len(rows))
+    relearned = any("relearn_forget_holdout_auc" in r for r in rows)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for ax, key, label in (
-        (axes[0], "forget_holdout_auc", "forget-vs-holdout AUC (0.5: never seen)"),
-        (axes[1], "avg_gap", "Avg. Gap to Retrain (RA, TA, UA, EMIA, CMIA)"),
-    ):
+    colors = ["tab:gray" if n == "original" else "tab:green" if n == "retrain" else "tab:blue"
+              for n in names]  # fmt: skip
+    panels = [(axes[0], "forget_holdout_auc", -0.2 if relearned else 0.0), (axes[1], "avg_gap", 0.0)]
+    if relearned:
+        panels.insert(1, (axes[0], "relearn_forget_holdout_auc", 0.2))
+    for ax, key, shift in panels:
         values = [r.get(key, np.nan) for r in rows]
         errors = [r.get(f"{key}_std", 0.0) for r in rows]
-        colors = ["tab:gray" if n == "original" else "tab:green" if n == "retrain" else "tab:blue"
-                  for n in names]
-        ax.bar(x, values, yerr=errors, color=colors, capsize=3)
+        width = 0.4 if relearned and ax is axes[0] else 0.8
+        hatch = "//" if key.startswith("relearn_") else None
+        ax.bar(x + shift, values, width, yerr=errors, color=colors, capsize=3, hatch=hatch,
+               alpha=0.6 if hatch else 1.0)  # fmt: skip
         retrain = next((r.get(key) for r in rows if r["method"] == "retrain"), None)
-        if retrain is not None:
+        if retrain is not None and not key.startswith("relearn_"):
             ax.axhline(retrain, color="tab:green", linestyle="--", label="Retrain")
-            ax.legend()
         ax.set_xticks(x, names, rotation=30, ha="right")
-        ax.set_title(label)
+    axes[0].set_title("forget-vs-holdout AUC (0.5: never seen)"
+                      + ("\nplain: after unlearning; hatched: after relearning" if relearned else ""))
+    axes[1].set_title("Avg. Gap to Retrain (RA, TA, UA, EMIA, CMIA)")
+    from matplotlib.patches import Patch
+
+    for ax in axes:
+        handles, _ = ax.get_legend_handles_labels()
+        if ax is axes[0] and relearned:
+            handles += [Patch(facecolor="white", edgecolor="black", label="after unlearning"),
+                        Patch(facecolor="white", edgecolor="black", hatch="//", label="after relearning")]
+        ax.legend(handles=handles, fontsize=8)
     fig.tight_layout()
     return save_figure(fig, path)
 

@@ -1,7 +1,7 @@
 """Alignment Calibration (AC) objective and its drop-in criterion.
 
-Reference: Wang et al., "Machine Unlearning in Contrastive Learning" (Alignment Calibration),
-arXiv:2405.07317.
+Reference: Wang, Lu, Zhang, Boenisch, Dziedzic, Yu, Gao, "Alignment Calibration: Machine Unlearning
+for Contrastive Learning under Auditing", arXiv:2406.03603 (TMLR 2025 as "MUC").
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ class AlignmentCalibrationLoss(NTXentLoss):
     """NT-Xent with Alignment Calibration for forget samples: a drop-in for ``NTXentLoss``.
 
     Without a forget mask it *is* ``NTXentLoss`` (same constructor, same value). With one it
-    returns Alignment Calibration's ``L_AC`` (arXiv:2405.07317)::
+    returns Alignment Calibration's ``L_AC`` (arXiv:2406.03603)::
 
         [Σ_retain ℓ_r + Σ_forget (α·(−s(z_u, z_π(u))/τ) + γ·lse_u)] / (#retain + α·#forget rows)
             + β·forget_fraction · mean_forget cos(z_u, f(t3 x_u))

@@ -87,7 +87,7 @@ class ClipLossAdapter(RowTermsAdapter):
     Per row: image row ``i`` is ``CE`` of image ``i`` over all captions, text row ``i`` of
     caption ``i`` over all images (``2N`` rows); their mean is ``ClipLoss``'s value.
 
-    Alignment Calibration (arXiv:2405.07317) for a forget pair ``u`` whose caption is swapped
+    Alignment Calibration (arXiv:2406.03603) for a forget pair ``u`` whose caption is swapped
     with another forget pair's caption ``π(u)``, with logits ``ℓ = scale·cos(·,·) (+ bias)``::
 
         negative calibration:  α·(−ℓ(I_u, T_π(u))) + γ·log Σ_k exp ℓ(I_u, T_k)   (and text rows)

@@ -1,5 +1,5 @@
 """Row-terms adapter for lightly's ``DCLLoss`` and ``DCLWLoss`` (Decoupled Contrastive Learning,
-Yeh et al., arXiv:2110.06848; Alignment Calibration: arXiv:2405.07317)."""
+Yeh et al., arXiv:2110.06848; Alignment Calibration: Wang et al., arXiv:2406.03603)."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ class DCLAdapter(RowTermsAdapter):
 
     over ``2N`` rows (view-0 anchors, then view-1 anchors); their mean is lightly's value.
 
-    Alignment Calibration (arXiv:2405.07317), forget sample ``u`` with partner ``π(u)``::
+    Alignment Calibration (arXiv:2406.03603), forget sample ``u`` with partner ``π(u)``::
 
         negative calibration:  α·(−w_u·s(z_u, z_π(u))/τ) + γ·log Σ_{k ∉ {u, π(u)}} exp(s(z_u, z_k)/τ)
         positive calibration:  β·|D_f|/|D_train| · mean_u cos(z_u, f(t3(x_u)))

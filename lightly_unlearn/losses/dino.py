@@ -1,5 +1,5 @@
 """Row-terms adapter for lightly's ``DINOLoss`` (DINO: Caron et al., arXiv:2104.14294; Alignment
-Calibration: "Machine Unlearning in Contrastive Learning", arXiv:2405.07317)."""
+Calibration: Wang et al., arXiv:2406.03603)."""
 
 from __future__ import annotations
 
@@ -87,7 +87,7 @@ class DINOAdapter(RowTermsAdapter):
     (``positive`` the first part, ``logsumexp`` the second); the mean over samples is lightly's
     value. The centre ``c`` is updated once per call, from the teacher outputs, as lightly does.
 
-    Alignment Calibration (arXiv:2405.07317), forget sample ``u`` whose second global crop is
+    Alignment Calibration (arXiv:2406.03603), forget sample ``u`` whose second global crop is
     another forget sample's (``x_π(u)``)::
 
         negative calibration:  α·(−mean ⟨p_t, f_s/τ_s⟩) + γ·mean log Σ_d exp(f_s,d/τ_s)

@@ -1,5 +1,6 @@
 """Row-terms adapter for lightly's ``NegativeCosineSimilarity`` (BYOL: Grill et al.,
-arXiv:2006.07733; SimSiam: Chen & He, arXiv:2011.10566; Alignment Calibration: arXiv:2405.07317)."""
+arXiv:2006.07733; SimSiam: Chen & He, arXiv:2011.10566; Alignment Calibration: Wang et al.,
+arXiv:2406.03603)."""
 
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ class NegativeCosineAdapter(RowTermsAdapter):
     that call's rows; both calls have the same forget/retain rows, so the user's
     ``0.5 · (call 1 + call 2)`` is the method's objective over the rows of both calls.
 
-    Alignment Calibration (arXiv:2405.07317), forget sample ``u`` whose second view is another
+    Alignment Calibration (arXiv:2406.03603), forget sample ``u`` whose second view is another
     forget sample's view ``x_π(u)`` (negative calibration happens in the data, so both calls
     pair ``u``'s own view with ``π(u)``'s)::
 

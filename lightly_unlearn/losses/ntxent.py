@@ -1,7 +1,8 @@
 """Row-terms adapter for lightly's ``NTXentLoss`` (SimCLR, MoCo with a memory bank).
 
 SimCLR: Chen et al., arXiv:2002.05709; MoCo: He et al., arXiv:1911.05722; Alignment Calibration:
-"Machine Unlearning in Contrastive Learning", arXiv:2405.07317.
+Wang et al., "Alignment Calibration: Machine Unlearning for Contrastive Learning under
+Auditing", arXiv:2406.03603.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ class NTXentAdapter(RowTermsAdapter):
     one (the bank's keys are extra negatives). The rows are the logits lightly itself hands to
     ``cross_entropy``, so their mean is ``NTXentLoss``'s value, gather and memory bank included.
 
-    Alignment Calibration (arXiv:2405.07317), forget sample ``u`` with partner ``π(u)``::
+    Alignment Calibration (arXiv:2406.03603), forget sample ``u`` with partner ``π(u)``::
 
         negative calibration:  α·(−s(z_u, z_π(u))/τ) + γ·log Σ_k exp(s(z_u, z_k)/τ)
         positive calibration:  β·|D_f|/|D_train| · mean_u cos(z_u, f(t3(x_u)))

@@ -1,4 +1,4 @@
-"""Alignment Calibration (AC): calibrate how strongly the forget samples' views align (Wang et al., arXiv:2405.07317)."""
+"""Alignment Calibration (AC): calibrate how strongly the forget samples' views align (Wang et al., arXiv:2406.03603)."""
 
 from __future__ import annotations
 
