@@ -13,9 +13,13 @@ Protocol, per (setting, model, forget set):
 
 1. *Tuning* seeds: pretrain, Retrain, and run each method's grid from the pretrained weights.
    Every method gets the same number of configurations, all within 10 % of the pretraining
-   epochs. The configuration with the smallest mean ``Avg.Gap + Indist.Gap`` to Retrain wins.
+   epochs. The configuration with the smallest mean ``Avg.Gap + Indist.Gap`` to Retrain wins,
+   plus ``Relearn.Gap`` when the relearning test runs (the default): a configuration whose
+   forgetting does not survive retain-only training is not close to Retrain. ``--chosen`` takes
+   the configurations of a finished run instead (the same choice under a second attack strength).
 2. *Evaluation* seeds (disjoint from the tuning seeds): pretrain, Retrain, each method's chosen
-   configuration, and the calibrated mode of every method (``<method>+stop``: the chosen
+   configuration, and the calibrated mode of every method (or of ``--calibrated`` ones;
+   ``<method>+stop``: the chosen
    hyper-parameters for at most 10 % of the pretraining epochs, stopped by
    ``HoldoutAlignmentStopping``). Reports mean ± std of every column, the cost relative to Retrain,
    and the headline paired comparison: per evaluation seed, AC's gap minus the best baseline's
@@ -41,7 +45,8 @@ merged (``--combine``).
     python benchmarks/unlearning.py --setting cnn --models simclr --out results.json
     python benchmarks/unlearning.py --quick                    # smoke run, seconds
     python benchmarks/unlearning.py --setting cnn --quick      # the CNN setting's smoke run
-    python benchmarks/unlearning.py --setting mlp --relearn-lr pretrain   # the stronger attack
+    python benchmarks/unlearning.py --setting cnn --relearn-lr pretrain \
+        --chosen benchmarks/results/relearn_cnn_simclr.json     # the stronger attack, same choice
     python benchmarks/unlearning.py --combine a.json b.json --out merged.json
 """
 
@@ -74,6 +79,10 @@ GRIDS: dict[str, list[tuple[dict[str, Any], int]]] = {
     "neggrad": [({"lam": lam}, e) for lam, e in itertools.product((0.5, 1.0), (6, 9, 15))],
     "l1_sparse": [({"lam": lam}, e) for lam, e in itertools.product((5e-5, 5e-4), (6, 9, 15))],
     "ac": [({"alpha": 1.0, "beta": b}, e) for b, e in itertools.product((1.0, 4.0, 16.0), (9, 15))],
+    # stages=2 is the whole MLP backbone: a retrain on 10 % of Retrain's budget
+    "partial_reinit": [({"stages": k}, e) for k, e in itertools.product((0, 1, 2), (15, 30))],
+    "weight_distortion": [({"std": s}, e) for s, e in itertools.product((0.05, 0.1, 0.2), (15, 30))],
+    "weight_distance": [({"alpha": a}, e) for a, e in itertools.product((1e2, 1e3, 1e4), (15, 30))],
 }
 
 #: The CNN setting: three configurations per method, all ≤ 30 epochs (10 % of 300) at the
@@ -84,6 +93,10 @@ CNN_GRIDS: dict[str, list[tuple[dict[str, Any], int]]] = {
     "neggrad": [({"lam": 1.0}, 5), ({"lam": 1.0}, 15), ({"lam": 0.5}, 15)],
     "l1_sparse": [({"lam": 5e-5}, 10), ({"lam": 5e-5}, 30), ({"lam": 5e-4}, 30)],
     "ac": [({"alpha": 1.0, "beta": b}, 10) for b in (0.0, 1.0, 4.0)],
+    # stages=4 is the whole backbone: a retrain on 10 % of Retrain's budget, at the unlearning lr
+    "partial_reinit": [({"stages": k}, 30) for k in (1, 2, 4)],
+    "weight_distortion": [({"std": s}, 30) for s in (0.05, 0.1, 0.2)],
+    "weight_distance": [({"alpha": a}, 30) for a in (1e3, 1e4, 1e5)],
 }
 
 #: Per setting: the base Setting, grids, forget sets, tuning and evaluation seeds.
@@ -127,8 +140,9 @@ def family(name: str) -> str:
 
 
 def score(row: dict[str, Any]) -> float:
-    """What tuning minimises: the headline gap plus the overshoot-catching gap."""
-    return float(row["avg_gap"] + row["indist_gap"])
+    """What tuning minimises: the headline gap plus the overshoot-catching gap, plus the relearned
+    gap where the relearning test ran (membership that comes back is not forgetting)."""
+    return float(row["avg_gap"] + row["indist_gap"] + row.get("relearn_gap", 0.0))
 
 
 def parse_forget(spec: str) -> dict[str, Any]:
@@ -137,6 +151,19 @@ def parse_forget(spec: str) -> dict[str, Any]:
     if spec.startswith("class:"):
         return {"forget": spec}
     raise SystemExit(f"--forgets takes 'random:<fraction>' or 'class:<digit>'; got {spec!r}")
+
+
+def chosen_of(path: str, base: Setting, model: str, forget: str) -> dict[str, tuple[dict, int, float]]:
+    """The chosen configurations of a finished run for this setting, model and forget set."""
+    import json
+
+    payload = json.loads(Path(path).read_text())
+    for res in payload["results"]:
+        same = {k: v for k, v in res["setting"].items() if k not in ("augmentation", "seed")}
+        if (res["model"], res["forget"]) == (model, forget) and same == {
+                k: v for k, v in setting_dict(base).items() if k not in ("augmentation", "seed")}:
+            return {m: (c["hyperparameters"], c["epochs"], c["tuning_score"]) for m, c in res["chosen"].items()}
+    raise SystemExit(f"--chosen: {path} has no result for {base.arch} {model}, forget {forget} in this setting.")
 
 
 def relearn_options(base: Setting, relearn: dict[str, Any] | None) -> dict[str, Any]:
@@ -157,18 +184,19 @@ def _experiment(base: Setting, seed: int, cache: str | None, relearn: dict[str, 
                       **relearn_options(base, relearn))
 
 
-def tune(base: Setting, seeds: list[int], grids: dict, log, cache: str | None = None
-         ) -> dict[str, tuple[dict, int, float]]:
+def tune(base: Setting, seeds: list[int], grids: dict, log, cache: str | None = None,
+         relearn: dict | None = None) -> dict[str, tuple[dict, int, float]]:
     """Best configuration per method over the tuning seeds: ``{method: (hp, epochs, score)}``.
 
-    A one-configuration grid is taken as is (nothing to tune, nothing run)."""
+    Every configuration gets the relearning test ``relearn`` (if any), so its gap counts in the
+    score. A one-configuration grid is taken as is (nothing to tune, nothing run)."""
     best = {m: (g[0][0], g[0][1], math.nan) for m, g in grids.items() if len(g) == 1}
     to_tune = {m: g for m, g in grids.items() if len(g) > 1}
     if not to_tune:
         return best
     scores: dict[tuple[str, int], list[float]] = {}
     for seed in seeds:
-        exp = _experiment(base, seed, cache)
+        exp = _experiment(base, seed, cache, relearn)
         retrain_runs = [exp.pretrain(), exp.unlearn("retrain")]
         for method, grid in to_tune.items():
             for i, (hp, epochs) in enumerate(grid):
@@ -185,9 +213,10 @@ def tune(base: Setting, seeds: list[int], grids: dict, log, cache: str | None = 
 
 
 def evaluate(base: Setting, seeds: list[int], best: dict, log, cache: str | None = None,
-             calibrated: bool = True, on_seed=None, check_every: int = 1, relearn: dict | None = None
-             ) -> tuple[list[dict], list[list[dict]]]:
-    """Pretrain, Retrain, each chosen configuration and (``calibrated``) its ``+stop`` mode, per seed.
+             calibrated: bool | list[str] = True, on_seed=None, check_every: int = 1,
+             relearn: dict | None = None) -> tuple[list[dict], list[list[dict]]]:
+    """Pretrain, Retrain, each chosen configuration and (``calibrated``: all, or these methods)
+    its ``+stop`` mode, per seed.
 
     The calibrated mode runs the chosen hyper-parameters for at most 10 % of the pretraining
     epochs, stopped by ``HoldoutAlignmentStopping`` (checked every ``check_every`` epochs: each check
@@ -200,7 +229,7 @@ def evaluate(base: Setting, seeds: list[int], best: dict, log, cache: str | None
         runs += [exp.unlearn(m, hp, epochs) for m, (hp, epochs, _) in best.items()]
         if calibrated:
             runs += [exp.unlearn(m, hp, max_epochs, calibrated=True, check_every=check_every)
-                     for m, (hp, _, _) in best.items()]
+                     for m, (hp, _, _) in best.items() if calibrated is True or m in calibrated]
         per_seed.append(summarise(runs))
         log(f"    evaluated seed {seed}")
         if on_seed is not None:
@@ -512,6 +541,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eval-seeds", type=int, nargs="+", default=None)
     p.add_argument("--pretrain-epochs", type=int, default=None)
     p.add_argument("--no-calibrated", action="store_true", help="skip the <method>+stop rows")
+    p.add_argument("--calibrated", nargs="+", default=None, metavar="METHOD",
+                   help="<method>+stop rows for these methods only (default: every method)")
+    p.add_argument("--chosen", default=None, metavar="JSON",
+                   help="take each method's hyper-parameters and epochs from this finished run instead "
+                        "of tuning (e.g. the same run at another --relearn-lr); methods it lacks are tuned")
     p.add_argument("--cache", default=None, help="folder for pretrained models and Retrain rows")
     p.add_argument("--relearn-epochs", type=int, default=None,
                    help="relearning test of every evaluated row: retain-only epochs (default: 10 %% of "
@@ -586,7 +620,10 @@ def main(argv: list[str] | None = None) -> int:
         base = spec["base"](model=model, **parse_forget(forget), **overrides)
         log(f"== {args.setting} {model}, forget {forget}")
         t0 = time.perf_counter()
-        best = tune(base, tune_seeds, grids, log, args.cache)
+        fixed = chosen_of(args.chosen, base, model, forget) if args.chosen else {}
+        best = {**tune(base, tune_seeds, {m: g for m, g in grids.items() if m not in fixed}, log,
+                       args.cache, relearn), **{m: c for m, c in fixed.items() if m in grids}}
+        best = {m: best[m] for m in grids}
         chosen = {m: {"hyperparameters": hp, "epochs": e, "tuning_score": s} for m, (hp, e, s) in best.items()}
 
         def result(per_seed: list, chosen=chosen, base=base, model=model, forget=forget, t0=t0) -> dict:
@@ -597,7 +634,8 @@ def main(argv: list[str] | None = None) -> int:
             """Long runs keep what they measured: the evaluated seeds so far, marked partial."""
             atomic_write_json(args.out, payload_of([*results, result(per_seed)], partial=True))
 
-        _, per_seed = evaluate(base, eval_seeds, best, log, args.cache, calibrated=not args.no_calibrated,
+        calibrated = False if args.no_calibrated else (args.calibrated or True)
+        _, per_seed = evaluate(base, eval_seeds, best, log, args.cache, calibrated=calibrated,
                                on_seed=checkpoint, check_every=spec.get("check_every", 1), relearn=relearn)
         res = result(per_seed)
         log(table(res["summary"]))
