@@ -15,8 +15,9 @@ Protocol, per (setting, model, forget set):
    Every method gets the same number of configurations, all within 10 % of the pretraining
    epochs. The configuration with the smallest mean ``Avg.Gap + Indist.Gap`` to Retrain wins,
    plus ``Relearn.Gap`` when the relearning test runs (the default): a configuration whose
-   forgetting does not survive retain-only training is not close to Retrain. ``--chosen`` takes
-   the configurations of a finished run instead (the same choice under a second attack strength).
+   forgetting does not survive retain-only training is not close to Retrain. ``--chosen-from``
+   takes the configurations of a finished run instead (the same choice under a second attack
+   strength).
 2. *Evaluation* seeds (disjoint from the tuning seeds): pretrain, Retrain, each method's chosen
    configuration, and the calibrated mode of every method (or of ``--calibrated`` ones;
    ``<method>+stop``: the chosen
@@ -46,7 +47,7 @@ merged (``--combine``).
     python benchmarks/unlearning.py --quick                    # smoke run, seconds
     python benchmarks/unlearning.py --setting cnn --quick      # the CNN setting's smoke run
     python benchmarks/unlearning.py --setting cnn --relearn-lr pretrain \
-        --chosen benchmarks/results/relearn_cnn_simclr.json     # the stronger attack, same choice
+        --chosen-from benchmarks/results/relearn_cnn_simclr.json   # the stronger attack, same choice
     python benchmarks/unlearning.py --combine a.json b.json --out merged.json
 """
 
@@ -153,19 +154,6 @@ def parse_forget(spec: str) -> dict[str, Any]:
     raise SystemExit(f"--forgets takes 'random:<fraction>' or 'class:<digit>'; got {spec!r}")
 
 
-def chosen_of(path: str, base: Setting, model: str, forget: str) -> dict[str, tuple[dict, int, float]]:
-    """The chosen configurations of a finished run for this setting, model and forget set."""
-    import json
-
-    payload = json.loads(Path(path).read_text())
-    for res in payload["results"]:
-        same = {k: v for k, v in res["setting"].items() if k not in ("augmentation", "seed")}
-        if (res["model"], res["forget"]) == (model, forget) and same == {
-                k: v for k, v in setting_dict(base).items() if k not in ("augmentation", "seed")}:
-            return {m: (c["hyperparameters"], c["epochs"], c["tuning_score"]) for m, c in res["chosen"].items()}
-    raise SystemExit(f"--chosen: {path} has no result for {base.arch} {model}, forget {forget} in this setting.")
-
-
 def relearn_options(base: Setting, relearn: dict[str, Any] | None) -> dict[str, Any]:
     """``Experiment`` keywords of the relearning test: epochs (``None``: 10 % of the pretraining
     epochs; 0: no test) and lr (``"unlearn"``: the unlearning lr, ``"pretrain"``: the
@@ -235,6 +223,21 @@ def evaluate(base: Setting, seeds: list[int], best: dict, log, cache: str | None
         if on_seed is not None:
             on_seed(per_seed)
     return aggregate(per_seed), per_seed
+
+
+def chosen_configurations(path: str, setting: dict, model: str, forget: str, grids: dict
+                          ) -> dict[str, tuple[dict, int, float]]:
+    """The configurations a finished run chose for this setting, model and forget set (methods
+    of ``grids`` only): ``{method: (hp, epochs, tuning score)}``."""
+    import json
+
+    payload = json.loads(Path(path).read_text())
+    for res in payload["results"]:
+        if res["setting"] == json.loads(json.dumps(setting)) and (res["model"], res["forget"]) == (model, forget):
+            return {m: (c["hyperparameters"], c["epochs"], c["tuning_score"])
+                    for m, c in res["chosen"].items() if m in grids}
+    raise SystemExit(f"--chosen-from: {path} has no result for {model}, forget {forget} with this "
+                     "setting; pass the run of the same --setting (and --pretrain-epochs).")
 
 
 def t_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float, float]:
@@ -543,9 +546,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-calibrated", action="store_true", help="skip the <method>+stop rows")
     p.add_argument("--calibrated", nargs="+", default=None, metavar="METHOD",
                    help="<method>+stop rows for these methods only (default: every method)")
-    p.add_argument("--chosen", default=None, metavar="JSON",
-                   help="take each method's hyper-parameters and epochs from this finished run instead "
-                        "of tuning (e.g. the same run at another --relearn-lr); methods it lacks are tuned")
+    p.add_argument("--chosen-from", default=None, metavar="JSON",
+                   help="skip tuning: evaluate the configurations this finished run chose (same "
+                   "setting, model and forget set), e.g. to re-measure them under changed code")
     p.add_argument("--cache", default=None, help="folder for pretrained models and Retrain rows")
     p.add_argument("--relearn-epochs", type=int, default=None,
                    help="relearning test of every evaluated row: retain-only epochs (default: 10 %% of "
@@ -606,6 +609,8 @@ def main(argv: list[str] | None = None) -> int:
         overrides.update(pretrain_epochs=args.pretrain_epochs or 20, num_views=4, n_train=120, n_holdout=110)
         # No tuning: the shortest configuration of each method, so the run takes seconds.
         grids = {m: [min(g, key=lambda c: c[1])] for m, g in grids.items()}
+    if args.chosen_from:
+        tune_seeds = []  # nothing tuned here: the configurations come from that run
     if set(tune_seeds) & set(eval_seeds):
         raise SystemExit("--tune-seeds and --eval-seeds must be disjoint (the winner is graded on unseen seeds).")
 
@@ -620,10 +625,10 @@ def main(argv: list[str] | None = None) -> int:
         base = spec["base"](model=model, **parse_forget(forget), **overrides)
         log(f"== {args.setting} {model}, forget {forget}")
         t0 = time.perf_counter()
-        fixed = chosen_of(args.chosen, base, model, forget) if args.chosen else {}
-        best = {**tune(base, tune_seeds, {m: g for m, g in grids.items() if m not in fixed}, log,
-                       args.cache, relearn), **{m: c for m, c in fixed.items() if m in grids}}
-        best = {m: best[m] for m in grids}
+        if args.chosen_from:
+            best = chosen_configurations(args.chosen_from, setting_dict(base), model, forget, grids)
+        else:
+            best = tune(base, tune_seeds, grids, log, args.cache, relearn)
         chosen = {m: {"hyperparameters": hp, "epochs": e, "tuning_score": s} for m, (hp, e, s) in best.items()}
 
         def result(per_seed: list, chosen=chosen, base=base, model=model, forget=forget, t0=t0) -> dict:

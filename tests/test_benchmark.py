@@ -125,21 +125,6 @@ def test_benchmark_quick_runs_the_cnn_setting(tmp_path):
     _check_relearn_and_low_fpr_columns(bench, payload, {"original", "ac"})
 
 
-def test_chosen_configurations_come_from_the_same_setting(tmp_path):
-    bench = _bench()
-    base = bench.cnn_setting(model="simclr")
-    chosen = {"ac": {"hyperparameters": {"beta": 4.0}, "epochs": 10, "tuning_score": 3.0}}
-    payload = {"results": [{"setting": bench.setting_dict(bench.cnn_setting(model="simclr", seed=7)),
-                            "model": "simclr", "forget": "random:0.1", "chosen": chosen}]}
-    path = tmp_path / "run.json"
-    path.write_text(json.dumps(payload))
-    assert bench.chosen_of(str(path), base, "simclr", "random:0.1") == {"ac": ({"beta": 4.0}, 10, 3.0)}
-    with pytest.raises(SystemExit, match="no result for cnn moco"):
-        bench.chosen_of(str(path), bench.cnn_setting(model="moco"), "moco", "random:0.1")
-    with pytest.raises(SystemExit, match="no result"):  # another setting (pretraining epochs)
-        bench.chosen_of(str(path), bench.cnn_setting(model="simclr", pretrain_epochs=20), "simclr", "random:0.1")
-
-
 def test_tuning_score_counts_the_relearned_gap():
     bench = _bench()
     assert bench.score({"avg_gap": 1.0, "indist_gap": 2.0}) == 3.0
