@@ -138,6 +138,7 @@ class ClipSeed:
         import lightning.pytorch as L
 
         from lightly_unlearn import CLIPModule
+        from lightly_unlearn.audits.base import AuditResult
         from lightly_unlearn.clip import (
             DIGIT_NAMES,
             DIGIT_TEMPLATES,
@@ -164,7 +165,8 @@ class ClipSeed:
         cached = self._load("pretrained")
         if cached is not None:
             self.original.load_state_dict(cached["state"])
-            self.before, self.rows = cached["before"], {"original": cached["row"]}
+            self.before = {k: AuditResult.from_state(v) for k, v in cached["before"].items()}
+            self.rows = {"original": cached["row"]}
             return
         t0 = time.perf_counter()
         ex.trainer(cfg["epochs"]).fit(self.original, datamodule=self.datamodule())  # mode "all": every pair
@@ -172,20 +174,20 @@ class ClipSeed:
         flat, self.before = ex.audit(self.original, self.datamodule())
         self.rows = {"original": self._row("original", flat, seconds, cfg["epochs"])}
         self._save("pretrained", {"state": {k: v.detach().clone() for k, v in self.original.state_dict().items()},
-                                  "before": self.before, "row": self.rows["original"]})
+                                  "before": {k: v.to_state() for k, v in self.before.items()},
+                                  "row": self.rows["original"]})
 
     def _load(self, what: str) -> Any:
-        import torch
+        from lightly_unlearn.demo.experiment import read_cache
 
         path = self._paths[what]
-        return torch.load(path, weights_only=False) if path is not None and path.is_file() else None
+        return read_cache(path) if path is not None and path.is_file() else None
 
     def _save(self, what: str, obj: Any) -> None:
-        from lightly_unlearn.io import atomic_torch_save
+        from lightly_unlearn.demo.experiment import write_cache
 
         if (path := self._paths[what]) is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_torch_save(obj, path)
+            write_cache(path, obj)
 
     def datamodule(self):
         from lightly_unlearn import ForgetRetainDataModule
@@ -406,7 +408,7 @@ def table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> st
 
 
 CLIP_COLUMNS = [
-    ("zs_forget", "ZS forget", "{:.1f}"), ("gap_zs_forget", "|ZS forget − RT|", "{:.1f}"),
+    ("zs_forget", "ZS forget", "{:.1f}"), ("gap_zs_forget", "ZS forget gap to RT", "{:.1f}"),
     ("zs_test_forget_classes", "ZS test(forgot cls)", "{:.1f}"),
     ("zs_test_other_classes", "ZS test(other cls)", "{:.1f}"), ("zs_test", "ZS test", "{:.1f}"),
     ("retrieval_test_i2t_r1", "R@1 i2t test", "{:.1f}"), ("retrieval_forget_i2t_r1", "R@1 i2t forget", "{:.1f}"),

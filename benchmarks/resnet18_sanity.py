@@ -151,6 +151,28 @@ def record(run: Run, lr: float | None, model: nn.Module, exp: Experiment,
     return row
 
 
+#: (key, header, format) of the table columns.
+COLUMNS = (
+    ("cos_backbone", "mean cos backbone", "{:.2f}"), ("cos_head", "mean cos head", "{:.2f}"),
+    ("head_std", "head std", "{:.2f}"), ("ra", "RA", "{:.1f}"), ("ta", "TA", "{:.1f}"),
+    ("ta_vs_finetune", "TA − fine-tune", "{:+.1f}"), ("forget_holdout_auc", "F-vs-H AUC", "{:.2f}"),
+)
+
+
+def markdown(payload: dict[str, Any]) -> str:
+    """The result table: one row per run; ``collapse`` is the audits' warning. A method without
+    hyper-parameters ran with its defaults of the version that wrote the file."""
+    head = ["model", "run", "unlearning lr", *(h for _, h, _ in COLUMNS), "collapse warning"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in payload["rows"]:
+        hp = " ".join(f"{k}={v:g}" for k, v in r["hyperparameters"].items()) or "defaults"
+        run = r["method"] if r["method"] in ("original", "finetune") else f"{r['method']} {hp}"
+        cells = [fmt.format(r[k]) if r.get(k) is not None else "–" for k, _, fmt in COLUMNS]
+        lr = "–" if r["lr"] is None else f"{r['lr']:g}"
+        lines.append("| " + " | ".join([r["model"], run, lr, *cells, "yes" if r["collapse"] else "no"]) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", default=["simclr", "moco"], choices=sorted(EXAMPLES))

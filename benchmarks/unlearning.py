@@ -467,7 +467,8 @@ def _fmt(row: dict[str, Any], key: str, spec: str, std: bool = False) -> str:
 def _reference_line(res: dict[str, Any], rows: dict[str, dict]) -> str:
     """The references of one table: Retrain's (and the original's) AUC, TPR at 1 % FPR and
     relearned AUC, and which low FPR the holdout cannot resolve."""
-    head = f"{res['setting']['arch']} {res['model']}, forget {res['forget']} ({rows['retrain']['seeds']} seeds)"
+    arch = res["setting"].get("arch", "mlp")  # files written before the CNN setting existed
+    head = f"{arch} {res['model']}, forget {res['forget']} ({rows['retrain']['seeds']} seeds)"
     rt, orig = rows["retrain"], rows["original"]
     line = (f"**{head}**: Retrain forget-vs-holdout AUC {rt['forget_holdout_auc']:.2f}, "
             f"original {orig['forget_holdout_auc']:.2f}")
@@ -486,7 +487,7 @@ def _reference_line(res: dict[str, Any], rows: dict[str, dict]) -> str:
 
 
 def markdown(payload: dict[str, Any]) -> str:
-    """README tables: per method the gaps to Retrain (mean ± std), RA/TA, the forget-vs-holdout AUC
+    """Markdown tables (the docs pages, benchmarks/render_docs.py): per method the gaps to Retrain (mean ± std), RA/TA, the forget-vs-holdout AUC
     and TPR at 1 % FPR, the relearned AUC and its gap, cost relative to Retrain; the paired AC −
     best-baseline comparisons; each row's relearned AUC against Retrain's."""
     out = []
@@ -506,8 +507,10 @@ def markdown(payload: dict[str, Any]) -> str:
                        f"{r['forget_holdout_auc']:.2f} | {_fmt(r, 'forget_holdout_tpr_at_1pct_fpr', '.1f')} | "
                        f"{_fmt(r, 'relearn_forget_holdout_auc', '.2f')} | {_fmt(r, 'relearn_gap', '.1f', True)} | "
                        f"{came_back.get(n, '–')} | {epochs[n]:.3g} | {100 * r['time_vs_retrain']:.1f} % |")
-        out += ["", "| paired (AC − best baseline) | metric | mean | 95 % t-interval | verdict |", "|---|---|---|---|---|"]
-        for c in res["paired"]:
+        if res.get("paired"):  # files written before paired comparisons existed have none
+            out += ["", "| paired (AC − best baseline) | metric | mean | 95 % t-interval | verdict |",
+                    "|---|---|---|---|---|"]
+        for c in res.get("paired", []):
             out.append(f"| {c['ac']} − {c['baseline']} | {c['metric']} | {c['mean_difference']:+.1f} | "
                        f"[{c['ci95'][0]:+.1f}, {c['ci95'][1]:+.1f}] | {c['verdict']} |")
         if res.get("relearn_vs_retrain"):
@@ -525,7 +528,7 @@ def markdown(payload: dict[str, Any]) -> str:
 
 
 def write(payload: dict[str, Any], out: str, with_markdown: bool, log) -> int:
-    """Print a finished payload's report (and README tables), write it atomically to ``out``."""
+    """Print a finished payload's report (and Markdown tables), write it atomically to ``out``."""
     log(report(payload))
     if with_markdown:
         log(markdown(payload))
@@ -559,7 +562,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true",
                    help="smoke run: 1 model, 1 forget set, no tuning, 2 evaluation seeds, short pretraining")
     p.add_argument("--combine", nargs="+", default=None, metavar="JSON", help="merge these runs into --out")
-    p.add_argument("--markdown", action="store_true", help="with --combine: also print the README tables")
+    p.add_argument("--markdown", action="store_true", help="with --combine: also print the Markdown tables of the docs pages")
     p.add_argument("--add-variants", nargs="+", default=None, choices=sorted(VARIANTS),
                    help="run these method options on the evaluation seeds of --to and add their rows")
     p.add_argument("--to", default=None, metavar="JSON", help="with --add-variants: a finished run")

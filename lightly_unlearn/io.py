@@ -17,6 +17,7 @@ import contextlib
 import errno
 import glob
 import hashlib
+import io
 import json
 import math
 import os
@@ -265,8 +266,8 @@ def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def _torch_load(path: Path, *, mmap: bool, **kwargs: Any) -> Any:
-    if mmap:
+def _torch_load(path: Path | io.BytesIO, *, mmap: bool, **kwargs: Any) -> Any:
+    if mmap and isinstance(path, Path):  # bytes in memory are not memory-mapped
         try:
             return torch.load(path, mmap=True, **kwargs)
         except RuntimeError as err:  # a legacy (non-zip) file cannot be memory-mapped
@@ -276,12 +277,21 @@ def _torch_load(path: Path, *, mmap: bool, **kwargs: Any) -> Any:
 
 
 def load_checkpoint(
-    path: str | os.PathLike, *, trusted: bool = False, map_location: Any = "cpu", mmap: bool = False
+    source: str | os.PathLike | bytes,
+    *,
+    trusted: bool = False,
+    map_location: Any = "cpu",
+    mmap: bool = False,
 ) -> Any:
     """Load a checkpoint read-only; ``weights_only=True`` unless ``trusted=True``.
 
+    The one ``torch.load`` of the package: ``model_loading`` (the CLI, ``UnlearnCallback(
+    init_checkpoint=...)``) and ``clip.loading`` read checkpoints through it.
+
     Args:
-        path: The checkpoint file. It is opened for reading only, never modified.
+        source: The checkpoint file (opened for reading only, never modified), or its bytes
+            already read into memory (the CLI reads the input checkpoint before it imports any
+            user code, and loads the weights from that copy).
         trusted: Allow full unpickling (``weights_only=False``). Only for files you produced
             yourself or otherwise trust: unpickling can execute arbitrary code.
         map_location: As in ``torch.load``.
@@ -294,18 +304,22 @@ def load_checkpoint(
         UntrustedCheckpointError: The file holds objects ``weights_only=True`` refuses (custom
             classes, numpy arrays, ...); the message says how to opt in.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Checkpoint {path} does not exist.")
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        name, stream = "the checkpoint", io.BytesIO(source)
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise FileNotFoundError(f"Checkpoint {path} does not exist.")
+        name, stream = str(path), path
     if trusted:
-        return _torch_load(path, map_location=map_location, weights_only=False, mmap=mmap)
+        return _torch_load(stream, map_location=map_location, weights_only=False, mmap=mmap)
     try:
-        return _torch_load(path, map_location=map_location, weights_only=True, mmap=mmap)
+        return _torch_load(stream, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as err:  # torch raises pickle.UnpicklingError (and others) here
         if "weights_only" not in str(err) and "Unsupported global" not in str(err):
             raise
         raise UntrustedCheckpointError(
-            f"{path} cannot be loaded with torch.load(weights_only=True): it contains pickled "
+            f"{name} cannot be loaded with torch.load(weights_only=True): it contains pickled "
             "Python objects, which could run code when loaded. If you produced this file "
             "yourself or otherwise trust it, load it with "
             "`lightly_unlearn.io.load_checkpoint(path, trusted=True)` (or pass "

@@ -86,6 +86,8 @@ def import_object(target: str, spec: str | None = None) -> Any:
         raise ModelSpecError(
             f"Cannot read MODEL {spec!r}: expected 'pkg.module:Name' or 'path/to/file.py:Name'."
         )
+    bytecode = sys.dont_write_bytecode
+    sys.dont_write_bytecode = True  # no __pycache__ written beside the user's files
     try:
         if module_name.endswith(".py"):
             module = _import_file(Path(module_name), spec)
@@ -93,12 +95,20 @@ def import_object(target: str, spec: str | None = None) -> Any:
             if os.getcwd() not in sys.path and "" not in sys.path:
                 sys.path.insert(0, os.getcwd())  # like `python -m`: modules in this folder import
             module = importlib.import_module(module_name)
-    except ModelSpecError:
+    except (ModelSpecError, KeyboardInterrupt):
         raise
-    except Exception as err:
+    except SystemExit as err:  # the module ended the process while being imported
+        raise ModelSpecError(
+            f"MODEL {spec!r}: importing {module_name!r} called sys.exit({err.code!r}) "
+            "(SystemExit): the file runs as a script when imported. Move its script code under "
+            '`if __name__ == "__main__":`.'
+        ) from None
+    except BaseException as err:
         raise ModelSpecError(
             f"MODEL {spec!r}: cannot import {module_name!r}: {type(err).__name__}: {err}"
         ) from err
+    finally:
+        sys.dont_write_bytecode = bytecode
     obj = module
     for part in attr.split("."):
         if not hasattr(obj, part):
@@ -107,19 +117,23 @@ def import_object(target: str, spec: str | None = None) -> Any:
     return obj
 
 
-def read_checkpoint(path: str | os.PathLike, spec: str | None = None) -> tuple[dict, dict]:
+def read_checkpoint(
+    path: str | os.PathLike, spec: str | None = None, *, data: bytes | None = None
+) -> tuple[dict, dict]:
     """``(weights, hyper_parameters)`` of a Lightning checkpoint or a plain state dict.
 
-    Loaded with ``torch.load(weights_only=True)`` on the CPU; the file is only read.
+    Loaded with ``torch.load(weights_only=True)`` on the CPU (:func:`lightly_unlearn.io.
+    load_checkpoint`); the file is only read. ``data``: the file's bytes, read earlier (the CLI
+    reads the input checkpoint before importing user code); ``path`` then only names it.
     """
-    import torch
+    from lightly_unlearn.io import load_checkpoint
 
     what = f"MODEL {spec!r}: " if spec else ""
     path = Path(path)
-    if not path.is_file():
+    if data is None and not path.is_file():
         raise ModelSpecError(f"{what}checkpoint file {path} does not exist.")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_checkpoint(path if data is None else data)
     except Exception as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ModelSpecError(
@@ -130,8 +144,31 @@ def read_checkpoint(path: str | os.PathLike, spec: str | None = None) -> tuple[d
     weights = state.get("state_dict", state)
     if not isinstance(weights, Mapping) or not all(isinstance(k, str) for k in weights):
         raise ModelSpecError(f"{what}{path} holds no state dict of named tensors.")
-    hparams = state.get("hyper_parameters", {}) if "state_dict" in state else {}
+    hparams = state.get("hyper_parameters", None) if "state_dict" in state else None
+    if hparams is not None and (
+        not isinstance(hparams, Mapping) or not all(isinstance(k, str) for k in hparams)
+    ):
+        raise ModelSpecError(
+            f"{what}{path}: 'hyper_parameters' is a {type(hparams).__name__}, not a mapping of "
+            "argument names to values (what save_hyperparameters() writes). Re-save the "
+            "checkpoint with the class's keyword arguments there, or as a plain state dict."
+        )
     return dict(weights), dict(hparams or {})
+
+
+def _non_finite(module: nn.Module, weights: Mapping[str, Any]) -> list[str]:
+    """Names of tensors that cannot be a trained model's: NaN anywhere, +-inf in a parameter
+    (a buffer may hold -inf on purpose, e.g. an attention mask)."""
+    import torch
+
+    parameters = {name for name, _ in module.named_parameters()}
+    bad = []
+    for name, value in weights.items():
+        if not isinstance(value, torch.Tensor) or not value.is_floating_point():
+            continue
+        if bool(torch.isnan(value).any()) or (name in parameters and not bool(torch.isfinite(value).all())):
+            bad.append(name)
+    return bad
 
 
 def _first(names: list[str], n: int = 3) -> str:
@@ -170,6 +207,12 @@ def load_weights(
             f"{source} does not fit {model}: {'; '.join(parts)}. "
             f"Is {model} the class that wrote this checkpoint?"
         )
+    if bad := _non_finite(module, weights):
+        raise ModelSpecError(
+            f"{source} holds NaN or infinite values in {len(bad)} tensor(s) ({_first(bad)}): "
+            "these weights are broken before any unlearning. Use the checkpoint of a finite "
+            "model (e.g. an earlier one of the training run)."
+        )
     try:
         module.load_state_dict(weights, strict=True)
     except Exception as err:  # e.g. a custom load_state_dict hook
@@ -177,9 +220,12 @@ def load_weights(
         raise ModelSpecError(f"{source} does not load into {model}: {first}") from err
 
 
-def build_from_checkpoint(cls: Any, path: str | os.PathLike, *, model: str) -> nn.Module:
-    """``cls(**hyper_parameters)`` with the checkpoint's weights (``weights_only=True``)."""
-    weights, hparams = read_checkpoint(path, model)
+def build_from_checkpoint(
+    cls: Any, path: str | os.PathLike, *, model: str, data: bytes | None = None
+) -> nn.Module:
+    """``cls(**hyper_parameters)`` with the checkpoint's weights (``weights_only=True``);
+    ``data``: the checkpoint's bytes read earlier (see :func:`read_checkpoint`)."""
+    weights, hparams = read_checkpoint(path, model, data=data)
     # LightningCLI stores its own bookkeeping (``_class_path``, ``_instantiator``) there
     kwargs = {k: v for k, v in hparams.items() if not str(k).startswith("_")}
     try:

@@ -219,6 +219,16 @@ def load_signing_key(path: str | os.PathLike) -> Any:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     data = _read_key_file(path, "signing key")
+    if b"PUBLIC KEY" in data or data.lstrip().startswith(b"ssh-"):
+        raise SigningKeyError(
+            f"signing key {path} is a public key; signing needs the private key "
+            "(receipt_signing.key beside it, written by `lightly-unlearn keygen`)."
+        )
+    if b"OPENSSH PRIVATE KEY" in data:
+        raise SigningKeyError(
+            f"signing key {path} is in OpenSSH format; use the PEM receipt_signing.key written "
+            "by `lightly-unlearn keygen`."
+        )
     mode = stat.S_IMODE(Path(path).stat().st_mode)
     if os.name == "posix" and mode & 0o077:
         raise SigningKeyError(
@@ -314,7 +324,8 @@ def build_receipt(
         weights: The unlearned weights' record, ``weights_digest.weights_record(state_dict)``.
         forget_commitment: The forget set committed by content (its root goes in the receipt,
             its proofs to the data owners); ``None`` with ``commitment_missing`` saying why.
-        input_checkpoint / output_checkpoint: ``file_record`` of the files, if any.
+        input_checkpoint: ``file_record`` of the checkpoint the run started from, if any.
+        output_checkpoint: ``file_record`` of a saved file holding the final weights, if any.
     """
     if forget_commitment is None and not commitment_missing:
         raise ReceiptError("a receipt without a forget-set commitment must say why (commitment_missing=...).")

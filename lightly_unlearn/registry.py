@@ -4,17 +4,23 @@ Built-in components are declared in this package's own ``pyproject.toml`` in the
 third-party distribution uses, so there is one code path. Resolution order for a name:
 runtime registrations (:func:`register`), then entry points (loaded lazily, per name, so a
 broken third-party plugin only fails when it is selected), then an error listing what exists.
+
+A name means one thing: a plugin that declares a built-in name (``ac``, ``emia``), or two
+distributions declaring the same name, is refused when the name is loaded (the error names
+the distributions), and :func:`register` refuses built-in names, so no receipt can say ``ac``
+for someone else's code.
 """
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import entrypoints
 
-from lightly_unlearn.errors import UnknownComponentError  # noqa: F401  (re-exported)
+from lightly_unlearn.errors import ConfigurationError, UnknownComponentError  # noqa: F401
 
 GROUPS = {
     "method": "lightly_unlearn.methods",
@@ -47,9 +53,29 @@ def _check_kind(kind: str) -> str:
     return GROUPS[kind]
 
 
+_THIS_DISTRIBUTION = "lightly-unlearn"
+
+
+def _distribution(ep: Any) -> str:
+    name = getattr(getattr(ep, "distro", None), "name", None) or "an unnamed distribution"
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _builtin_names(kind: str) -> set[str]:
+    group = _check_kind(kind)
+    named = {ep.name for ep in entrypoints.get_group_all(group) if _distribution(ep) == _THIS_DISTRIBUTION}
+    return named | set(ALIASES[kind])
+
+
 def register(kind: str, name: str, obj: Any) -> None:
-    """Register ``obj`` under ``name`` for this process (tests, notebooks)."""
+    """Register ``obj`` under ``name`` for this process (tests, notebooks); built-in names and
+    aliases are refused (register under a name of your own)."""
     _check_kind(kind)
+    if canonical_name(kind, name) in _builtin_names(kind):
+        raise ConfigurationError(
+            f"{kind} {name!r} is a built-in name of lightly-unlearn; register yours under another "
+            "name (a receipt or report naming it must mean the built-in)."
+        )
     _runtime[kind][name] = obj
 
 
@@ -80,6 +106,8 @@ def load(kind: str, name: str, path: Sequence[str] | None = None) -> Any:
     if key in _runtime[kind]:
         return _runtime[kind][key]
     named = entrypoints.get_group_named(group, path=list(path) if path else None)
+    if key in named:
+        _refuse_ambiguous(kind, key, group, path)
     if key not in named:
         aliases = ", ".join(f"{a}={t}" for a, t in sorted(ALIASES[kind].items()))
         raise UnknownComponentError(
@@ -91,9 +119,34 @@ def load(kind: str, name: str, path: Sequence[str] | None = None) -> Any:
         return named[key].load()
     except Exception as err:  # a broken plugin: say which one
         raise ImportError(
-            f"The {kind} {key!r} is declared by {named[key].distro or 'an installed package'} as "
+            f"The {kind} {key!r} is declared by {_distribution(named[key])} as "
             f"{named[key].module_name}:{named[key].object_name}, but loading it failed: {err}"
         ) from err
+
+
+def _refuse_ambiguous(kind: str, key: str, group: str, path: Sequence[str] | None) -> None:
+    """One declaration per name: a plugin re-declaring a built-in name, or two distributions
+    declaring the same name, is refused instead of whichever sys.path finds first."""
+    declared = {
+        (_distribution(ep), ep.module_name, ep.object_name)
+        for ep in entrypoints.get_group_all(group, path=list(path) if path else None)
+        if ep.name == key
+    }
+    distributions = sorted({d for d, _, _ in declared})
+    if len(declared) <= 1:
+        return
+    others = [d for d in distributions if d != _THIS_DISTRIBUTION]
+    if _THIS_DISTRIBUTION in distributions:
+        raise ConfigurationError(
+            f"The {kind} name {key!r} is built into lightly-unlearn, and {', '.join(others)} "
+            f"declares it too (entry-point group {group!r}); a plugin may not replace a built-in. "
+            f"Rename the plugin's entry point (e.g. '{others[0].replace('-', '_')}_{key}'), or "
+            "uninstall it."
+        )
+    raise ConfigurationError(
+        f"The {kind} name {key!r} is declared by {' and '.join(distributions)} (entry-point group "
+        f"{group!r}); which one is meant cannot be told. Uninstall one or rename its entry point."
+    )
 
 
 def load_all(kind: str, path: Sequence[str] | None = None) -> dict[str, Any]:

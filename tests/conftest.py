@@ -348,3 +348,141 @@ def forget_view_capture(forget, seen: dict):
             seen["v3"] = batch[0][-1][is_forget].clone()
 
     return Capture()
+
+
+#: A user's model file for the ``unlearn`` CLI, written like lightly's examples (training would
+#: go under ``if __name__ == "__main__":``): an MLP SimCLR, a class that does not fit its
+#: checkpoint, and a BatchNorm CNN SimCLR.
+CLI_MODEL_FILE = '''
+import pytorch_lightning as pl
+import torch
+from lightly.loss import NTXentLoss
+from lightly.models.modules import SimCLRProjectionHead
+from torch import nn
+from tiny_nets import make_backbone  # a neighbouring module: must be importable
+
+
+class TinySimCLR(pl.LightningModule):
+    def __init__(self, hidden: int = 32):
+        super().__init__()
+        self.save_hyperparameters()
+        self.backbone = make_backbone(hidden)
+        self.projection_head = SimCLRProjectionHead(hidden, hidden, 16)
+        self.criterion = NTXentLoss()
+
+    def forward(self, x):
+        return self.projection_head(self.backbone(x).flatten(start_dim=1))
+
+    def training_step(self, batch, batch_index):
+        (x0, x1) = batch[0]
+        loss = self.criterion(self.forward(x0), self.forward(x1))
+        self.log("train_loss", loss, prog_bar=True, batch_size=len(x0))
+        return loss
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.06)
+
+
+class Other(TinySimCLR):
+    def __init__(self, hidden: int = 32):
+        super().__init__(hidden)
+        self.extra = torch.nn.Linear(2, 2)
+
+
+class TinyBNSimCLR(TinySimCLR):
+    """Conv-BatchNorm backbone, as lightly's ResNet examples (BatchNorm running statistics)."""
+
+    def __init__(self, hidden: int = 32):
+        super().__init__(hidden)
+        self.backbone = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(32, hidden), nn.BatchNorm1d(hidden),
+            nn.ReLU(),
+        )
+
+
+if __name__ == "__main__":
+    trainer = pl.Trainer(max_epochs=10)
+    trainer.fit(TinySimCLR())
+'''
+
+CLI_NETS_FILE = '''
+from torch import nn
+
+
+def make_backbone(hidden):
+    return nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, hidden), nn.ReLU())
+'''
+
+
+def write_cli_project(root, n_data: int = 64, n_holdout: int = 32, forget=range(0, 64, 8)) -> dict:
+    """What a user of ``lightly-unlearn unlearn`` has: ``code/tiny_model.py`` (+ a neighbour),
+    ``pretrained/pretrained.ckpt`` (TinySimCLR) and ``pretrained/pretrained_bn.ckpt``
+    (TinyBNSimCLR), ``images/`` (digit PNGs), ``holdout/`` (other digits), ``forget.txt``."""
+    import importlib.util
+    import sys
+    import textwrap
+    from pathlib import Path
+
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    root = Path(root)
+    code = root / "code"
+    code.mkdir(parents=True)
+    (code / "tiny_model.py").write_text(textwrap.dedent(CLI_MODEL_FILE))
+    (code / "tiny_nets.py").write_text(textwrap.dedent(CLI_NETS_FILE))
+    imgs = (load_digits().images[: n_data + n_holdout] * (255 / 16)).astype(np.uint8)
+    data, holdout = root / "images", root / "holdout"
+    data.mkdir()
+    holdout.mkdir()
+    for i, img in enumerate(imgs):
+        folder = data if i < n_data else holdout
+        Image.fromarray(img).convert("RGB").save(folder / f"img_{i:03d}.png")
+    forget_file = root / "forget.txt"
+    forget_file.write_text("# deletion request 17\n" + "\n".join(f"img_{i:03d}.png" for i in forget) + "\n")
+    sys.path.insert(0, str(code))
+    try:
+        spec = importlib.util.spec_from_file_location("_cli_project_model", code / "tiny_model.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        (root / "pretrained").mkdir()
+        checkpoints = {}
+        for name, cls in (("pretrained.ckpt", module.TinySimCLR), ("pretrained_bn.ckpt", module.TinyBNSimCLR)):
+            torch.manual_seed(0)
+            checkpoints[name] = root / "pretrained" / name
+            torch.save({"state_dict": cls(hidden=32).state_dict(), "hyper_parameters": {"hidden": 32}},
+                       checkpoints[name])
+    finally:
+        sys.path.remove(str(code))
+        sys.modules.pop("tiny_nets", None)
+    return dict(code=code, data=data, holdout=holdout, forget=forget_file,
+                ckpt=checkpoints["pretrained.ckpt"], ckpt_bn=checkpoints["pretrained_bn.ckpt"], tmp=root)
+
+
+@pytest.fixture
+def isolated_imports():
+    """Undo what importing a user's model file does to ``sys.path`` and ``sys.modules``."""
+    import sys
+
+    path, modules = list(sys.path), set(sys.modules)
+    yield
+    sys.path[:] = path
+    for name in set(sys.modules) - modules:
+        if name in ("tiny_model", "tiny_nets") or name.startswith("user_"):
+            del sys.modules[name]
+
+
+def fake_distribution(folder, name: str, entry_points: str, modules: dict | None = None) -> None:
+    """An installed distribution ``name`` in ``folder`` (put ``folder`` on ``sys.path``) that
+    declares ``entry_points`` (``entry_points.txt`` text), with ``modules`` ``{file: source}``."""
+    import textwrap
+    from pathlib import Path
+
+    folder = Path(folder)
+    dist = folder / f"{name.replace('-', '_')}-0.1.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text(entry_points)
+    for file, source in (modules or {}).items():
+        (folder / file).write_text(textwrap.dedent(source))

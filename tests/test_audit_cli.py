@@ -108,14 +108,35 @@ def test_cli_end_to_end_checkpoint_vs_function(folders, capsys):
     assert "Data owner audit" in (out / "report.md").read_text()
 
 
+def test_holdout_with_class_subfolders_is_read_like_unlearn(folders, capsys):
+    """``audit`` reads the same files as ``unlearn`` (one reader): subfolders, sorted, relative
+    names."""
+    nested = folders / "nested_holdout"
+    for i, image in enumerate(sorted((folders / "holdout").iterdir())):
+        (nested / f"class_{i % 2}").mkdir(parents=True, exist_ok=True)
+        image.rename(nested / f"class_{i % 2}" / image.name)
+    assert audit(folders, "models:embed", "models:embed", "--holdout", str(nested)) == 0, capsys.readouterr().err
+    report = json.loads((folders / "out" / "audit.json").read_text())
+    from lightly_unlearn.image_folder import image_files
+
+    assert report["config"]["num_holdout"] == 10
+    assert report["holdout_names"] == image_files(nested)
+    assert report["holdout_names"][0].startswith("class_0/")
+
+
 def test_same_model_gives_zero_gap(folders):
     assert audit(folders, "models:embed", "models:embed") == 0
     report = json.loads((folders / "out" / "audit.json").read_text())
     assert np.abs(np.array(report["arrays"]["alignment_matrix"]["gap_matrix"])).max() < 1e-6
     assert report["after"]["forgetting_score"] == pytest.approx(0.0, abs=1e-6)
+    # the folder holds these reports now: a second audit into it is refused, nothing changes
+    first = {p.name: p.read_bytes() for p in (folders / "out").iterdir()}
+    assert audit(folders, f"{folders}/models.py:constant", "models:embed") == 2
+    assert {p.name: p.read_bytes() for p in (folders / "out").iterdir()} == first
     # file path form of MODEL, and a constant embedding: every entry of A is 1
-    assert audit(folders, f"{folders}/models.py:constant", "models:embed") == 0
-    report = json.loads((folders / "out" / "audit.json").read_text())
+    again = folders / "again"
+    assert audit(folders, f"{folders}/models.py:constant", "models:embed", "--out", str(again)) == 0
+    report = json.loads((again / "audit.json").read_text())
     np.testing.assert_allclose(report["arrays_before"]["alignment_matrix"]["matrix"], 1.0, atol=1e-6)
 
 

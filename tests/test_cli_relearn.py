@@ -9,7 +9,7 @@ import random
 import numpy as np
 import pytest
 import torch
-from test_cli_unlearn import _args, _refused, isolated_imports, setup  # noqa: F401  (fixtures)
+from test_cli_unlearn import _args, _refused, setup  # noqa: F401  (a fixture)
 
 from lightly_unlearn.cli import main
 from lightly_unlearn.io import sha256_file

@@ -4,101 +4,19 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import textwrap
 
-import numpy as np
 import pytest
 import torch
+from conftest import write_cli_project
 
 from lightly_unlearn.cli import COMMANDS, SUMMARIES, main
 from lightly_unlearn.io import sha256_file
-
-MODEL_FILE = '''
-import pytorch_lightning as pl
-import torch
-from lightly.loss import NTXentLoss
-from lightly.models.modules import SimCLRProjectionHead
-from tiny_nets import make_backbone  # a neighbouring module: must be importable
-
-
-class TinySimCLR(pl.LightningModule):
-    def __init__(self, hidden: int = 32):
-        super().__init__()
-        self.save_hyperparameters()
-        self.backbone = make_backbone(hidden)
-        self.projection_head = SimCLRProjectionHead(hidden, hidden, 16)
-        self.criterion = NTXentLoss()
-
-    def forward(self, x):
-        return self.projection_head(self.backbone(x).flatten(start_dim=1))
-
-    def training_step(self, batch, batch_index):
-        (x0, x1) = batch[0]
-        loss = self.criterion(self.forward(x0), self.forward(x1))
-        self.log("train_loss", loss, prog_bar=True, batch_size=len(x0))
-        return loss
-
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=0.06)
-
-
-class Other(TinySimCLR):
-    def __init__(self, hidden: int = 32):
-        super().__init__(hidden)
-        self.extra = torch.nn.Linear(2, 2)
-'''
-
-NETS_FILE = '''
-from torch import nn
-
-
-def make_backbone(hidden):
-    return nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, hidden), nn.ReLU())
-'''
-
-
-@pytest.fixture
-def isolated_imports():
-    path, modules = list(sys.path), set(sys.modules)
-    yield
-    sys.path[:] = path
-    for name in set(sys.modules) - modules:
-        if name in ("tiny_model", "tiny_nets"):
-            del sys.modules[name]
 
 
 @pytest.fixture
 def setup(tmp_path, isolated_imports):
     """A user's model file (+ neighbour), its checkpoint, 64 digit PNGs, 32 holdout PNGs, a list."""
-    from PIL import Image
-    from sklearn.datasets import load_digits
-
-    code = tmp_path / "code"
-    code.mkdir()
-    (code / "tiny_model.py").write_text(textwrap.dedent(MODEL_FILE))
-    (code / "tiny_nets.py").write_text(textwrap.dedent(NETS_FILE))
-    digits = load_digits()
-    imgs = (digits.images[:96] * (255 / 16)).astype(np.uint8)
-    data, holdout = tmp_path / "images", tmp_path / "holdout"
-    data.mkdir()
-    holdout.mkdir()
-    for i, img in enumerate(imgs):
-        folder = data if i < 64 else holdout
-        Image.fromarray(img).convert("RGB").save(folder / f"img_{i:03d}.png")
-    forget = tmp_path / "forget.txt"
-    forget.write_text("# deletion request 17\n" + "\n".join(f"img_{i:03d}.png" for i in range(0, 64, 8)) + "\n")
-
-    sys.path.insert(0, str(code))
-    import tiny_model
-
-    torch.manual_seed(0)
-    model = tiny_model.TinySimCLR(hidden=32)
-    ckpt = tmp_path / "pretrained" / "pretrained.ckpt"
-    ckpt.parent.mkdir()
-    torch.save({"state_dict": model.state_dict(), "hyper_parameters": {"hidden": 32}}, ckpt)
-    sys.path.remove(str(code))
-    del sys.modules["tiny_model"], sys.modules["tiny_nets"]
-    return dict(code=code, data=data, holdout=holdout, forget=forget, ckpt=ckpt, tmp=tmp_path)
+    return write_cli_project(tmp_path)
 
 
 def _args(s, out, *extra, model="TinySimCLR"):
@@ -265,3 +183,80 @@ def test_help_imports_neither_torch_nor_lightning():
     assert "HEAVY []" in out.stdout, out.stdout[-2000:]
     assert "lightly-unlearn unlearn --help" in out.stdout  # the top-level help points to unlearn
     assert "from lightly_unlearn import" in out.stdout  # ... and to the Python API
+
+
+def _door(s, monkeypatch, capsys, *extra, model="TinySimCLR", file="tiny_model.py", **options):
+    """Run the CLI up to training; return what it prepared (training is replaced by a probe)."""
+    import lightly_unlearn.cli.unlearn as cli
+
+    seen = {}
+
+    def probe(args, prepared, partial):
+        seen.update(prepared)
+        raise KeyboardInterrupt  # stop here: nothing trains, nothing is committed
+
+    monkeypatch.setattr(cli, "_train", probe)
+    argv = _args(s, s["tmp"] / "out", *extra, model=model)
+    argv[argv.index("--model") + 1] = f"{s['code'] / file}:{model}@{s['ckpt']}"
+    for key, value in options.items():
+        flag = "--" + key.replace("_", "-")
+        i = argv.index(flag)
+        argv[i:i + 2] = [] if value is None else [flag, value]
+    assert main(argv) == 1
+    return seen, capsys.readouterr().err
+
+
+def _crop_size(transform):
+    for view in transform.transforms:
+        for step in view.transform.transforms:
+            if type(step).__name__ == "RandomResizedCrop":  # torchvision v1 or v2
+                return step.size[0]
+    raise AssertionError("no RandomResizedCrop")
+
+
+VIEWS_MODULE = '''
+from lightly.transforms import SimCLRTransform
+from tiny_model import TinySimCLR
+
+transform = SimCLRTransform(input_size=6)
+
+
+class WithViews(TinySimCLR):
+    pass
+'''
+
+
+def test_explicit_transform_flags_win_over_the_module_transform(setup, monkeypatch, capsys):
+    s = setup
+    (s["code"] / "user_views.py").write_text(VIEWS_MODULE)
+    seen, err = _door(s, monkeypatch, capsys, model="WithViews", file="user_views.py",
+                      transform="simclr", image_size="16")
+    assert _crop_size(seen["dm"].transform) == 16
+    assert "using --transform simclr; user_views.transform is not used" in err
+    # without flags, the module's transform object is used
+    seen, err = _door(s, monkeypatch, capsys, model="WithViews", file="user_views.py",
+                      transform=None, image_size=None)
+    assert _crop_size(seen["dm"].transform) == 6
+
+
+def test_a_function_named_transform_is_never_taken(setup, monkeypatch, capsys):
+    s = setup
+    (s["code"] / "user_helper.py").write_text(VIEWS_MODULE.replace(
+        "transform = SimCLRTransform(input_size=6)", "def transform():\n    return SimCLRTransform(input_size=6)"))
+    seen, err = _door(s, monkeypatch, capsys, model="WithViews", file="user_helper.py",
+                      transform=None, image_size=None)
+    assert "user_helper.transform is a function, not a transform object or class; it is not used" in err
+    assert _crop_size(seen["dm"].transform) == 8  # the default: simclr at the first image's height
+
+
+def test_forget_list_names_any_file_and_reads_utf16(setup, monkeypatch, capsys):
+    """A name with leading spaces and ' # ' is written as a JSON string; a UTF-16 list with its
+    byte-order mark is decoded; inline comments after whitespace are comments."""
+    s = setup
+    odd = "  odd # name.png"
+    (s["data"] / "img_000.png").rename(s["data"] / odd)
+    s["forget"].write_bytes(('"  odd # name.png"  # quoted\nimg_008.png  # request 17\n#img_016.png\n')
+                            .encode("utf-16"))
+    seen, _ = _door(s, monkeypatch, capsys)
+    names = seen["dm"].dataset.names
+    assert sorted(names[i] for i in seen["dm"].forget_indices.tolist()) == sorted([odd, "img_008.png"])

@@ -86,7 +86,8 @@ def test_demo_quick_writes_the_report(tmp_path, capsys):
 
 
 def test_demo_pins_threads_before_training(monkeypatch, tmp_path):
-    """`make demo` (OMP_NUM_THREADS=1) and a bare run must train with the same thread count."""
+    """`make demo` (OMP_NUM_THREADS=1) and a bare run must train with the same thread count, and
+    every generator is seeded with the run's seed before anything is built."""
     import torch
     from threadpoolctl import threadpool_info
 
@@ -98,8 +99,14 @@ def test_demo_pins_threads_before_training(monkeypatch, tmp_path):
         pass
 
     def record(*args, **kwargs):
+        import random
+
+        import numpy as np
+
         seen["torch"] = torch.get_num_threads()
         seen["blas"] = {p["num_threads"] for p in threadpool_info()}
+        seen["seeded"] = (torch.initial_seed(), random.random(), np.random.rand())
+        seen["deterministic"] = torch.are_deterministic_algorithms_enabled()
         raise Stop
 
     before = torch.get_num_threads()
@@ -112,6 +119,14 @@ def test_demo_pins_threads_before_training(monkeypatch, tmp_path):
         torch.set_num_threads(before)
         torch.use_deterministic_algorithms(False)
     assert seen["torch"] == 1 and seen["blas"] <= {1}
+    import random
+
+    import numpy as np
+
+    random.seed(0)
+    np.random.seed(0)
+    assert seen["seeded"] == (0, random.random(), np.random.rand())  # seed 0 of the first run
+    assert seen["deterministic"]
 
 
 def test_relearning_test_of_cached_references_matches_a_fresh_run(tmp_path):

@@ -16,7 +16,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from conftest import digits_dataset, make_moco, make_simclr, tiny_transform, trainer_kwargs
-from test_cli_unlearn import _args, isolated_imports, setup  # noqa: F401  (the CLI's fixtures)
+from test_cli_unlearn import _args, setup  # noqa: F401  (the CLI's fixture; isolated_imports is in conftest)
 
 from lightly_unlearn import AuditCallback, ForgetRetainDataModule, UnlearnCallback
 from lightly_unlearn.callbacks.receipt import ReceiptCallback

@@ -1,10 +1,9 @@
 """Methods are discovered through entry points; a third-party distribution can add one."""
 
-import textwrap
 
 import pytest
 import pytorch_lightning as pl
-from conftest import digits_dataset, make_simclr, tiny_transform, trainer_kwargs
+from conftest import digits_dataset, fake_distribution, make_simclr, tiny_transform, trainer_kwargs
 
 from lightly_unlearn import ForgetRetainDataModule, UnlearnCallback, registry
 from lightly_unlearn.cli import main
@@ -27,7 +26,8 @@ def test_unknown_method_lists_the_available_ones():
 @pytest.fixture
 def third_party_plugin(tmp_path, monkeypatch):
     """A distribution installed on sys.path that declares one more method."""
-    (tmp_path / "halfgrad_plugin.py").write_text(textwrap.dedent('''
+    fake_distribution(tmp_path, "halfgrad-plugin", "[lightly_unlearn.methods]\nhalfgrad = halfgrad_plugin:HalfGrad\n",
+                      {"halfgrad_plugin.py": '''
         from lightly_unlearn.methods.base import UnlearningMethod
         from lightly_unlearn.methods.retrain import mean_row_loss
 
@@ -39,13 +39,7 @@ def third_party_plugin(tmp_path, monkeypatch):
 
             def objective(self, ctx):
                 return self.hparams["scale"] * mean_row_loss(ctx)
-    '''))
-    dist = tmp_path / "halfgrad_plugin-0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: halfgrad-plugin\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text(
-        "[lightly_unlearn.methods]\nhalfgrad = halfgrad_plugin:HalfGrad\n"
-    )
+    '''})
     monkeypatch.syspath_prepend(str(tmp_path))
     return "halfgrad"
 
@@ -80,3 +74,29 @@ def test_list_prints_every_method_with_hyperparameters(capsys):
     assert "ac (aliases: alignment_calibration)" in out
     assert "alpha = 1.0" in out and "lam = 1.0" in out and "ga" in out
     assert "criteria (lightly_unlearn.criteria)" in out
+
+
+def test_builtin_names_cannot_be_registered_over():
+    from lightly_unlearn.errors import ConfigurationError
+    from lightly_unlearn.methods.finetune import FineTune
+
+    for name in ("ac", "alignment_calibration", "ga"):  # a name, and aliases of built-ins
+        with pytest.raises(ConfigurationError, match="built-in name of lightly-unlearn"):
+            registry.register("method", name, FineTune)
+    assert registry.load("method", "ac").name == "ac"
+
+
+@pytest.fixture
+def shadowing_plugin(tmp_path, monkeypatch):
+    """An installed distribution that declares the built-in name ``ac`` for its own class."""
+    fake_distribution(tmp_path, "shadow-plugin",
+                      "[lightly_unlearn.methods]\nac = lightly_unlearn.methods.finetune:FineTune\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+
+def test_a_plugin_cannot_replace_a_builtin_method(shadowing_plugin):
+    from lightly_unlearn.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="'ac' is built into lightly-unlearn, and shadow-plugin"):
+        UnlearnCallback(method="ac")
+    assert UnlearnCallback(method="neggrad").method.name == "neggrad"  # other names unaffected

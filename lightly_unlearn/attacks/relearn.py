@@ -203,10 +203,12 @@ def relearn(
         accelerator: Lightning accelerator of the attack's one device.
         embed: ``"backbone"`` or ``"head"``: what the alignment scores embed (as the audits).
         roles: ``ModuleRoles`` locating backbone and head (default: lightly's names).
-        num_views, num_samples: ``K`` views per sample and the seeded sample size per split;
-            the samples and views are those of the audits with the datamodule's ``seed``.
-        confidence, n_resamples: The paired bootstrap of the AUC change
+        num_views: ``K`` views per sample; the samples and views are those of the audits with
+            the datamodule's ``seed``.
+        num_samples: The seeded sample size per split.
+        confidence: Confidence of the paired bootstrap of the AUC change
             (:func:`~lightly_unlearn.audits.membership.compare_aucs`).
+        n_resamples: Resamplings of that bootstrap.
 
     Returns:
         A :class:`RelearnResult`; ``result.metrics["relearn_forget_holdout_auc"]`` is the

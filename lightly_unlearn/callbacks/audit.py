@@ -66,7 +66,8 @@ class AuditCallback(DualNamespaceCallback):  # a Callback in both namespaces
         roles: Where the backbone and head are (``ModuleRoles``; default: lightly's names).
         batch_size: Images per forward pass.
         save_files: Write ``audit.json``, ``report.md`` and the heat map.
-        classnames, templates: Zero-shot prompts for the ``clip_zero_shot`` audit.
+        classnames: Class names for the ``clip_zero_shot`` audit's prompts (CLIP only).
+        templates: Prompt templates for ``clip_zero_shot`` (CLIP only).
         progress: Show the audit progress bar (default: when the trainer shows its own).
         verbose: Print the one-line summary (verdict and report path) after the audit.
     """
@@ -131,7 +132,7 @@ class AuditCallback(DualNamespaceCallback):  # a Callback in both namespaces
     # -- hooks ----------------------------------------------------------------------------------
     def setup(self, trainer: Any, pl_module: nn.Module, stage: str) -> None:
         if stage == "fit":  # refuse a datamodule without the needed splits before anything runs
-            self._datamodule(trainer)
+            require_datamodule(self.audits, getattr(trainer, "datamodule", None))
             if self.save_files:  # the reports' folder: never an existing file (checked now)
                 from lightly_unlearn.paths import check_output_path
 
@@ -179,8 +180,9 @@ class AuditCallback(DualNamespaceCallback):  # a Callback in both namespaces
         return self.verdict
 
     # -- work -----------------------------------------------------------------------------------
-    def _datamodule(self, trainer: Any) -> Any:
-        return require_datamodule(self.audits, getattr(trainer, "datamodule", None))
+    def _embed(self, pl_module: nn.Module) -> Any:
+        """Images -> the embeddings the audits read (``embed_fn`` resolved through ``roles``)."""
+        return resolve_embed_fn(self.embed_fn, pl_module, self.roles)
 
     def _publish(self, trainer: Any, when: str, metrics: dict[str, float]) -> None:
         """``audit/<when>/<metric>`` tensors in ``trainer.callback_metrics``."""
@@ -199,7 +201,7 @@ class AuditCallback(DualNamespaceCallback):  # a Callback in both namespaces
             bar = work_bar(trainer, f"Audit ({when})", total, self.progress)
         try:
             return datamodule_inputs(
-                self.audits, dm, pl_module, resolve_embed_fn(self.embed_fn, pl_module, self.roles),
+                self.audits, dm, pl_module, self._embed(pl_module),
                 num_views=self.num_views, num_samples=self.num_samples, batch_size=self.batch_size,
                 device=device, rank=int(getattr(trainer, "global_rank", 0)), world_size=world,
                 all_gather=None if world == 1 else (lambda t: trainer.strategy.all_gather(t.to(device))),
@@ -211,7 +213,7 @@ class AuditCallback(DualNamespaceCallback):  # a Callback in both namespaces
                 bar.close()
 
     def _audit(self, trainer: Any, pl_module: nn.Module, when: str) -> dict[str, AuditResult] | None:
-        dm = self._datamodule(trainer)
+        dm = require_datamodule(self.audits, getattr(trainer, "datamodule", None))
         start = time.perf_counter()
         inputs = self._inputs(trainer, pl_module, dm, when)
         # trainer.log_dir broadcasts under DDP: every rank must read it, before rank 0 goes on

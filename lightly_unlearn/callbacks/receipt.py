@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +123,10 @@ class ReceiptCallback(DualNamespaceCallback):  # a Callback in both namespaces
             before any user code runs). It must have one item per forget sample; when the
             dataset names its items' files, ``setup`` checks that their names and contents
             are the committed ones. Default: committed from the datamodule's dataset in ``setup``.
+        input_record: The input checkpoint's ``receipt.file_record``, taken when its weights
+            were read (``lightly-unlearn unlearn`` reads and hashes it before importing any
+            user code). Default: hashed at fit start. ``unchanged`` compares the file at the
+            end with this record.
     """
 
     def __init__(
@@ -133,8 +138,10 @@ class ReceiptCallback(DualNamespaceCallback):  # a Callback in both namespaces
         unlearn: UnlearnCallback | None = None,
         audit: AuditCallback | None = None,
         forget_commitment: ForgetCommitment | None = None,
+        input_record: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
+        self._given_input_record = None if input_record is None else dict(input_record)
         self.unlearn = unlearn
         self.audit = audit
         self.path = None if path is None else Path(path)
@@ -277,7 +284,7 @@ class ReceiptCallback(DualNamespaceCallback):  # a Callback in both namespaces
         source = self._source
         self.input_record = None
         if source is not None and trainer.is_global_zero:
-            self.input_record = file_record(source)
+            self.input_record = self._given_input_record or file_record(source)
 
     # -- after training ----------------------------------------------------------------------------
     def on_fit_end(self, trainer: Any, pl_module: nn.Module) -> None:
@@ -299,7 +306,10 @@ class ReceiptCallback(DualNamespaceCallback):  # a Callback in both namespaces
         except ConfigurationError:
             return False
 
-    def write(self, trainer: Any, checkpoint_path: str | os.PathLike | None = None) -> Path | None:
+    def write(
+        self, trainer: Any, checkpoint_path: str | os.PathLike | None = None, *,
+        output_name: str | None = None,
+    ) -> Path | None:
         """Write the receipt (and, the first time, the proofs), recording ``checkpoint_path`` as
         the output checkpoint by SHA-256.
 
@@ -307,7 +317,9 @@ class ReceiptCallback(DualNamespaceCallback):  # a Callback in both namespaces
         otherwise :class:`ConfigurationError`, and nothing is written). Without it, the receipt
         binds the weights by digest alone. Called outside the fit it records, the weights are the
         trainer's module's current ones. Call on every rank; only global rank 0 writes. Returns
-        the receipt's path (rank 0).
+        the receipt's path (rank 0). ``output_name``: the path the receipt names for the
+        checkpoint when it is written elsewhere first (the CLI writes into a temporary folder
+        that is renamed into place).
         """
         # trainer.log_dir is a collective (broadcast) under DDP: resolved on every rank
         log_dir = trainer.log_dir if self.path is None else None
@@ -337,6 +349,8 @@ class ReceiptCallback(DualNamespaceCallback):  # a Callback in both namespaces
                     "module (trainer.save_checkpoint) and pass that file."
                 )
             output = file_record(checkpoint_path)
+            if output_name is not None:
+                output["path"] = output_name
         state = unlearn.state_dict()
         receipt = build_receipt(
             method=state["method"],

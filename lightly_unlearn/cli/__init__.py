@@ -47,7 +47,8 @@ EPILOG = """\
 In Python (an existing lightly / Lightning training script), add a datamodule and callbacks:
   from lightly_unlearn import ForgetRetainDataModule, UnlearnCallback, AuditCallback
 With LightningCLI: --trainer.callbacks+=lightly_unlearn.UnlearnCallback (both namespaces).
-Documentation: README.md, "Unlearning in an existing lightly script".
+Documentation: the docs/ folder of the lightly-unlearn repository (`make docs` builds the
+site); start with docs/guide/python.md (Python) or docs/guide/command_line.md (this command).
 """
 
 
@@ -85,14 +86,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    _ignore_file_size_signal()
     try:
         return int(importlib.import_module(COMMANDS[args.command]).run(args) or 0)
     except OSError as err:  # a full disk: one line, exit 1 (writes are atomic: no partial file)
-        if err.errno not in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        if err.errno not in (errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)):
             raise
-        print(f"lightly-unlearn {args.command}: error: {err.strerror}: {err.filename or 'output'} "
-              "(no partial file was left). Free space or choose another output folder.", file=sys.stderr)
+        why = "file size limit (ulimit -f) reached" if err.errno == errno.EFBIG else err.strerror
+        print(f"lightly-unlearn {args.command}: error: {why}: {err.filename or 'output'} "
+              "(no partial file was left). Free space, raise the limit or choose another output "
+              "folder.", file=sys.stderr)
         return 1
+
+
+def _ignore_file_size_signal() -> None:
+    """Past ``ulimit -f`` the kernel sends SIGXFSZ, which kills the process mid-write by default;
+    ignored, the write fails with ``EFBIG`` instead, and the commands clean up and say so."""
+    import signal
+
+    if hasattr(signal, "SIGXFSZ"):
+        try:
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        except ValueError:  # not the main thread: leave the default
+            pass
 
 
 if __name__ == "__main__":

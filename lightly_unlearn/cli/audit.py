@@ -20,8 +20,6 @@ from lightly_unlearn.errors import LightlyUnlearnError
 if TYPE_CHECKING:  # torch is imported when the command runs, not for its --help
     from torch import Tensor, nn
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
-
 MODEL_HELP = """\
 MODEL is one of:
   pkg.module:function            a Python callable mapping an image batch (B, 3, H, W) to
@@ -31,7 +29,10 @@ MODEL is one of:
                                  Class(**hyper_parameters) with torch.load(weights_only=True);
                                  embeddings are its backbone features (--embedding head: its
                                  projection-head outputs)
-IMAGES is a folder of image files (png, jpg, bmp, gif, webp, tif), read in sorted order.
+IMAGES is a folder of image files (png, jpg, bmp, gif, webp, tif), subfolders included, read
+in sorted order (as `lightly-unlearn unlearn` reads them).
+--out is a new (or empty) folder: reports are written into DIR.partial-XXXX beside it and
+renamed to DIR when complete; a folder holding earlier reports is refused.
 """
 
 
@@ -133,32 +134,39 @@ def load_model(spec: str, embedding: str = "backbone", device: str = "cpu") -> M
 
 
 # -- images -----------------------------------------------------------------------------------
-def load_images(folder: str, what: str, max_samples: int) -> list[Any]:
-    """RGB PIL images from ``folder`` (sorted, at most ``max_samples``); clear errors otherwise."""
-    from PIL import Image, UnidentifiedImageError
+def image_names(folder: str, max_samples: int, what: str = "data") -> list[str]:
+    """The images of ``folder`` :func:`load_images` reads, relative to it, in order: the same
+    reader as ``unlearn`` (subfolders included, sorted, hidden files skipped)."""
+    from lightly_unlearn.image_folder import image_files
 
-    root = Path(folder)
-    if not root.is_dir():
-        raise AuditCLIError(f"--{what} {folder}: no such folder.")
-    files = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if len(files) < 2:
+    try:
+        names = image_files(folder, f"--{what}")
+    except FileNotFoundError as err:
+        raise AuditCLIError(str(err)) from err
+    if len(names) < 2:
         raise AuditCLIError(
-            f"--{what} {folder}: found {len(files)} image file(s) ({', '.join(sorted(IMAGE_SUFFIXES))}); "
-            "the alignment matrix needs at least 2."
+            f"--{what} {folder}: found {len(names)} image file(s); the alignment matrix needs at "
+            "least 2."
         )
+    return names[:max_samples]
+
+
+def load_images(folder: str, what: str, max_samples: int) -> list[Any]:
+    """RGB PIL images from ``folder`` (see :func:`image_names`), each decoded fully; clear errors
+    otherwise."""
+    from PIL import Image
+
+    from lightly_unlearn.image_folder import check_images
+
+    names = image_names(folder, max_samples, what)
+    try:
+        check_images(folder, names, f"--{what}")
+    except ValueError as err:
+        raise AuditCLIError(str(err)) from err
     images = []
-    for path in files[:max_samples]:
-        try:
-            with Image.open(path) as image:
-                images.append(image.convert("RGB"))
-        except Image.DecompressionBombError as err:
-            raise AuditCLIError(
-                f"--{what}: {path} is refused by Pillow's decompression-bomb limit "
-                f"(PIL.Image.MAX_IMAGE_PIXELS = {Image.MAX_IMAGE_PIXELS} pixels; {err}). "
-                "Resize the image to the size the model sees, or remove it from the folder."
-            ) from err
-        except (UnidentifiedImageError, OSError) as err:
-            raise AuditCLIError(f"--{what}: cannot read image {path}: {err}") from err
+    for name in names:
+        with Image.open(Path(folder) / name) as image:
+            images.append(image.convert("RGB"))
     return images
 
 
@@ -174,13 +182,6 @@ def transforms(size: int, normalize: str) -> tuple[Callable, Callable]:
     if norm:
         steps.append(T.Normalize(mean=norm["mean"], std=norm["std"]))
     return view, T.Compose(steps)
-
-
-def image_names(folder: str, max_samples: int) -> list[str]:
-    """File names of the images :func:`load_images` reads from ``folder``, in the same order."""
-    root = Path(folder)
-    files = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    return [p.name for p in files[:max_samples]]
 
 
 # -- run --------------------------------------------------------------------------------------
@@ -220,7 +221,36 @@ def _check_args(args: argparse.Namespace) -> Path:
         raise AuditCLIError(str(err)) from err
     if args.max_samples < 2:
         raise AuditCLIError(f"--max-samples must be at least 2; got {args.max_samples}.")
+    from lightly_unlearn.image_folder import check_holdout_apart, check_image_size
+    from lightly_unlearn.output_folder import OutputFolder
+
+    try:
+        OutputFolder(out).check_free()  # a folder of earlier reports is never overwritten
+        if args.holdout:
+            check_holdout_apart(args.data, args.holdout)
+        if args.image_size is not None:
+            check_image_size(args.image_size, args.batch_size, views=1)
+    except ValueError as err:
+        raise AuditCLIError(str(err)) from err
+    _check_device(args.device)
     return out
+
+
+def _check_device(device: str) -> None:
+    """A device string torch cannot parse, or a GPU this machine lacks, before any work."""
+    import torch
+
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, ValueError) as err:
+        raise AuditCLIError(f"--device {device!r}: {err} (e.g. cpu, cuda, cuda:1).") from err
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise AuditCLIError(f"--device {device}: no CUDA device is available here; use --device cpu.")
+    if kind == "cuda" and torch.device(device).index is not None and (
+            torch.device(device).index >= torch.cuda.device_count()):
+        raise AuditCLIError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s).")
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise AuditCLIError(f"--device {device}: Apple's MPS is not available here; use --device cpu.")
 
 
 def _embed_views(args: argparse.Namespace, when: str, model: Model, splits: dict, size: int,
@@ -298,6 +328,7 @@ def _run(args: argparse.Namespace) -> int:
     from lightly_unlearn.audits.figures import draw_figures
     from lightly_unlearn.audits.report import write_report
     from lightly_unlearn.audits.verdict import assess
+    from lightly_unlearn.output_folder import OutputFolder
 
     out = _check_args(args)
     data = load_images(args.data, "data", args.max_samples)
@@ -308,16 +339,12 @@ def _run(args: argparse.Namespace) -> int:
     after = results["after"]
     verdict = assess(metrics["before"], metrics["after"], [*after.warnings])
     names = {"forget": image_names(args.data, args.max_samples),
-             "holdout": image_names(args.holdout, args.max_samples) if holdout else None}
+             "holdout": image_names(args.holdout, args.max_samples, "holdout") if holdout else None}
     audit = AlignmentMatrix(num_samples=args.max_samples)
     figures = draw_figures(
         [audit], {audit.name: after}, title=f"Alignment gap matrix ({len(data)} images)",
         labeler=lambda split, keys: names[split], verdict=verdict,
     )
-    try:  # only now: a failed run leaves no empty --out behind
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise AuditCLIError(f"--out {out}: cannot create the output folder ({err}).") from err
     notes = [
         f"{len(data)} images, K = {args.num_views} seeded augmentations, "
         f"{args.embedding} embeddings, {size}x{size} px.",
@@ -331,10 +358,17 @@ def _run(args: argparse.Namespace) -> int:
         )
     info = {**metric_descriptions([audit, EMIA()]),
             "alignment_data": MetricInfo("mean alignment score of the data owner's images")}
-    paths = write_report(
-        out, _record(args, results, metrics, scores, verdict, names, size), figures=figures,
-        title="Data owner audit", notes=notes, metric_info=info,
-    )
+    with OutputFolder(out) as folder:  # one run per folder; it appears whole or not at all
+        try:
+            partial = folder.claim()
+        except ValueError as err:
+            raise AuditCLIError(str(err)) from err
+        paths = write_report(
+            partial, _record(args, results, metrics, scores, verdict, names, size), figures=figures,
+            title="Data owner audit", notes=notes, metric_info=info,
+        )
+        folder.commit()
+    paths = {key: out / Path(path).relative_to(partial) for key, path in paths.items()}
     print(f"forgetting score FS = {after.metrics['forgetting_score']:+.4f}. {verdict.line}")
     for key in (*figures, "json", "report"):
         print(f"wrote {paths[key]}")

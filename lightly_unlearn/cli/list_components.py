@@ -38,7 +38,7 @@ def _describe_method(name: str, obj: Any) -> list[str]:
     return lines
 
 
-#: what the audits embed by default (AuditCallback(embed_fn="backbone"); the README says the same)
+#: what the audits embed by default (AuditCallback(embed_fn="backbone"); docs/guide/auditing.md says the same)
 FEATURES = {
     "clip": "features: CLIP image and caption embeddings (the model's encode_image / encode_text)",
     "views": "features: backbone outputs of K seeded augmented views per sample "

@@ -20,10 +20,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from lightly_unlearn.errors import PretrainedWeightsUnavailable  # noqa: F401  (re-exported)
+from lightly_unlearn.io import load_checkpoint
 
 
 def _hf_cached(repo_id: str, filename: str, cache_dir: str | None) -> str | None:
@@ -111,7 +111,7 @@ def load_clip_weights(
         path = Path(checkpoint)
         if not path.is_file():
             raise FileNotFoundError(f"open_clip checkpoint {str(path)!r} does not exist.")
-        sd = torch.load(path, map_location="cpu", weights_only=True) if path.suffix == ".ckpt" else None
+        sd = load_checkpoint(path) if path.suffix == ".ckpt" else None
         if sd is None:
             return open_clip.load_checkpoint(model, str(path), strict=strict)
         checkpoint = sd

@@ -53,7 +53,7 @@ AUGMENTATION = {"scale": (0.8, 1.0), "shift": 0.05, "noise": 0.02, "jitter": 0.1
 CNN_AUGMENTATION = {"min_scale": 0.5, "gaussian_blur": 0.0, "cj_prob": 0.5, "random_gray_scale": 0.0}
 
 #: Methods run from the pretrained weights: hyper-parameters and epochs as a fraction of the
-#: pretraining epochs. Set from the sweep in ``benchmarks/unlearning.py`` (see the README).
+#: pretraining epochs. Set from the sweep in ``benchmarks/unlearning.py`` (docs/benchmarks/).
 DEFAULT_METHODS: dict[str, tuple[dict[str, Any], float]] = {
     "finetune": ({}, 0.1),  # 30 epochs
     "gradient_ascent": ({}, 0.02),  # 6 epochs
@@ -131,6 +131,45 @@ class Run:
     gap_matrix: np.ndarray | None = None
     #: per-sample alignment scores of the relearning test (``forget_after``, ``holdout_after``, ...)
     relearn_scores: dict[str, np.ndarray] | None = None
+
+
+def run_state(run: Run) -> dict[str, Any]:
+    """``run`` as plain data (dicts, numbers, tensors) for a ``weights_only`` cache file."""
+    state = asdict(run)
+    state["gap_matrix"] = None if run.gap_matrix is None else torch.as_tensor(run.gap_matrix)
+    if run.relearn_scores is not None:
+        state["relearn_scores"] = {k: torch.as_tensor(v) for k, v in run.relearn_scores.items()}
+    return state
+
+
+def run_from_state(state: Mapping[str, Any]) -> Run:
+    gap, scores = state.get("gap_matrix"), state.get("relearn_scores")
+    return Run(**{**state, "gap_matrix": None if gap is None else np.asarray(gap),
+                  "relearn_scores": None if scores is None else {k: np.asarray(v) for k, v in scores.items()}})
+
+
+def read_cache(path: str | Path) -> Any:
+    """A cache file's content, loaded with ``weights_only=True``: plain tensors, dicts, lists and
+    numbers. Cache folders are shared and their file names predictable, so a file planted there
+    is read as data and never runs code; one that is not plain data is refused."""
+    from lightly_unlearn.io import load_checkpoint
+
+    try:
+        return load_checkpoint(path)
+    except Exception as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise RuntimeError(
+            f"cache file {path} is not plain data (torch.load(weights_only=True) refused it: "
+            f"{first[:200]}); it was not written by this version of lightly-unlearn. Delete it, or "
+            "choose another cache folder."
+        ) from None
+
+
+def write_cache(path: str | Path, obj: Any) -> None:
+    """Write plain data (see :func:`read_cache`) atomically."""
+    from lightly_unlearn.io import atomic_torch_save
+
+    atomic_torch_save(obj, path)
 
 
 def _quiet_lightning() -> None:
@@ -221,13 +260,12 @@ class Experiment:
 
     def _load(self, what: str) -> Any:
         path = self._cache_path(what)
-        return torch.load(path, weights_only=False) if path is not None and path.is_file() else None
+        return read_cache(path) if path is not None and path.is_file() else None
 
     def _save(self, what: str, obj: Any) -> None:
         path = self._cache_path(what)
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            torch.save(obj, path)
+            write_cache(path, obj)
 
     def fit(self, model: pl.LightningModule, dm: ForgetRetainDataModule, epochs: int,
             callbacks: list) -> tuple[int, float, int]:
@@ -292,14 +330,26 @@ class Experiment:
         gap = None if am is None else am.arrays.get("gap_matrix")
         return Run(name, dict(hp), epochs, seconds, steps, flat_metrics(results), gap)
 
+    def _save_pretrained(self) -> None:
+        self._save("pretrained", {
+            "state": self._pretrained_state,
+            "before": {k: v.to_state() for k, v in self._before.items()},
+            "original": run_state(self.original),
+        })  # fmt: skip
+
     # -- the protocol ----------------------------------------------------------------------------------
     def pretrain(self) -> Run:
         s = self.setting
         cached = self._load("pretrained")
         if cached is not None:
-            self._pretrained_state, self._before, self.original = cached
+            self._pretrained_state = cached["state"]
+            self._before = {k: AuditResult.from_state(v) for k, v in cached["before"].items()}
+            self.original = run_from_state(cached["original"])
             self.progress(f"original   pretrained (cached: {self._cache_path('pretrained')})")
+            known = dict(self.original.metrics)
             self.original = self.with_relearn(self.original, self._pretrained_state)
+            if self.original.metrics != known:  # a relearning test this cache did not hold yet
+                self._save_pretrained()
             return self.original
         torch.manual_seed(s.seed)
         model = self.new_model()
@@ -309,7 +359,7 @@ class Experiment:
         self._before = results
         self.original = self._row("original", {}, s.pretrain_epochs, seconds, steps, results)
         self.original = self.with_relearn(self.original, self._pretrained_state)
-        self._save("pretrained", (self._pretrained_state, self._before, self.original))
+        self._save_pretrained()
         self.progress(f"original   pretrained {s.pretrain_epochs} epochs in {seconds:5.1f} s")
         return self.original
 
@@ -330,9 +380,12 @@ class Experiment:
         name = label or callback.method.name + ("+stop" if calibrated else "")
         retrain = callback.method.name == "retrain"
         cached = self._load("retrain") if retrain else None
-        if isinstance(cached, tuple):  # (row, weights): older caches hold the row alone
-            run = self.with_relearn(cached[0], cached[1], s.lr)
-            self._save("retrain", (run, cached[1]))
+        if cached is not None and "state" in cached:  # the row and Retrain's weights
+            run = run_from_state(cached["run"])
+            known = dict(run.metrics)
+            run = self.with_relearn(run, cached["state"], s.lr)
+            if run.metrics != known:
+                self._save("retrain", {"run": run_state(run), "state": cached["state"]})
             return run
         stopping = HoldoutAlignmentStopping(check_every_n_epochs=check_every)
         callbacks: list = [callback] + ([stopping] if calibrated else [])
@@ -346,7 +399,7 @@ class Experiment:
         state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         run = self.with_relearn(run, state, s.lr if retrain else s.unlearn_lr)
         if retrain:
-            self._save("retrain", (run, state))
+            self._save("retrain", {"run": run_state(run), "state": state})
         self.progress(f"{name:<16} {trained:4d} epochs in {seconds:5.1f} s")
         return run
 

@@ -111,7 +111,9 @@ class AlignmentCalibrationLoss(NTXentLoss):
     BatchNorm.
 
     Args:
-        temperature, memory_bank_size, gather_distributed: as in ``lightly.loss.NTXentLoss``.
+        temperature: As in ``lightly.loss.NTXentLoss``.
+        memory_bank_size: As in ``lightly.loss.NTXentLoss``.
+        gather_distributed: As in ``lightly.loss.NTXentLoss``.
         alpha: Weight of the forget rows' alignment part.
         beta: Weight of the positive-calibration penalty (scaled by ``forget_fraction``).
         gamma: Weight of the forget rows' uniformity part; ``None`` means ``gamma = alpha``.

@@ -44,7 +44,8 @@ def clip_row_terms(
 
     Args:
         criterion: an ``open_clip.ClipLoss`` (its rank / world size / local_loss are used).
-        image_features, text_features: ``(N, D)`` L2-normalised features (``model(images, texts)``).
+        image_features: ``(N, D)`` L2-normalised image features (``model(images, texts)``).
+        text_features: ``(N, D)`` L2-normalised text features.
         logit_scale: the *exponentiated* scale, as ``model(...)`` returns it.
         logit_bias: optional additive bias (models with ``init_logit_bias``).
 

@@ -28,7 +28,7 @@ class AlignmentCalibration(UnlearningMethod):
         "of beta 1/4/8/16 on the MLP benchmark, 10 seeds; 16 overshoots there; on BatchNorm CNNs "
         "at 10x below the pretraining lr 16 forgets more per epoch; no collapse and TA not more "
         "than 0.2 below fine-tune's on lightly's ResNet-18 SimCLR/MoCo examples at lr 0.06 and "
-        "0.006; the MoCo/CIFAR reference used 0; see the README's beta table)",
+        "0.006; the MoCo/CIFAR reference used 0; see the docs: docs/benchmarks/results/beta.md)",
         "gamma": "weight of the forget rows' uniformity part (None: tied to alpha; see "
         "`lightly-unlearn list loss` for what it means per loss)",
     }
