@@ -86,6 +86,22 @@ def resnet18_sanity(payload: dict[str, Any]) -> str:
                                    benchmark("resnet18_sanity").markdown(payload)] if p)
 
 
+def own_view(payload: dict[str, Any]) -> str:
+    """``benchmarks/own_view_alignment.py`` results."""
+    return "\n\n".join([run_line(payload), benchmark("own_view_alignment").markdown(payload)])
+
+
+def ulira(payload: dict[str, Any]) -> str:
+    """``benchmarks/ulira.py`` results."""
+    return "\n\n".join([run_line(payload), benchmark("ulira").markdown(payload)])
+
+
+def membership_scores(payload: dict[str, Any]) -> str:
+    """``benchmarks/membership_scores.py`` results."""
+    return "\n\n".join([f"{payload['parts']} part crops per image. " + run_line(payload),
+                          benchmark("membership_scores").markdown(payload)])
+
+
 def demo(payload: dict[str, Any]) -> str:
     """``benchmarks/record_demo.py``'s record of ``lightly-unlearn demo``."""
     from lightly_unlearn.demo.report import table
@@ -166,6 +182,24 @@ PAGES = [
          "safety, not forgetting.",
          [Section("resnet18_sanity.json", "β 0, 1 and the default of the run's version (4)", resnet18_sanity),
           Section("resnet18_sanity_beta8_16.json", "β 4, 8 and 16", resnet18_sanity)]),
+    Page("ac_moco.md", "AC on MoCo: which encoder embeds the extra view",
+         "The tables behind [AC on MoCo](../ac_moco.md): the benchmark's MoCo rows re-measured "
+         "(`--chosen-from`) with AC's extra view through the momentum encoder (`ac:momentum…`, the "
+         "reference) and the online encoder (`ac:online…`), paired per seed; the own-view check; "
+         "lightly's ResNet-18 MoCo example. Rows `ac:…:retain:…` are an option since "
+         "[dropped](../dropped.md).",
+         [Section("ac_moco_mlp.json", "MLP MoCo", unlearning),
+          Section("ac_moco_cnn.json", "BatchNorm CNN MoCo", unlearning),
+          Section("ac_moco_own_view.json", "Own-view check, lightly-style MoCo", own_view),
+          Section("resnet18_moco_extra_encoder.json", "lightly's ResNet-18 MoCo example", resnet18_sanity)]),
+    Page("per_example.md", "Per-example evidence: U-LiRA in the MLP setting",
+         "The table behind [per-example evidence](../per_example.md): `benchmarks/ulira.py`, a "
+         "per-example likelihood-ratio test over shadow runs, per method.",
+         [Section("ulira_mlp.json", "MLP setting, SimCLR", ulira)]),
+    Page("membership_scores.md", "Membership scores: EMIA's alignment vs PartCrop",
+         "The tables behind [membership scores](../membership_scores.md): members vs never-seen "
+         "digits of the pretrained CNN-setting models.",
+         [Section("membership_scores_cnn.json", "CNN setting, SimCLR and MoCo", membership_scores)]),
     Page("dropped.md", "Tried and dropped: the measurements",
          "The result files of options and runs that no longer describe the library; what each "
          "showed and why it was dropped is on [tried and dropped](../dropped.md).",
@@ -177,7 +211,11 @@ PAGES = [
           Section("unlearning_simclr.json", "Earlier MLP run, SimCLR (before AC's whole-batch extra view)",
                   unlearning),
           Section("unlearning_moco.json", "Earlier MLP run, MoCo (before AC's whole-batch extra view)",
-                  unlearning)]),
+                  unlearning),
+          Section("ac_moco_own_view_relative_retain.json",
+                  "AC relative_to='retain', own-view check", own_view),
+          Section("resnet18_moco_relative_retain.json", "AC relative_to='retain', lightly's ResNet-18 MoCo",
+                  resnet18_sanity)]),
 ]
 
 

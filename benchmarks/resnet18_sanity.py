@@ -165,7 +165,8 @@ def markdown(payload: dict[str, Any]) -> str:
     head = ["model", "run", "unlearning lr", *(h for _, h, _ in COLUMNS), "collapse warning"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in payload["rows"]:
-        hp = " ".join(f"{k}={v:g}" for k, v in r["hyperparameters"].items()) or "defaults"
+        hp = " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                      for k, v in r["hyperparameters"].items()) or "defaults"
         run = r["method"] if r["method"] in ("original", "finetune") else f"{r['method']} {hp}"
         cells = [fmt.format(r[k]) if r.get(k) is not None else "–" for k, _, fmt in COLUMNS]
         lr = "–" if r["lr"] is None else f"{r['lr']:g}"
@@ -179,9 +180,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pretrain-epochs", type=int, default=10)
     p.add_argument("--epochs", type=int, nargs="+", default=[2], help="unlearning epochs")
     p.add_argument("--lrs", type=float, nargs="+", default=[0.06, 0.006], help="unlearning learning rates")
-    p.add_argument("--betas", type=float, nargs="+", default=[0.0, 1.0],
+    p.add_argument("--betas", type=float, nargs="*", default=[0.0, 1.0],
                    help="AC's β values besides AC with its defaults (always run)")
+    p.add_argument("--extra-encoders", nargs="*", default=[], choices=["online", "momentum"],
+                   help="also AC (default β) with its extra view through this encoder")
+    p.add_argument("--ac-options", nargs="*", default=[], metavar="K=V[,K=V]",
+                   help="also AC with these string options, e.g. extra_encoder=online")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cache", default=None, help="folder for the pretrained model (reused by later runs)")
     p.add_argument("--quick", action="store_true", help="100 digits, 1 pretraining epoch, 1 lr, 1 β")
     p.add_argument("--out", default="benchmarks/results/resnet18_sanity.json")
     args = p.parse_args(argv)
@@ -190,13 +196,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         sizes = dict(n_train=100, n_holdout=64, forget_fraction=0.16, pretrain_epochs=1)
         args.models, args.lrs, args.betas, args.epochs = args.models[:1], args.lrs[:1], args.betas[:1], [1]
+        args.extra_encoders = args.extra_encoders[:1]
 
     rows: list[dict[str, Any]] = []
     start = time.perf_counter()
     for model_name in args.models:
         setting = cnn_setting(model=model_name, image_size=32, batch_size=64, lr=0.06, num_views=4,
                               seed=args.seed, **sizes)
-        exp = ExampleExperiment(setting, progress=lambda line: print("  " + line, flush=True))
+        exp = ExampleExperiment(setting, progress=lambda line: print("  " + line, flush=True), cache_dir=args.cache)
         exp.transform = EXAMPLES[model_name][1](input_size=32, gaussian_blur=0.0)
         models: list[nn.Module] = []
         fit = exp.fit
@@ -209,8 +216,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== {model_name}: pretraining ResNet-18 {setting.pretrain_epochs} epochs", flush=True)
         original = exp.pretrain()
         before = exp._before
+        if not models:  # loaded from --cache: nothing was fitted
+            models.append(exp.new_model())
+            models[-1].load_state_dict(exp._pretrained_state)
         configs: list[tuple[str, dict[str, Any]]] = [("finetune", {}), ("ac", {})]
         configs += [("ac", {"beta": b}) for b in args.betas]
+        configs += [("ac", {"extra_encoder": e}) for e in args.extra_encoders]
+        configs += [("ac", dict(kv.split("=", 1) for kv in opts.split(","))) for opts in args.ac_options]
 
         rows.append(record(original, None, models[-1], exp, before))
         for lr in args.lrs:

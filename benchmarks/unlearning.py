@@ -117,7 +117,11 @@ REFERENCES = ("original", "retrain")
 #: (AC's ``calibration='matched'`` was measured this way, for 10 % of the pretraining epochs, at
 #: commit f68e858 before it was dropped: ``benchmarks/results/variants/matched_*.json``.)
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
-    f"ac:beta{b:g}": ("ac", {"beta": float(b)}) for b in (0, 1, 4, 8, 16)
+    **{f"ac:beta{b:g}": ("ac", {"beta": float(b)}) for b in (0, 1, 4, 8, 16)},
+    # which encoder embeds positive calibration's extra own view (MoCo: query or momentum)
+    **{f"ac:{e}": ("ac", {"extra_encoder": e}) for e in ("online", "momentum")},
+    **{f"ac:{e}:beta{b:g}": ("ac", {"extra_encoder": e, "beta": float(b)})
+       for e in ("online", "momentum") for b in (1, 4, 8, 16)},
 }
 
 
@@ -240,6 +244,15 @@ def chosen_configurations(path: str, setting: dict, model: str, forget: str, gri
                      "setting; pass the run of the same --setting (and --pretrain-epochs).")
 
 
+def save_run(payload: dict[str, Any], out: str, start: float, log) -> int:
+    """Add the wall time since ``start`` and the command line to a benchmark's ``payload``, write
+    it atomically to ``out`` and say so; the exit status."""
+    payload.update(seconds=time.perf_counter() - start, command=" ".join(sys.argv))
+    atomic_write_json(out, payload)
+    log(f"Wrote {out} ({payload['seconds']:.0f} s)")
+    return 0
+
+
 def t_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float, float]:
     """Mean and two-sided Student-t interval of the mean (NaN bounds with fewer than 2 values)."""
     from scipy import stats
@@ -293,6 +306,20 @@ def paired(per_seed: list[list[dict]], metrics: tuple[str, ...] | None = None) -
             out.append({"metric": metric, "ac": variant, "baseline": parent, "differences": diffs,
                         "mean_difference": mean, "ci95": [low, high], "seeds": len(diffs),
                         "verdict": verdict(low, high).replace("AC", variant)})
+    return out
+
+
+def pair_rows(per_seed: list[list[dict]], a: str, b: str,
+              metrics: tuple[str, ...] = ("avg_gap", "indist_gap", "score")) -> list[dict[str, Any]]:
+    """Row ``a`` against row ``b`` (e.g. two variants), paired per seed, per metric: ``a − b``
+    with its 95 % t-interval; lower gaps are better."""
+    by_seed = [{r["method"]: r for r in rows} for rows in per_seed]
+    out = []
+    for metric in metrics:
+        diffs = [metric_value(rows[a], metric) - metric_value(rows[b], metric) for rows in by_seed]
+        mean, low, high = t_interval(diffs)
+        out.append({"metric": metric, "ac": a, "baseline": b, "differences": diffs, "mean_difference": mean,
+                    "ci95": [low, high], "seeds": len(diffs), "verdict": verdict(low, high).replace("AC", a)})
     return out
 
 
@@ -441,6 +468,8 @@ def report(payload: dict[str, Any]) -> str:
         parts += [f"== {res['setting']['arch']} {res['model']}, forget {res['forget']}", table(res["summary"]),
                   "paired (AC − best baseline, 95 % t-interval over seeds; lower gap is better):",
                   paired_text(res["paired"])]
+        if res.get("pairs"):
+            parts += ["requested pairs (A − B, 95 % t-interval over seeds):", paired_text(res["pairs"])]
         if res.get("relearn_vs_retrain"):
             parts.append(relearn_text(res["relearn_vs_retrain"]))
         if res.get("configurations"):
@@ -513,6 +542,11 @@ def markdown(payload: dict[str, Any]) -> str:
         for c in res.get("paired", []):
             out.append(f"| {c['ac']} − {c['baseline']} | {c['metric']} | {c['mean_difference']:+.1f} | "
                        f"[{c['ci95'][0]:+.1f}, {c['ci95'][1]:+.1f}] | {c['verdict']} |")
+        if res.get("pairs"):  # --pairs: rows compared as asked
+            out += ["", "| paired (A − B, as asked) | metric | mean | 95 % t-interval | verdict |",
+                    "|---|---|---|---|---|"]
+            out += [f"| {c['ac']} − {c['baseline']} | {c['metric']} | {c['mean_difference']:+.1f} | "
+                    f"[{c['ci95'][0]:+.1f}, {c['ci95'][1]:+.1f}] | {c['verdict']} |" for c in res["pairs"]]
         if res.get("relearn_vs_retrain"):
             out += ["", "| relearned AUC − Retrain's | mean | 95 % t-interval | verdict |", "|---|---|---|---|"]
             out += [f"| {c['method']} | {c['mean_difference']:+.3f} | [{c['ci95'][0]:+.3f}, {c['ci95'][1]:+.3f}] "
@@ -566,6 +600,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--add-variants", nargs="+", default=None, choices=sorted(VARIANTS),
                    help="run these method options on the evaluation seeds of --to and add their rows")
     p.add_argument("--to", default=None, metavar="JSON", help="with --add-variants: a finished run")
+    p.add_argument("--pairs", nargs="+", default=[], metavar="A,B", type=lambda t: tuple(t.split(",", 1)),
+                   help="with --add-variants: also compare these rows, paired per seed (A − B)")
+    p.add_argument("--chosen-from", default=None, metavar="JSON",
+                   help="skip tuning: evaluate the configurations this finished run chose (same "
+                   "setting, model and forget set), e.g. to re-measure them under changed code")
     p.add_argument("--out", default="benchmarks/results/unlearning.json")
     args = p.parse_args(argv)
     if args.relearn_lr not in ("unlearn", "pretrain"):
@@ -592,6 +631,8 @@ def main(argv: list[str] | None = None) -> int:
         payload = json.loads(Path(args.to).read_text())
         start = time.perf_counter()
         add_variants(payload, args.add_variants, log, args.cache, payload.get("relearn"))
+        for res in payload["results"]:
+            res["pairs"] = [c for pair in args.pairs for c in pair_rows(res["per_seed"], *pair)]
         payload["seconds"] = payload["seconds"] + time.perf_counter() - start
         payload["command"] += " ; " + " ".join(sys.argv)
         return write(payload, args.out, args.markdown, log)

@@ -8,18 +8,13 @@ that contract and fails with an error that says what is missing and how to adapt
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
-if TYPE_CHECKING:
-    from lightly_unlearn.roles import ModuleRoles
-
-from lightly_unlearn.errors import ModuleContractError  # noqa: F401  (re-exported)
-
-EmbedFn = Callable[[Tensor], Tensor]
+from lightly_unlearn.errors import ModuleContractError
+from lightly_unlearn.roles import EmbedFn, ModuleRoles, resolve_roles
 
 _HOW_TO_ADAPT = (
     "lightly-unlearn expects a lightly-style module: attributes `backbone`, `projection_head` and "
@@ -38,12 +33,6 @@ def require(module: nn.Module, *names: str) -> None:
         )
 
 
-def _roles(module: nn.Module, roles: ModuleRoles | None) -> ModuleRoles:
-    from lightly_unlearn.roles import resolve_roles
-
-    return resolve_roles(module, roles)
-
-
 def backbone_embed_fn(module: nn.Module, roles: ModuleRoles | None = None) -> EmbedFn:
     """Images -> flattened backbone features (what audits read by default).
 
@@ -51,7 +40,7 @@ def backbone_embed_fn(module: nn.Module, roles: ModuleRoles | None = None) -> Em
     """
     if hasattr(module, "encode_image") and not hasattr(module, "backbone"):  # CLIP
         return lambda x: module.encode_image(x)
-    backbone = _roles(module, roles).backbone_module(module)
+    backbone = resolve_roles(module, roles).backbone_module(module)
     return lambda x: backbone(x).flatten(1)
 
 
@@ -63,30 +52,9 @@ def head_embed_fn(module: nn.Module, roles: ModuleRoles | None = None) -> EmbedF
     """
     if hasattr(module, "encode_image") and not hasattr(module, "projection_head"):
         return lambda x: module.encode_image(x)
-    resolved = _roles(module, roles)
+    resolved = resolve_roles(module, roles)
     backbone, head = resolved.backbone_module(module), resolved.head_module(module)
     return lambda x: head(backbone(x).flatten(1))
-
-
-def momentum_pairs(module: nn.Module, roles: ModuleRoles | None = None) -> list[tuple[nn.Module, nn.Module]]:
-    """``(online, copy)`` sub-module pairs: momentum encoders and teachers (see ``ModuleRoles``)."""
-    pairs = _roles(module, roles).momentum_pairs or ()
-    return [(module.get_submodule(a), module.get_submodule(b)) for a, b in pairs]
-
-
-def copy_online_to_momentum(module: nn.Module, roles: ModuleRoles | None = None) -> int:
-    """Overwrite every momentum / teacher copy with its online weights; returns the pair count."""
-    return _roles(module, roles).sync_pairs(module)
-
-
-def memory_banks(module: nn.Module, roles: ModuleRoles | None = None) -> list[nn.Module]:
-    """The memory banks of ``module`` (default: lightly ``MemoryBankModule``s with entries)."""
-    return [module.get_submodule(n) for n in _roles(module, roles).memory_banks or ()]
-
-
-def reset_memory_banks(module: nn.Module, roles: ModuleRoles | None = None) -> int:
-    """Re-initialise memory banks (random unit rows): they may hold keys of forget samples."""
-    return _roles(module, roles).reset_memory_banks(module)
 
 
 @torch.no_grad()
@@ -130,6 +98,10 @@ def reinitialise(
 ) -> int:
     """Re-initialise every sub-module that has ``reset_parameters`` (Retrain). Returns the count.
 
+    A module that knows how to re-create its weights defines ``reinitialise_parameters()``
+    (``CLIPModule``: open_clip's own initialisation of embeddings and projections); it is called
+    instead, and the count is 1.
+
     Also calls ``_reset_parameters`` (``nn.MultiheadAttention``), resets BatchNorm statistics
     and carries fresh weights into ``weight_norm`` layers. Momentum copies and teachers (the
     ``momentum_pairs`` of ``roles``) are then overwritten with the re-initialised online /
@@ -142,7 +114,11 @@ def reinitialise(
     re-initialisation to those sub-modules (partial re-initialisation); the copies are then
     synced from the online weights as a whole, so they stay copies of what trains.
     """
-    resolved = _roles(module, roles)
+    own = getattr(module, "reinitialise_parameters", None)
+    if parts is None and callable(own):
+        own()
+        return 1
+    resolved = resolve_roles(module, roles)
     targets = [module] if parts is None else [_part(module, name) for name in parts]
     count, covered = 0, set()
     for target in targets:

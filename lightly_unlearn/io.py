@@ -31,7 +31,7 @@ from typing import Any, BinaryIO
 
 import torch
 
-from lightly_unlearn.errors import UntrustedCheckpointError  # noqa: F401  (re-exported)
+from lightly_unlearn.errors import UntrustedCheckpointError
 
 __all__ = [
     "UntrustedCheckpointError",

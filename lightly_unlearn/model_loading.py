@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lightly_unlearn.errors import ModelSpecError  # noqa: F401  (re-exported)
+from lightly_unlearn.errors import ModelSpecError
 
 if TYPE_CHECKING:
     from torch import nn

@@ -33,13 +33,12 @@ from typing import Any
 import lightning.pytorch as L
 import pytorch_lightning as pl
 
-from lightly_unlearn.errors import NamespaceMismatchError  # noqa: F401  (re-exported)
+from lightly_unlearn.errors import NamespaceMismatchError
 
 __all__ = [
     "LIGHTNING",
     "PYTORCH_LIGHTNING",
     "DualNamespaceCallback",
-    "NamespaceMismatchError",
     "cli_mismatch_hints",
     "mismatch_message",
     "namespace_of",

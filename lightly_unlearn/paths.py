@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Literal
 
-from lightly_unlearn.errors import OutputPathError  # noqa: F401  (re-exported)
+from lightly_unlearn.errors import OutputPathError
 
 __all__ = ["OutputPathError", "check_output_path"]
 

@@ -16,6 +16,7 @@ need no roles argument:
 * memory banks: every lightly ``MemoryBankModule`` (or a module with the same ``bank`` /
   ``bank_ptr`` buffers) with a non-empty bank, e.g. ``criterion.memory_bank`` of a MoCo
   ``NTXentLoss(memory_bank_size=...)``;
+* criterion: ``criterion`` (the loss object ``training_step`` calls, as in lightly's examples);
 * embedding: ``forward_momentum`` (MoCo, BYOL), else ``forward_teacher`` (DINO), else
   ``forward``. When it returns a tuple (lightly's SimSiam: ``forward(x) -> (z.detach(), p)``),
   the loss adapter picks the element its loss compares (``RowTermsAdapter.extra_embedding``;
@@ -33,8 +34,9 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor, nn
 
-from lightly_unlearn.adapters import ModuleContractError
+from lightly_unlearn.errors import ModuleContractError
 
+#: Images -> embeddings: how a view is embedded (``ModuleRoles.embed``, audits' ``embed_fn``).
 EmbedFn = Callable[[Tensor], Tensor]
 
 #: Attribute names tried, in order, for the backbone and the projection head.
@@ -42,6 +44,8 @@ BACKBONE_NAMES = ("backbone", "student_backbone")
 HEAD_NAMES = ("projection_head", "student_head")
 #: Methods tried, in order, to embed one view as the criterion sees it.
 EMBED_NAMES = ("forward_momentum", "forward_teacher", "forward")
+#: The online (query / student) encoder's embedding, for an extra view trained through.
+ONLINE_EMBED = "forward"
 
 
 def _child(module: nn.Module, name: str, role: str) -> nn.Module:
@@ -130,6 +134,9 @@ class ModuleRoles:
             view): the name of a method of the module, or a callable images -> embeddings.
         output_index: When the embedding method returns a tuple, the element to use; ``None``
             leaves the choice to the loss adapter.
+        criterion: Attribute (dotted) name of the loss object ``training_step`` calls, whose
+            ``forward`` ``UnlearnCallback`` replaces by the method's objective (default:
+            ``criterion``).
 
     Example:
         >>> roles = ModuleRoles(momentum_pairs=[("encoder", "encoder_ema")])
@@ -142,6 +149,7 @@ class ModuleRoles:
     memory_banks: Sequence[str] | None = None
     embed: str | EmbedFn | None = None
     output_index: int | None = None
+    criterion: str | None = None
 
     # -- resolution -------------------------------------------------------------------------
     def resolve(self, module: nn.Module) -> ModuleRoles:
@@ -160,6 +168,9 @@ class ModuleRoles:
             _child(module, self.backbone, "backbone")
         if self.head is not None:
             _child(module, self.head, "head")
+        if self.criterion is not None:
+            _child(module, self.criterion, "criterion")
+        criterion = self.criterion or ("criterion" if hasattr(module, "criterion") else None)
         pairs = (
             _convention_pairs(module)
             if self.momentum_pairs is None
@@ -193,6 +204,7 @@ class ModuleRoles:
             momentum_pairs=tuple(pairs),
             memory_banks=tuple(banks),
             embed=embed,
+            criterion=criterion,
         )
 
     # -- what the callbacks do with them --------------------------------------------------------
@@ -252,6 +264,20 @@ class ModuleRoles:
 
         return embed
 
+    def criterion_module(self, module: nn.Module) -> nn.Module | None:
+        """The loss object ``training_step`` calls, or ``None`` if the module has none."""
+        if self.criterion is None:
+            return None
+        try:
+            return module.get_submodule(self.criterion)
+        except AttributeError:  # a criterion that is not an nn.Module: the caller says why
+            return getattr(module, self.criterion, None)
+
+    def with_online_embedding(self) -> ModuleRoles:
+        """These roles with views embedded by the module's ``forward`` — the online / query /
+        student encoder, with gradient — in place of a momentum / teacher forward."""
+        return replace(self, embed=ONLINE_EMBED)
+
     def backbone_module(self, module: nn.Module) -> nn.Module:
         if self.backbone is None:
             raise ModuleContractError(
@@ -292,7 +318,9 @@ def resolve_roles(module: nn.Module, roles: ModuleRoles | None = None) -> Module
 
 
 
-ROLE_KEYS = ("backbone", "head", "momentum_pairs", "memory_banks", "embed", "output_index")
+ROLE_KEYS = (
+    "backbone", "head", "momentum_pairs", "memory_banks", "embed", "output_index", "criterion"
+)
 
 
 def parse_role(text: str) -> tuple[str, str]:

@@ -14,6 +14,29 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch.set_num_threads(1)
 
 
+def load_benchmark(script: str):
+    """A script of ``benchmarks/`` (not a package) loaded as a module, e.g. ``"ulira.py"``."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / script
+    spec = importlib.util.spec_from_file_location(f"bench_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(autouse=True)
+def _seeded_global_generators():
+    """Every test starts from the same torch, NumPy and ``random`` states, so its outcome does
+    not depend on which tests ran before it (lightly's GaussianBlur draws from NumPy's)."""
+    import random
+
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+
+
 def digits_dataset(n: int = 64, offset: int = 0):
     """``n`` real digits as ``(PIL RGB 8x8 image, label)`` items (a plain list is a map-style dataset)."""
     from PIL import Image
@@ -303,6 +326,38 @@ def make_dino(namespace: str = "pl"):
             return optim
 
     return DINO
+
+
+def registered_methods() -> list[str]:
+    """Every unlearning method the registry knows (built-in and installed plugins), so a new
+    method is tested by every test that loops over methods."""
+    from lightly_unlearn import registry
+
+    return registry.available("method")
+
+
+#: partial_reinit on the tiny CLIPModule: it has no projection head to find, so the sub-modules
+#: to re-initialise are named (the last block of each tower), as a CLIP user would.
+CLIP_PARTIAL_REINIT = "model.visual.transformer.resblocks.0,model.transformer.resblocks.0"
+
+
+def method_hparams(method: str, clip: bool = False) -> dict:
+    """Test-sized hyper-parameters: AC-like methods calibrate with a moderate beta = 1; on a
+    CLIPModule (``clip=True``) partial_reinit names what to re-initialise."""
+    from lightly_unlearn import registry
+
+    defaults = registry.load("method", method).defaults
+    hparams = {"beta": 1.0} if "beta" in defaults else {}
+    if clip and "modules" in defaults:
+        hparams["modules"] = CLIP_PARTIAL_REINIT
+    return hparams
+
+
+def trains_on_forget(method: str) -> bool:
+    """Whether ``method``'s stream serves forget samples (``data`` is "forget" or "mixed")."""
+    from lightly_unlearn import registry
+
+    return registry.load("method", method)().needs_forget
 
 
 #: The method × model test matrix's models: name -> factory(namespace) (lightly's examples).

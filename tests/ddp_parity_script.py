@@ -29,6 +29,7 @@ import torch.distributed as dist  # noqa: E402
 from conftest import digits_dataset, make_simclr  # noqa: E402
 
 N_TRAIN, N_HOLDOUT, FORGET, EPOCHS = 16, 9, [3, 10], 3
+CLIP_FORGET = [1, 3, 5, 8, 10, 13]  # retrieval audits rank within galleries of at least 5 pairs
 
 
 def transforms():
@@ -87,7 +88,7 @@ class Probe(L.Callback):
             self.rows = check_rows(trainer.global_rank, trainer.world_size)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        ctx = self.unlearn._batch  # set by UnlearnCallback (listed before this probe)
+        ctx = self.unlearn._objective.step  # set by UnlearnCallback (listed before this probe)
         self.batches.append(
             {
                 "epoch": trainer.current_epoch,
@@ -187,6 +188,60 @@ def run(out: Path, devices: int, method: str) -> None:
         )
 
 
+def run_clip(out: Path, devices: int) -> None:
+    """The CLIP audits' features at fit start (before any step), 1 process or 2: each rank must
+    embed only its shard, and the gathered features and audit numbers equal one process's."""
+    from lightly_unlearn import AuditCallback, CLIPModule, ForgetRetainDataModule
+    from lightly_unlearn.audits import clip_features
+    from lightly_unlearn.audits import inputs as audit_inputs
+    from lightly_unlearn.audits.runner import flat_metrics
+    from lightly_unlearn.clip import DIGIT_NAMES, DIGIT_TEMPLATES, CaptionDataset
+    from lightly_unlearn.clip.data import tiny_clip_kwargs
+
+    torch.manual_seed(0)
+    module = CLIPModule(model_name="ViT-B-32", model_kwargs=tiny_clip_kwargs(width=32, embed_dim=16))
+    pairs = CaptionDataset(digits_dataset(N_TRAIN), DIGIT_NAMES, DIGIT_TEMPLATES)
+    holdout = CaptionDataset(digits_dataset(N_HOLDOUT, offset=200), DIGIT_NAMES, DIGIT_TEMPLATES)
+    dm = ForgetRetainDataModule(pairs, CLIP_FORGET, module.preprocess_val, batch_size=N_TRAIN // devices,
+                                holdout=holdout, tokenizer=module.tokenizer,
+                                eval_transform=module.preprocess_val)
+    embedded, computed = [], []
+    embed, compute = clip_features.embed_pairs, audit_inputs.compute_clip_inputs
+
+    def counting_embed(*args, **kwargs):
+        embedded.append(len(args[3]))  # keys
+        return embed(*args, **kwargs)
+
+    def keeping_compute(*args, **kwargs):
+        computed.append(compute(*args, **kwargs))
+        return computed[-1]
+
+    clip_features.embed_pairs, audit_inputs.compute_clip_inputs = counting_embed, keeping_compute
+    audit = AuditCallback(audits=("clip_mia", "clip_retrieval", "clip_zero_shot", "clip_alignment_matrix"),
+                          classnames=DIGIT_NAMES, templates=DIGIT_TEMPLATES[:2], batch_size=4,
+                          save_files=False, verbose=False, progress=False)
+    trainer = L.Trainer(max_steps=1, accelerator="cpu", devices=devices,
+                        strategy="ddp" if devices > 1 else "auto", logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, default_root_dir=str(out / f"clip_{devices}"),
+                        callbacks=[audit])
+    try:
+        trainer.fit(module, datamodule=dm)
+    finally:
+        clip_features.embed_pairs, audit_inputs.compute_clip_inputs = embed, compute
+    feats = computed[0].cache[clip_features.CLIP_CACHE_KEY]  # the "before" features
+    per_rank = _gather_objects(embedded[:3])  # forget, retain, holdout of the "before" audit
+    if trainer.is_global_zero:
+        torch.save(
+            {
+                "embedded": per_rank,
+                "before": flat_metrics(audit.before),
+                "features": {name: vars(split) for name, split in feats.splits().items()},
+            },
+            out / f"probe_clip_{devices}.pt",
+        )
+
+
 def odd_dataset_keys(devices: int) -> list | None:
     """Keys each rank would train on in one epoch of a 17-sample dataset."""
     if devices < 2:
@@ -205,7 +260,7 @@ def odd_dataset_keys(devices: int) -> list | None:
 if __name__ == "__main__":
     out, devices = Path(sys.argv[1]), int(sys.argv[2])
     for method in sys.argv[3:] or ["ac", "neggrad"]:
-        run(out, devices, method)
+        run_clip(out, devices) if method == "clip" else run(out, devices, method)
     # Lightning keeps the process group after fit; left to interpreter exit, gloo's threads
     # sometimes abort the process ("terminate called without an active exception", rc -6)
     import torch.distributed as dist

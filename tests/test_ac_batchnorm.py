@@ -35,7 +35,8 @@ class SpyAC(AlignmentCalibration):
         self.seen: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
 
     def objective(self, ctx):
-        self.seen.append((ctx.anchor.detach(), ctx.extra.detach(), ctx.forget.clone()))
+        if ctx.extra is not None:  # a batch without forget samples has no extra view
+            self.seen.append((ctx.anchor.detach(), ctx.extra.detach(), ctx.forget.clone()))
         return super().objective(ctx)
 
 
@@ -63,11 +64,60 @@ def test_moco_extra_view_goes_through_the_momentum_encoder_with_the_whole_batch(
         return original(x)
 
     module.forward_momentum = spy
-    pl.Trainer(**trainer_kwargs(tmp_path, callbacks=[UnlearnCallback("ac", beta=4.0)])).fit(
-        module, datamodule=dm
-    )
+    callback = UnlearnCallback("ac", beta=4.0, extra_encoder="momentum")  # the reference's choice
+    pl.Trainer(**trainer_kwargs(tmp_path, callbacks=[callback])).fit(module, datamodule=dm)
     # per step: the user's key pass and the extra pass, both over the whole batch of 16
     assert sizes == [16] * 8
+
+
+@pytest.mark.parametrize("encoder", ["online", "auto"])  # 'auto' (the default): online for MoCo
+def test_moco_online_extra_view_goes_through_the_query_encoder_with_gradient(tmp_path, encoder, caplog):
+    """``extra_encoder="online"``: the extra views of the whole batch go through ``forward`` (the
+    query encoder) with gradient; ``forward_momentum`` only embeds the user's keys."""
+    dm = ForgetRetainDataModule(digits_dataset(64), [3, 9, 17, 30], identical_views(), batch_size=16)
+    module = make_moco("pl")()
+    calls = {"forward": [], "forward_momentum": []}
+    for name in calls:
+        original = getattr(module, name)
+
+        def spy(x, _original=original, _name=name):
+            out = _original(x)
+            calls[_name].append((x.shape[0], out.requires_grad))
+            return out
+
+        setattr(module, name, spy)
+    method = SpyAC(beta=4.0, extra_encoder=encoder)
+    with caplog.at_level("INFO", logger="lightning.pytorch.utilities.rank_zero"):
+        pl.Trainer(**trainer_kwargs(tmp_path, callbacks=[UnlearnCallback(method)])).fit(module, datamodule=dm)
+    line = next(r.getMessage() for r in caplog.records if "UnlearnCallback:" in r.getMessage())
+    assert line.endswith("extra views embedded by forward.")
+    # per step: the user's query pass and the extra pass, both over the whole batch, with gradient
+    assert calls["forward"] == [(16, True)] * 8
+    assert calls["forward_momentum"] == [(16, False)] * 4
+    # identical views, same batch composition: the extra embedding is the query embedding
+    for anchor, extra, forget in method.seen:
+        torch.testing.assert_close(extra, anchor[forget], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("forget", [[9], [3, 9, 17, 30, 41]])
+def test_online_calibration_trains_moco_with_small_forget_sets(tmp_path, forget):
+    """1- and 5-sample deletion requests on lightly's MoCo (the default, online extra view): a
+    finite objective, the forget samples' extra views in the batches that hold them, and the
+    module's weights move."""
+    dm = ForgetRetainDataModule(digits_dataset(64), forget, identical_views(), batch_size=16)
+    module = make_moco("pl")()
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    method = SpyAC(beta=8.0)
+    pl.Trainer(**trainer_kwargs(tmp_path, callbacks=[UnlearnCallback(method)])).fit(module, datamodule=dm)
+    assert sum(int(f.sum()) for _, _, f in method.seen) == len(forget)  # one epoch: each once
+    assert all(e.shape[0] == int(f.sum()) for _, e, f in method.seen)
+    after = module.state_dict()["projection_head.layers.0.weight"]
+    assert torch.isfinite(after).all() and not torch.equal(before["projection_head.layers.0.weight"], after)
+
+
+def test_extra_encoder_is_checked():
+    with pytest.raises(ValueError, match="extra_encoder must be one of 'auto', 'online', 'momentum'"):
+        AlignmentCalibration(extra_encoder="query")
 
 
 def test_extra_pass_leaves_batch_norm_running_statistics_alone(tmp_path):

@@ -243,9 +243,13 @@ def test_add_variants_runs_on_the_cached_references_of_a_quick_run(tmp_path):
     assert bench.main(["--quick", "--models", "simclr", "--methods", "ac", "--no-calibrated",
                        "--cache", str(cache), "--out", str(first)]) == 0
     assert bench.main(["--add-variants", "ac:beta0", "--to", str(first), "--cache", str(cache),
-                       "--out", str(out)]) == 0
+                       "--pairs", "ac:beta0,ac", "--out", str(out)]) == 0
     payload = json.loads(out.read_text())
     res = payload["results"][0]
+    pairs = {c["metric"]: c for c in res["pairs"]}
+    assert set(pairs) == {"avg_gap", "indist_gap", "score"} and pairs["avg_gap"]["baseline"] == "ac"
+    assert pairs["avg_gap"]["differences"] == pytest.approx(
+        [rows[-1]["avg_gap"] - rows[-2]["avg_gap"] for rows in res["per_seed"]])
     for rows in res["per_seed"]:
         names = [r["method"] for r in rows]
         assert names == ["original", "retrain", "ac", "ac:beta0"]
@@ -256,6 +260,15 @@ def test_add_variants_runs_on_the_cached_references_of_a_quick_run(tmp_path):
     # the input run is left as it was
     assert [r["method"] for r in json.loads(first.read_text())["results"][0]["per_seed"][0]] == [
         "original", "retrain", "ac"]
+    # --chosen-from: no tuning, the finished run's configurations, re-measured
+    again = tmp_path / "again.json"
+    assert bench.main(["--quick", "--models", "simclr", "--methods", "ac", "--no-calibrated",
+                       "--chosen-from", str(out), "--cache", str(cache), "--out", str(again)]) == 0
+    rerun = json.loads(again.read_text())
+    assert rerun["tune_seeds"] == [] and rerun["results"][0]["chosen"] == res["chosen"]
+    with pytest.raises(SystemExit, match="has no result for moco"):
+        bench.main(["--quick", "--models", "moco", "--methods", "ac", "--chosen-from", str(out),
+                    "--out", str(tmp_path / "x.json")])
 
 
 def test_configurations_name_the_best_and_what_is_within_noise_of_it():

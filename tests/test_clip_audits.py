@@ -7,7 +7,6 @@ import torch.nn.functional as F
 from conftest import digits_dataset
 
 from lightly_unlearn import registry
-from lightly_unlearn.audits.base import AuditInputError
 from lightly_unlearn.audits.clip_audits import (
     ClipAlignmentGap,
     ClipPairMIA,
@@ -23,6 +22,7 @@ from lightly_unlearn.audits.clip_features import (
     compute_clip_inputs,
 )
 from lightly_unlearn.audits.features import AuditInputs
+from lightly_unlearn.errors import AuditInputError
 
 
 def _pairs(image, text, targets=None, ids=None):
@@ -149,3 +149,41 @@ def test_compute_clip_inputs_on_tiny_model():
     for audit in (ClipPairMIA(), ClipRetrieval(), ClipZeroShot(), ClipAlignmentGap()):
         res = audit(inputs)
         assert all(np.isfinite(v) for v in res.metrics.values())
+
+
+def test_clip_features_are_sharded_across_ranks_and_gathered_like_one_process():
+    """Two ranks simulated in one process: each embeds half of every split (13 sampled pairs:
+    7 + 7, one padded), and the gathered features equal one process's, row for row."""
+    from lightly_unlearn import CLIPModule
+    from lightly_unlearn.clip import DIGIT_NAMES, DIGIT_TEMPLATES, CaptionDataset
+    from lightly_unlearn.clip.data import tiny_clip_kwargs
+
+    class Counted(CaptionDataset):
+        fetched = 0
+
+        def __getitem__(self, i):
+            Counted.fetched += 1
+            return super().__getitem__(i)
+
+    torch.manual_seed(0)
+    module = CLIPModule(model_name="ViT-B-32", model_kwargs=tiny_clip_kwargs(width=32, embed_dim=16))
+    pairs = Counted(digits_dataset(30), DIGIT_NAMES, DIGIT_TEMPLATES)
+    kw = dict(forget=pairs, retain=pairs, image_transform=module.preprocess_val, num_samples=13,
+              seed=3, batch_size=4)
+    one = compute_clip_inputs(module, **kw).cache[CLIP_CACHE_KEY]
+
+    sent = []  # what rank 1 contributes to each all_gather, in call order
+    Counted.fetched = 0
+    compute_clip_inputs(module, rank=1, world_size=2, all_gather=lambda t: sent.append(t) or t[None], **kw)
+    assert Counted.fetched == 2 * 7  # its shard of both splits only
+    two = compute_clip_inputs(module, rank=0, world_size=2,
+                              all_gather=lambda t: torch.stack([t, sent.pop(0)]), **kw).cache[CLIP_CACHE_KEY]
+    assert not sent
+    for split in ("forget", "retain"):
+        a, b = getattr(one, split), getattr(two, split)
+        assert b.keys.tolist() == a.keys.tolist() and b.tokens is None
+        assert torch.equal(b.targets, a.targets) and torch.equal(b.caption_ids, a.caption_ids)
+        torch.testing.assert_close(b.image, a.image, atol=1e-6, rtol=0)
+        torch.testing.assert_close(b.text, a.text, atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="all_gather"):
+        compute_clip_inputs(module, rank=0, world_size=2, **kw)

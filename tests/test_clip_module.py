@@ -7,7 +7,7 @@ import lightning.pytorch as L
 import pytest
 import pytorch_lightning as pl
 import torch
-from conftest import digits_dataset, trainer_kwargs
+from conftest import digits_dataset, method_hparams, registered_methods, trainer_kwargs
 
 from lightly_unlearn import CLIPModule, ForgetRetainDataModule, PLCLIPModule, UnlearnCallback
 from lightly_unlearn.clip import (
@@ -21,7 +21,7 @@ from lightly_unlearn.clip import (
 )
 from lightly_unlearn.clip.data import tiny_clip_kwargs
 
-METHODS = ["retrain", "finetune", "gradient_ascent", "neggrad", "l1_sparse", "ac"]
+METHODS = registered_methods()
 NAME = "ViT-B-32"
 
 
@@ -54,7 +54,7 @@ def test_each_method_runs_one_epoch(tmp_path, method):
     with torch.no_grad():  # above open_clip's ceiling: the step's clamp must bring it back
         module.model.logit_scale.fill_(6.0)
     before = {k: v.clone() for k, v in module.state_dict().items()}
-    cb = UnlearnCallback(method=method, **({"beta": 1.0} if method == "ac" else {}))
+    cb = UnlearnCallback(method=method, **method_hparams(method, clip=True))
     trainer = L.Trainer(**trainer_kwargs(tmp_path), callbacks=[cb])
     trainer.fit(module, datamodule=_dm(module))
     loss = trainer.callback_metrics["unlearn_loss"]
@@ -72,19 +72,21 @@ def test_each_method_runs_one_epoch(tmp_path, method):
         assert not torch.equal(before["model.positional_embedding"], after["model.positional_embedding"])
 
 
-def test_pytorch_lightning_namespace_and_ac_beta_uses_own_caption(tmp_path):
+def test_pytorch_lightning_namespace_and_ac_beta_uses_own_caption(tmp_path, monkeypatch):
+    from lightly_unlearn.callbacks.unlearning.objective import PatchedObjective
+
     module = _module(PLCLIPModule)
     seen = {}
     cb = UnlearnCallback(method="ac", beta=1.0)
-    original = cb._extra_embeddings
+    original = PatchedObjective.extra_embeddings
 
-    def spy(m, extra, forget):
-        out = original(m, extra, forget)
+    def spy(self, extra, forget):
+        out = original(self, extra, forget)
         seen["shape"] = None if out is None else tuple(out.shape)
         seen["norm"] = None if out is None else out.norm(dim=-1)
         return out
 
-    cb._extra_embeddings = spy
+    monkeypatch.setattr(PatchedObjective, "extra_embeddings", spy)
     trainer = pl.Trainer(**trainer_kwargs(tmp_path, max_steps=1), callbacks=[cb])
     trainer.fit(module, datamodule=_dm(module))
     assert seen["shape"] is not None and seen["shape"][1] == 16  # text embeddings of forget pairs

@@ -10,20 +10,30 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
-from conftest import digits_dataset, make_moco, make_simclr, trainer_kwargs
+from conftest import (
+    digits_dataset,
+    make_moco,
+    make_simclr,
+    registered_methods,
+    trainer_kwargs,
+    trains_on_forget,
+)
 from torch.utils.data import DataLoader
 
 from lightly_unlearn import ForgetRetainDataModule, UnlearnCallback
-from lightly_unlearn.callbacks.unlearn import ForgetCoverageError
+from lightly_unlearn.data import sampling
 from lightly_unlearn.data.sampling import (
     ForgetCoveringSampler,
+    ForgetOnlySampler,
+    ShuffledSampler,
     forget_layout,
     mixed_layout,
 )
-from lightly_unlearn.data.validation import ForgetSetError, validate_forget_indices
+from lightly_unlearn.data.validation import validate_forget_indices
+from lightly_unlearn.errors import ForgetCoverageError, ForgetSetError
 
-METHODS = ["retrain", "finetune", "gradient_ascent", "neggrad", "l1_sparse", "ac"]
-TRAINS_ON_FORGET = {"gradient_ascent", "neggrad", "ac"}
+METHODS = registered_methods()
+TRAINS_ON_FORGET = {m for m in METHODS if trains_on_forget(m)}
 
 
 # -- the plan, for every rank at once --------------------------------------------------------
@@ -60,6 +70,80 @@ def test_plan_changes_with_epoch_and_is_reproducible():
     assert a.plan() == b.plan()
     b.set_epoch(1)
     assert a.plan() != b.plan()
+
+
+def _reference_plan(sampler: ForgetCoveringSampler) -> list[list[int]]:
+    """The mixed plan written one element at a time: the vectorised plan must equal it, so a
+    seed gives the same batches whichever way the plan is computed."""
+    g = torch.Generator()
+    g.manual_seed(sampler.seed + sampler.epoch)
+    world, rank, layout = sampler.num_replicas, sampler.rank, sampler.layout
+    forget = sampler.forget_positions[torch.randperm(len(sampler.forget_positions), generator=g)]
+    retain = sampler.retain_positions[torch.randperm(len(sampler.retain_positions), generator=g)]
+    need = [layout.samples - len(forget[r::world]) for r in range(world)]
+    start = sum(need[:rank])
+    fill = [int(retain[(start + i) % len(retain)]) for i in range(need[rank])]
+    mine = forget[rank::world].tolist()
+    batches, offset = [], 0
+    for p in range(layout.num_batches):
+        part = mine[p :: layout.num_batches]
+        take = layout.batch_size - len(part)
+        batch = part + fill[offset : offset + take]
+        offset += take
+        batches.append([batch[i] for i in torch.randperm(len(batch), generator=g).tolist()])
+    return batches
+
+
+@pytest.mark.parametrize("n, n_forget, batch, world", [(400, 1, 64, 1), (400, 200, 256, 1),
+                                                       (402, 400, 64, 1), (401, 37, 16, 3),
+                                                       (100, 97, 256, 2), (1000, 300, 8, 2)])
+def test_vectorised_mixed_plan_equals_the_element_wise_plan(n, n_forget, batch, world):
+    forget = sorted(np.random.default_rng(n_forget).choice(n, n_forget, replace=False).tolist())
+    retain = sorted(set(range(n)) - set(forget))
+    layout = mixed_layout(n // world, -(-n_forget // world), batch)
+    for rank in range(world):
+        sampler = ForgetCoveringSampler(range(n), torch.tensor(forget), retain, layout,
+                                        num_replicas=world, rank=rank, seed=11)
+        for epoch in (0, 5):
+            sampler.set_epoch(epoch)
+            assert sampler.plan() == _reference_plan(sampler)
+
+
+@pytest.mark.parametrize("n, world", [(1000, 1), (1001, 2), (17, 3)])
+def test_shuffled_sampler_serves_what_distributed_sampler_serves(n, world):
+    from torch.utils.data import DistributedSampler
+
+    for rank in range(world):
+        ours = ShuffledSampler(range(n), num_replicas=world, rank=rank, seed=4)
+        torch_s = DistributedSampler(range(n), num_replicas=world, rank=rank, shuffle=True, seed=4,
+                                     drop_last=True)
+        for epoch in (0, 2):
+            ours.set_epoch(epoch), torch_s.set_epoch(epoch)
+            assert list(ours) == list(torch_s) and len(ours) == len(torch_s)
+
+
+@pytest.mark.parametrize("n_forget, fbs, world", [(1, None, 1), (5, 2, 1), (37, 8, 2), (64, 16, 3)])
+def test_forget_only_stream_draws_fillers_without_permuting_the_retain_set(monkeypatch, n_forget, fbs, world):
+    n = 5000
+    forget = list(range(3, 3 + 7 * n_forget, 7))
+    retain = sorted(set(range(n)) - set(forget))
+    layout = forget_layout(-(-n_forget // world), 256, fbs)
+    sizes = []
+    randperm = torch.randperm
+    monkeypatch.setattr(sampling.torch, "randperm", lambda k, **kw: sizes.append(k) or randperm(k, **kw))
+    plans = []
+    for rank in range(world):
+        sampler = ForgetOnlySampler(range(n), forget, retain, layout, num_replicas=world, rank=rank, seed=2)
+        sampler.set_epoch(1)
+        plans.append(sampler.plan())
+    assert max(sizes) < len(retain) // 2, "the retain set was permuted"
+    served = collections.Counter(k for plan in plans for b in plan for k in b)
+    assert all(served[f] == 1 for f in forget)
+    assert max(served.values()) == 1, "a filler served twice (fillers are distinct across devices)"
+    assert sum(served.values()) == world * layout.samples
+    again = ForgetOnlySampler(range(n), forget, retain, layout, num_replicas=world, rank=0, seed=2)
+    again.set_epoch(1)
+    assert again.plan() == plans[0]
 
 
 def test_forget_layout_sizes_batches_from_the_forget_set():
@@ -230,3 +314,21 @@ def test_retain_only_method_with_one_retain_sample_says_why():
         dm.configure("retain")
     dm.configure("mixed")  # the methods that train on the forget set still work
     assert dm.layout().samples >= 9
+
+
+def test_forget_membership_is_a_sorted_lookup_that_marks_only_members_seen():
+    from lightly_unlearn.callbacks.unlearning.coverage import ForgetCoverage
+
+    coverage = ForgetCoverage()
+    coverage.start(torch.tensor([40, 10, 20]), "cpu")  # any order
+    # 15 and 25 fall between forget keys, 5 before and 99 after all of them; 10 twice
+    mask = coverage.mask(torch.tensor([15, 10, 5, 25, 99, 10]))
+    assert mask.tolist() == [False, True, False, False, False, True]
+    assert coverage.keys.tolist() == [10, 20, 40] and coverage.seen.tolist() == [2, 0, 0]
+    assert coverage.mask([40, 41]).tolist() == [True, False]  # keys as a list, as a batch may carry
+    assert coverage.seen.tolist() == [2, 0, 1]
+    coverage.start_epoch()
+    assert coverage.seen.tolist() == [0, 0, 0] and coverage.batches == 0
+    empty = ForgetCoverage()
+    empty.start(torch.zeros(0, dtype=torch.long), "cpu")
+    assert empty.mask(torch.tensor([1, 2])).tolist() == [False, False]

@@ -142,3 +142,37 @@ def test_users_batch_transfer_hook_still_runs_in_both_trainers(tmp_path, digits,
     assert len(calls) == 4
     assert not any("from `LightningDataModule`" in str(w.message) for w in caught)
     assert not any("length of `list`" in str(w.message) or "val_dataloader" in str(w.message) for w in caught)
+
+
+def test_splits_are_built_once_as_arrays_not_per_sample_lists(digits):
+    import numpy as np
+
+    dm = ForgetRetainDataModule(digits, [9, 0, 5], tiny_transform(), batch_size=8)
+    assert dm.forget_indices.dtype == torch.long and dm.forget_indices.tolist() == [0, 5, 9]
+    assert dm.retain is dm.retain and dm.forget is dm.forget  # not rebuilt on each access
+    assert isinstance(dm.retain.indices, np.ndarray) and not dm.retain.indices.flags.writeable
+    assert dm.retain.keys().tolist() == dm.retain_indices.tolist()
+    dm.configure("mixed", extra_view=True)
+    assert isinstance(dm.train_dataloader().dataset.indices, range)  # every position, no list
+    dm.configure("retain")
+    assert isinstance(dm.train_dataloader().dataset.indices, np.ndarray)
+
+
+def test_forget_set_hash_is_the_documented_digest():
+    # receipts and checkpoints record this value: a resume compares it, so it must not change
+    import hashlib
+
+    from lightly_unlearn.data.datamodule import forget_set_sha256
+
+    assert forget_set_sha256(torch.tensor([42, 3, 17])) == hashlib.sha256(b"3,17,42").hexdigest()
+
+
+@pytest.mark.parametrize("indices", [range(6), [0, 1, 2, 2, 3, 4, 5]])
+def test_single_forget_sample_is_paired_with_every_other_sample(digits, indices):
+    from lightly_unlearn.data.pairing import ForgetPairedViews
+
+    paired = ForgetPairedViews(digits, indices, [2], tiny_transform())
+    torch.manual_seed(0)
+    partners = {paired.partner(2) for _ in range(200)}
+    assert partners == {0, 1, 3, 4, 5}
+    assert paired.forget_position(2) == 0 and paired.forget_position(3) is None

@@ -41,18 +41,22 @@ import ddp_parity_script as script  # noqa: E402
 METHODS = ("ac", "neggrad")
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    out = tmp_path_factory.mktemp("ddp")
+def _two_processes(out, *methods):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PL_DISABLE_FORK": "1"}
     proc = subprocess.run(
-        [sys.executable, str(HERE / "ddp_parity_script.py"), str(out), "2", *METHODS],
+        [sys.executable, str(HERE / "ddp_parity_script.py"), str(out), "2", *methods],
         env=env,
         capture_output=True,
         text=True,
         timeout=240,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ddp")
+    _two_processes(out, *METHODS)
     for method in METHODS:  # the 1-process reference, in this process
         script.run(out, 1, method)
     load = lambda m, d: torch.load(out / f"probe_{m}_{d}.pt", weights_only=False)  # noqa: E731
@@ -105,3 +109,22 @@ def test_ddp_matches_single_process(runs, method):
     assert receipt["audits"]["after"].keys() == one["after"].keys()
     (ckpt,) = (root / "ckpt").glob("*.ckpt")
     assert verify_receipt(receipt, ckpt)[0]
+
+
+@pytest.mark.slow
+def test_clip_audit_features_are_sharded_and_match_single_process(tmp_path):
+    _two_processes(tmp_path, "clip")
+    script.run_clip(tmp_path, 1)
+    one, two = (torch.load(tmp_path / f"probe_clip_{d}.pt", weights_only=False) for d in (1, 2))
+    # each rank embeds its half of every split (forget 6, retain 10, holdout 9 pairs)
+    assert one["embedded"] == [[6, 10, 9]]
+    assert two["embedded"] == [[3, 5, 5], [3, 5, 5]]
+    assert one["before"].keys() == two["before"].keys()
+    for key, value in one["before"].items():  # (a threshold can be -inf in both)
+        assert two["before"][key] == value or abs(two["before"][key] - value) <= 1e-5, (
+            key, value, two["before"][key])
+    for split, fields in one["features"].items():
+        for name, tensor in fields.items():
+            if tensor is not None:
+                torch.testing.assert_close(two["features"][split][name], tensor, atol=1e-5, rtol=0,
+                                           msg=f"{split}.{name}")

@@ -1,5 +1,7 @@
 """HoldoutAlignmentStopping: the calibrated mode stops once forget samples align like holdout ones."""
 
+import copy
+
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -49,12 +51,19 @@ def test_runs_on_while_forget_samples_align_more_than_holdout(tmp_path):
     assert stopper.state_dict()["history"] == stopper.history
 
 
-def test_same_model_gives_the_same_gap(tmp_path):
-    """Fixed seeded samples and views: two checks of one model agree exactly."""
+def test_gap_is_the_models_on_fixed_samples_and_views(tmp_path):
+    """Fixed seeded samples and views: a fresh check of the unlearned model gives exactly the gap
+    recorded at the end of its last epoch, and other weights give another gap."""
     stopper = HoldoutAlignmentStopping(margin=-2.0, num_samples=8, num_views=3)
     trainer = _fit(tmp_path, stopper, epochs=1)
     model = trainer.lightning_module
-    assert stopper.level_gap(trainer, model) == pytest.approx(stopper.level_gap(trainer, model))
+    assert stopper.level_gap(trainer, model) == stopper.history[-1]
+    other = copy.deepcopy(model)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in other.backbone.parameters():
+            p.add_(0.5 * torch.randn_like(p))
+    assert stopper.level_gap(trainer, other) != pytest.approx(stopper.history[-1], abs=1e-4)
 
 
 def test_needs_a_holdout(tmp_path):

@@ -13,9 +13,8 @@ import torch
 from conftest import digits_dataset, make_simclr, tiny_transform, trainer_kwargs
 
 from lightly_unlearn import ForgetRetainDataModule, ReceiptCallback, UnlearnCallback
+from lightly_unlearn.errors import ModelSpecError, NamespaceMismatchError
 from lightly_unlearn.io import sha256_file
-from lightly_unlearn.model_loading import ModelSpecError
-from lightly_unlearn.namespaces import NamespaceMismatchError
 
 RECIPE = Path(__file__).resolve().parents[1] / "examples" / "lightning_cli"
 CALLBACKS = ("UnlearnCallback", "AuditCallback", "ReceiptCallback", "HoldoutAlignmentStopping")

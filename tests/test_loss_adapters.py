@@ -19,7 +19,7 @@ from lightly.loss import DCLLoss, DCLWLoss, NegativeCosineSimilarity, NTXentLoss
 from torch import nn
 
 from lightly_unlearn import ForgetRetainDataModule, UnlearnCallback, registry
-from lightly_unlearn.callbacks.unlearn import frozen_batch_norm_stats
+from lightly_unlearn.callbacks.unlearning.batch_norm import frozen_batch_norm_stats
 from lightly_unlearn.errors import ModuleContractError
 from lightly_unlearn.losses.adapter import RowTermsAdapter, describe_adapters, find_adapter
 from lightly_unlearn.losses.alignment_calibration import (
@@ -105,19 +105,20 @@ def test_lookup_picks_the_adapter_of_each_loss_and_the_most_specific_one():
         name = "my_cosine"
         criterion_types = (MyCosine,)
 
-    registry.register("loss", "my_cosine", MyAdapter)
+    registry.register("loss_adapter", "my_cosine", MyAdapter)
     try:  # a subclass with its own adapter: that adapter wins over the parent's
         assert isinstance(find_adapter(MyCosine()), MyAdapter)
         assert find_adapter(NegativeCosineSimilarity()).name == "negative_cosine_similarity"
     finally:
-        registry.unregister("loss", "my_cosine")
+        registry.unregister("loss_adapter", "my_cosine")
 
 
 def test_negative_cosine_anchor_is_the_own_first_view_in_both_symmetrised_calls():
-    adapter = find_adapter(NegativeCosineSimilarity())
+    loss = NegativeCosineSimilarity()
+    adapter = find_adapter(loss)
     p0, z1, p1, z0 = (torch.randn(3, 4) for _ in range(4))
     # BYOL: criterion(p0, z1) then criterion(p1, z0); the own first view is p0, then z0
-    assert adapter.anchor(p0, z1, call=1) is p0 and adapter.anchor(p1, z0, call=2) is z0
+    assert adapter.anchor(loss, p0, z1, call=1) is p0 and adapter.anchor(loss, p1, z0, call=2) is z0
     z = torch.randn(3, 4)
     p = torch.randn(3, 4, requires_grad=True)
     assert adapter.extra_embedding((z, p)) is z  # SimSiam forward: (z.detach(), p) -> target z
@@ -157,7 +158,7 @@ def test_unsupported_criterion_error_lists_the_installed_adapters(tmp_path):
     trainer = pl.Trainer(**trainer_kwargs(tmp_path), callbacks=[UnlearnCallback(method="finetune")])
     with pytest.raises(ModuleContractError, match="MSELoss") as err:
         trainer.fit(model, datamodule=dm)
-    for name in ("ntxent", "dcl", "negative_cosine_similarity", "clip", "lightly_unlearn.losses"):
+    for name in ("ntxent", "dcl", "negative_cosine_similarity", "clip", "lightly_unlearn.loss_adapters"):
         assert name in str(err.value)
 
 

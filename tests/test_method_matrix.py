@@ -12,11 +12,18 @@ import conftest
 import pytest
 import pytorch_lightning as pl
 import torch
-from conftest import MODEL_FACTORIES, digits_dataset, tiny_transform, trainer_kwargs
+from conftest import (
+    MODEL_FACTORIES,
+    digits_dataset,
+    method_hparams,
+    registered_methods,
+    tiny_transform,
+    trainer_kwargs,
+)
 
 from lightly_unlearn import ForgetRetainDataModule, UnlearnCallback
 
-METHODS = ["retrain", "finetune", "gradient_ascent", "neggrad", "l1_sparse", "ac"]
+METHODS = registered_methods()
 #: criterion calls per training step in lightly's examples
 CALLS = {"byol": 2, "simsiam": 2}
 
@@ -29,7 +36,7 @@ class _StepRecorder(pl.Callback):
         self.steps: list[tuple[int, float, float]] = []
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        ctx = self.unlearn._batch
+        ctx = self.unlearn._objective.step
         logged = torch.stack([loss for loss, _ in ctx.logged]).mean()
         self.steps.append((ctx.calls, float(logged), float(outputs["loss"])))
 
@@ -49,7 +56,7 @@ def test_method_runs_on_lightly_example_model(tmp_path, method, model_name):
     before = {k: v.detach().clone() for k, v in model.state_dict().items()}
     transform = getattr(conftest, f"{model_name}_transform", tiny_transform)()
     dm = ForgetRetainDataModule(digits_dataset(32), list(range(0, 32, 4)), transform, batch_size=8)
-    cb = UnlearnCallback(method=method, **({"beta": 1.0} if method == "ac" else {}))
+    cb = UnlearnCallback(method=method, **method_hparams(method))
     recorder = _StepRecorder(cb)
     trainer = pl.Trainer(**trainer_kwargs(tmp_path), callbacks=[recorder, cb])
     trainer.fit(model, datamodule=dm)

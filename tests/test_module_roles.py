@@ -27,7 +27,8 @@ from lightly_unlearn import (
     HoldoutAlignmentStopping,
     UnlearnCallback,
 )
-from lightly_unlearn.adapters import ModuleContractError, reinitialise, reset_memory_banks
+from lightly_unlearn.adapters import reinitialise
+from lightly_unlearn.errors import ModuleContractError
 from lightly_unlearn.roles import ModuleRoles, parse_role, resolve_roles, roles_from_settings
 
 EXPECTED = {
@@ -192,9 +193,9 @@ def test_memory_banks_are_reset_without_lightlys_private_initialiser(monkeypatch
     bank.bank.fill_(0.5)
     bank.bank_ptr.fill_(7)
     monkeypatch.setattr(MemoryBankModule, "_init_memory_bank", lambda *a, **k: pytest.fail("private API"))
-    assert reset_memory_banks(model, ModuleRoles(memory_banks=())) == 0
+    assert resolve_roles(model, ModuleRoles(memory_banks=())).reset_memory_banks(model) == 0
     assert bool((bank.bank == 0.5).all())  # roles said: no bank
-    assert reset_memory_banks(model) == 1
+    assert resolve_roles(model).reset_memory_banks(model) == 1
     torch.testing.assert_close(bank.bank.norm(dim=1), torch.ones(bank.bank.shape[0]))
     assert int(bank.bank_ptr) == 0 and not bool((bank.bank == 0.5).any())
 

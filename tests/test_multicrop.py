@@ -78,7 +78,8 @@ def test_dino_adapter_terms_match_lightly_and_update_the_centre_once(kwargs):
     # the centre moved exactly as lightly's single update moves it (not twice, not never)
     assert torch.allclose(ours.center, lightly_loss.center)
     assert not torch.allclose(ours.center, copy.deepcopy(lightly_loss).center * 0)
-    assert adapter.anchor(teacher, student) is student[0]
+    assert adapter.anchor(ours, teacher, student) is student[0]
+    assert adapter.anchor(ours, teacher_out=teacher, student_out=student) is student[0]
 
 
 def test_dino_unlearning_step_sees_all_crops_and_centre_updates_once_per_step(tmp_path):

@@ -77,7 +77,8 @@ def test_receipt_contents(run):
     assert sha256_file(pretrained) == digest  # the input checkpoint was never modified
     receipt = read_receipt(tmp / "out" / "unlearning_receipt.json")
     assert receipt["method"] == "ac"
-    assert receipt["hyperparameters"] == {"alpha": 1.2, "beta": 8.0, "gamma": None}  # beta: the default
+    assert receipt["hyperparameters"] == {"alpha": 1.2, "beta": 8.0, "gamma": None,  # defaults
+                                          "extra_encoder": "auto"}
     forget = receipt["forget_set"]
     assert forget["num_forget"] == 3 and forget["num_samples"] == 24
     # the digits are PIL images with no file: committed by their pixels, one proof per item
@@ -292,7 +293,8 @@ def test_receipt_values_are_json_safe(tmp_path):
 def test_check_output_path(tmp_path):
     import os
 
-    from lightly_unlearn.paths import OutputPathError, check_output_path
+    from lightly_unlearn.errors import OutputPathError
+    from lightly_unlearn.paths import check_output_path
     from lightly_unlearn.receipt import build_receipt, write_receipt
 
     ckpt = atomic_write(tmp_path / "in" / "model.ckpt", b"w")

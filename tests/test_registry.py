@@ -7,6 +7,7 @@ from conftest import digits_dataset, fake_distribution, make_simclr, tiny_transf
 
 from lightly_unlearn import ForgetRetainDataModule, UnlearnCallback, registry
 from lightly_unlearn.cli import main
+from lightly_unlearn.errors import UnknownComponentError
 
 
 def test_builtin_methods_and_aliases_resolve_through_entry_points():
@@ -19,7 +20,7 @@ def test_builtin_methods_and_aliases_resolve_through_entry_points():
 
 
 def test_unknown_method_lists_the_available_ones():
-    with pytest.raises(registry.UnknownComponentError, match="Available methods: ac, finetune"):
+    with pytest.raises(UnknownComponentError, match="Available methods: ac, finetune"):
         UnlearnCallback(method="scrub")
 
 
@@ -100,3 +101,44 @@ def test_a_plugin_cannot_replace_a_builtin_method(shadowing_plugin):
     with pytest.raises(ConfigurationError, match="'ac' is built into lightly-unlearn, and shadow-plugin"):
         UnlearnCallback(method="ac")
     assert UnlearnCallback(method="neggrad").method.name == "neggrad"  # other names unaffected
+
+
+def test_loss_adapters_have_their_own_group_and_the_old_kind_name_still_works(capsys):
+    assert registry.GROUPS["loss_adapter"] == "lightly_unlearn.loss_adapters"
+    assert {"ntxent", "dcl", "negative_cosine_similarity", "clip", "dino"} <= set(registry.available("loss_adapter"))
+    assert registry.available("loss") == registry.available("loss_adapter")
+    assert main(["list", "loss"]) == 0
+    assert "loss adapters (criteria UnlearnCallback can unlearn through) (lightly_unlearn.loss_adapters)" in capsys.readouterr().out
+
+
+def test_a_plugin_in_the_old_loss_group_still_loads_with_a_deprecation_warning(tmp_path, monkeypatch):
+    fake_distribution(tmp_path, "old-loss-plugin", "[lightly_unlearn.losses]\nmy_cosine = old_loss_plugin:MyCosineAdapter\n",
+                      {"old_loss_plugin.py": '''
+        from lightly.loss import NegativeCosineSimilarity
+        from lightly_unlearn.losses.negative_cosine import NegativeCosineAdapter
+
+        class MyCosine(NegativeCosineSimilarity):
+            pass
+
+        class MyCosineAdapter(NegativeCosineAdapter):
+            name = "my_cosine"
+            criterion_types = (MyCosine,)
+    '''})
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from lightly_unlearn.losses.adapter import find_adapter
+
+    with pytest.warns(DeprecationWarning, match="old-loss-plugin .*'lightly_unlearn.losses'.*'lightly_unlearn.loss_adapters'"):
+        assert "my_cosine" in registry.available("loss_adapter")
+    import old_loss_plugin
+
+    with pytest.warns(DeprecationWarning):
+        assert find_adapter(old_loss_plugin.MyCosine()).name == "my_cosine"
+
+
+def test_a_plugin_in_the_old_loss_group_cannot_replace_a_builtin_adapter(tmp_path, monkeypatch):
+    fake_distribution(tmp_path, "old-shadow", "[lightly_unlearn.losses]\nntxent = lightly_unlearn.losses.dcl:DCLAdapter\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from lightly_unlearn.errors import ConfigurationError
+
+    with pytest.warns(DeprecationWarning), pytest.raises(ConfigurationError, match="'ntxent' is built into lightly-unlearn, and old-shadow"):
+        registry.load("loss_adapter", "ntxent")

@@ -108,6 +108,10 @@ def test_stages_refused_where_the_rule_does_not_apply():
         PartialReinit(stages=1.5)
     with pytest.raises(ModuleContractError, match="no sub-module 'backbone.9'"):
         PartialReinit(modules="backbone.9").prepare(model, resolve_roles(model))
+    headless = nn.Module()
+    headless.encoder = nn.Linear(4, 4)  # no projection_head / student_head (e.g. CLIP)
+    with pytest.raises(ModuleContractError, match="no projection head to re-initialise.*modules="):
+        PartialReinit().parts(headless, resolve_roles(headless))
 
 
 @pytest.mark.parametrize("n_forget", [1, 5])

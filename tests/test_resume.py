@@ -87,7 +87,8 @@ def test_resumed_run_equals_uninterrupted_run(interrupted):
     assert state["epoch"] == 1  # two epochs (0 and 1) done
     (unlearn_state,) = [v for k, v in state["callbacks"].items() if k.startswith("UnlearnCallback")]
     assert unlearn_state["method"] == "ac"
-    assert unlearn_state["hyperparameters"] == {"alpha": 1.5, "beta": 1.0, "gamma": None}
+    assert unlearn_state["hyperparameters"] == {"alpha": 1.5, "beta": 1.0, "gamma": None,
+                                                "extra_encoder": "auto"}
     assert unlearn_state["forget_sha256"] == _dm().forget_sha256
     (audit_state,) = [v for k, v in state["callbacks"].items() if k.startswith("AuditCallback")]
     assert audit_state["before"] is not None
@@ -120,16 +121,24 @@ def test_resume_with_a_different_forget_set_or_hparams_is_refused(interrupted, c
 
 
 def test_checkpoint_without_newer_options_resumes_at_their_defaults():
-    """A checkpoint written before an option existed ran it at its default: resuming it with
-    that default is accepted, another value refused; a changed default is a changed run."""
+    """A checkpoint written before an option existed ran it at its default (or at the method's
+    ``before_option`` value where the new default behaves differently): resuming it with that
+    value is accepted, another value refused; a changed default is a changed run."""
     from lightly_unlearn import UnlearnCallback
 
     older = {"method": "ac", "hyperparameters": {"alpha": 1.0, "beta": 8.0},  # before gamma
              "forget_sha256": None, "num_forget": None}
-    UnlearnCallback("ac").load_state_dict(older)
+    UnlearnCallback("ac", extra_encoder="momentum").load_state_dict(older)
     with pytest.raises(ValueError, match="hyper-parameters"):
-        UnlearnCallback("ac", gamma=0.5).load_state_dict(older)
+        UnlearnCallback("ac", gamma=0.5, extra_encoder="momentum").load_state_dict(older)
     beta4 = {**older, "hyperparameters": {"alpha": 1.0, "beta": 4.0, "gamma": None}}
-    UnlearnCallback("ac", beta=4.0).load_state_dict(beta4)
+    UnlearnCallback("ac", beta=4.0, extra_encoder="momentum").load_state_dict(beta4)
     with pytest.raises(ValueError, match="hyper-parameters"):  # beta's default was 4 until 2bfd457
-        UnlearnCallback("ac").load_state_dict(beta4)
+        UnlearnCallback("ac", extra_encoder="momentum").load_state_dict(beta4)
+    # before extra_encoder existed, the extra view went through the momentum encoder on MoCo;
+    # today's default ('auto': online on MoCo) is another run
+    with pytest.raises(ValueError, match="hyper-parameters"):
+        UnlearnCallback("ac", beta=4.0).load_state_dict(beta4)
+    # a checkpoint with every option resumes at exactly its values
+    today = {**older, "hyperparameters": UnlearnCallback("ac").hyperparameters}
+    UnlearnCallback("ac").load_state_dict(today)

@@ -9,16 +9,18 @@ from conftest import (
     forget_view_capture,
     make_moco,
     make_simclr,
+    method_hparams,
+    registered_methods,
     tiny_transform,
     trainer_kwargs,
 )
 from torch import nn
 
 from lightly_unlearn import ForgetRetainDataModule, UnlearnCallback
-from lightly_unlearn.adapters import ModuleContractError
+from lightly_unlearn.errors import ModuleContractError
 
 TRAINERS = {"pl": pl.Trainer, "L": L.Trainer}
-METHODS = ["retrain", "finetune", "gradient_ascent", "neggrad", "l1_sparse", "ac"]
+METHODS = registered_methods()
 
 
 def _params(module):
@@ -33,7 +35,7 @@ def test_each_method_runs_one_epoch_unchanged_module(tmp_path, namespace, make, 
     model = make(namespace)()
     before = _params(model)
     dm = ForgetRetainDataModule(digits_dataset(48), list(range(0, 48, 4)), tiny_transform(), batch_size=12)
-    cb = UnlearnCallback(method=method, **({"beta": 1.0} if method == "ac" else {}))
+    cb = UnlearnCallback(method=method, **method_hparams(method))
     trainer = TRAINERS[namespace](**trainer_kwargs(tmp_path), callbacks=[cb])
     trainer.fit(model, datamodule=dm)
     loss = trainer.callback_metrics["unlearn_loss"]
@@ -139,11 +141,11 @@ def test_checkpoint_round_trip_into_the_users_class(tmp_path):
 def test_resume_with_a_different_forget_set_is_refused(digits):
     dm = ForgetRetainDataModule(digits, [0, 1], tiny_transform())
     cb = UnlearnCallback("ac")
-    cb._datamodule, cb._forget_summary = dm, (dm.forget_sha256, 2)  # as setup() leaves them
+    cb._stream.datamodule, cb._forget_summary = dm, (dm.forget_sha256, 2)  # as setup() leaves them
     cb.load_state_dict(cb.state_dict())
     other = ForgetRetainDataModule(digits, [0, 2], tiny_transform())
     state = cb.state_dict()
-    cb._datamodule = other
+    cb._stream.datamodule = other
     with pytest.raises(ValueError, match="different forget set"):
         cb.load_state_dict(state)
     with pytest.raises(ValueError, match="method"):

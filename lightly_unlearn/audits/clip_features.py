@@ -9,6 +9,11 @@ template embeddings, renormalised, as ``open_clip.build_zero_shot_classifier`` d
 is an :class:`AuditInputs` whose ``cache["clip"]`` is a :class:`CLIPFeatures` and whose splits
 also carry the image features as ``clean`` features, so the image-side audits that read clean
 features (linear probe, CMIA) can run on the same pass.
+
+Under multi-device training each rank embeds a strided shard of every split, as the image audits
+do (:func:`~lightly_unlearn.audits.features.shard`); the shards are gathered, de-duplicated by
+key and put back in the seeded sample order, so every rank ends with the same features as one
+process would compute.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from lightly_unlearn.audits.base import AuditInputError
-from lightly_unlearn.audits.features import AuditInputs, SplitFeatures, eval_mode
+from lightly_unlearn.audits.features import AuditInputs, SplitFeatures, dedupe, eval_mode, shard
 from lightly_unlearn.audits.runner import sample_keys
 from lightly_unlearn.data.views import split_pair
 
@@ -43,6 +48,9 @@ class PairFeatures:
     image: Tensor
     text: Tensor
     caption_ids: Tensor
+    #: The captions' token rows, kept by :func:`embed_pairs` so that shards can be merged and their
+    #: captions numbered over the whole split; :func:`gather_pairs` drops them.
+    tokens: Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -56,6 +64,7 @@ class PairFeatures:
             self.image[positions],
             self.text[positions],
             self.caption_ids[positions],
+            None if self.tokens is None else self.tokens[positions],
         )
 
     def pair_scores(self) -> Tensor:
@@ -109,7 +118,8 @@ def embed_pairs(
     batch_size: int = 256,
     device: torch.device | str | None = None,
 ) -> PairFeatures:
-    """Embed ``dataset[keys]`` pairs: one deterministic image pass and one caption pass."""
+    """Embed ``dataset[keys]`` pairs: one deterministic image pass and one caption pass (the
+    token rows are kept in ``tokens``)."""
     keys = torch.as_tensor(keys, dtype=torch.long).flatten()
     if len(keys) == 0:
         raise AuditInputError("A split to audit is empty.")
@@ -131,7 +141,35 @@ def embed_pairs(
         image=torch.cat(images),
         text=torch.cat(texts),
         caption_ids=_caption_ids(torch.cat(tokens)),
+        tokens=torch.cat(tokens),
     )
+
+
+def gather_pairs(
+    pairs: PairFeatures,
+    order: Tensor,
+    all_gather: Callable[[Tensor], Tensor] | None = None,
+    world_size: int = 1,
+) -> PairFeatures:
+    """Merge every rank's shard of a split (``all_gather`` as in
+    :func:`~lightly_unlearn.audits.features.gather_split`): each key once, rows in ``order`` (the
+    split's sampled keys), captions numbered over the whole split, tokens dropped."""
+    if pairs.tokens is None:
+        raise ValueError("gather_pairs needs the caption tokens that embed_pairs keeps.")
+    if world_size > 1 and all_gather is None:
+        raise ValueError("world_size > 1 needs all_gather (e.g. trainer.strategy.all_gather).")
+
+    def gathered(t: Tensor) -> Tensor:
+        if all_gather is None or world_size <= 1:
+            return t
+        return all_gather(t).reshape(-1, *t.shape[1:]).cpu()
+
+    merged = dedupe(PairFeatures(*(gathered(t) for t in (
+        pairs.keys, pairs.targets, pairs.image, pairs.text, pairs.caption_ids, pairs.tokens
+    ))))  # fmt: skip
+    merged = merged.subset(torch.searchsorted(merged.keys, order))  # keys are sorted by dedupe
+    merged.caption_ids, merged.tokens = _caption_ids(merged.tokens), None
+    return merged
 
 
 @torch.no_grad()
@@ -171,6 +209,9 @@ def compute_clip_inputs(
     seed: int = 0,
     batch_size: int = 256,
     device: torch.device | str | None = None,
+    rank: int = 0,
+    world_size: int = 1,
+    all_gather: Callable[[Tensor], Tensor] | None = None,
 ) -> AuditInputs:
     """Embed each split's pairs once (seeded sample of ``num_samples``) for the CLIP audits.
 
@@ -182,10 +223,15 @@ def compute_clip_inputs(
         image_transform: deterministic image transform (open_clip's ``preprocess_val``).
         tokenizer: default ``module.tokenizer``.
         classnames, templates: enable zero-shot classification (``{name}``/``{label}``).
+        rank, world_size, all_gather: under multi-device training, this rank embeds its shard of
+            each split and ``all_gather`` (e.g. ``trainer.strategy.all_gather``) merges them;
+            the class-name prompts are embedded on every rank (one batch per class).
     """
     tokenizer = tokenizer or getattr(module, "tokenizer", None)
     if tokenizer is None:
         raise AuditInputError("CLIP audits need a tokenizer: pass tokenizer= (open_clip.get_tokenizer).")
+    if world_size > 1 and all_gather is None:
+        raise ValueError("world_size > 1 needs all_gather (e.g. trainer.strategy.all_gather).")
     if device is None:
         try:
             device = next(module.parameters()).device
@@ -196,10 +242,11 @@ def compute_clip_inputs(
         if dataset is None:
             return None
         keys = sample_keys(len(dataset), num_samples, seed, split)
-        return embed_pairs(
-            module.encode_image, module.encode_text, dataset, keys, image_transform, tokenizer,
-            batch_size, device,
+        mine = embed_pairs(
+            module.encode_image, module.encode_text, dataset, shard(keys, rank, world_size),
+            image_transform, tokenizer, batch_size, device,
         )
+        return gather_pairs(mine, keys, all_gather, world_size)
 
     with eval_mode(module):
         feats = CLIPFeatures(forget=one("forget", forget), retain=one("retain", retain),

@@ -27,8 +27,8 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from lightly_unlearn.data.views import split_item
+from lightly_unlearn.roles import EmbedFn
 
-EmbedFn = Callable[[Tensor], Tensor]
 #: What audits embed: ``"backbone"`` (flattened backbone features), ``"head"`` (projection-head
 #: outputs) or a callable images -> embeddings.
 EmbedSpec = str | EmbedFn

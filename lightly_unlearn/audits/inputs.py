@@ -70,9 +70,9 @@ def datamodule_inputs(
 ) -> AuditInputs:
     """Embed the datamodule's forget, retain and holdout splits once for all ``audits``.
 
-    Image features are sharded across ranks and gathered (``rank``, ``world_size``,
-    ``all_gather``); images are read in the datamodule's ``num_workers``. The CLIP audits'
-    image-caption embeddings (``needs`` ``"clip"``) are computed whole on every rank.
+    Image features, and the CLIP audits' image-caption embeddings (``needs`` ``"clip"``), are
+    sharded across ranks and gathered (``rank``, ``world_size``, ``all_gather``); images are
+    read in the datamodule's ``num_workers``.
     """
     dm, needs = datamodule, needs_of(audits)
     seed = int(getattr(dm, "seed", 0))
@@ -83,7 +83,8 @@ def datamodule_inputs(
             module, forget=dm.forget, retain=dm.retain, holdout=getattr(dm, "holdout", None),
             image_transform=dm.eval_transform, tokenizer=getattr(dm, "tokenizer", None),
             classnames=classnames, templates=templates, num_samples=num_samples, seed=seed,
-            batch_size=batch_size, device=device,
+            batch_size=batch_size, device=device, rank=rank, world_size=world_size,
+            all_gather=all_gather,
         )  # fmt: skip
 
     if not {"clean", "views"} & image_needs:  # only CLIP audits: pairs are all they read

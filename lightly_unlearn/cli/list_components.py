@@ -17,7 +17,8 @@ def add_parser(subparsers: Any) -> None:
         help="list unlearning methods, audits, criteria and loss adapters with their settings",
         description="List every registered method, audit, criterion and loss adapter (built-in and plugins).",
     )
-    p.add_argument("kind", nargs="?", choices=sorted(registry.GROUPS), help="only this kind")
+    kinds = sorted([*registry.GROUPS, *registry.KIND_ALIASES])
+    p.add_argument("kind", nargs="?", choices=kinds, help="only this kind")
 
 
 def _aliases(kind: str, name: str) -> str:
@@ -93,12 +94,12 @@ def _describe_loss(name: str, obj: Any) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    kinds = [args.kind] if args.kind else ["method", "audit", "criterion", "loss"]
+    kinds = [registry.canonical_kind(args.kind)] if args.kind else list(registry.GROUPS)
     plural = {
         "method": "methods",
         "audit": "audits",
         "criterion": "criteria",
-        "loss": "loss adapters (criteria UnlearnCallback can unlearn through)",
+        "loss_adapter": "loss adapters (criteria UnlearnCallback can unlearn through)",
     }
     for kind in kinds:
         print(f"{plural[kind]} ({registry.GROUPS[kind]}):")
@@ -108,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         for name, obj in components.items():
             if kind == "method":
                 lines = _describe_method(name, obj)
-            elif kind == "loss":
+            elif kind == "loss_adapter":
                 lines = _describe_loss(name, obj)
             else:
                 lines = _describe_callable(name, obj, kind)

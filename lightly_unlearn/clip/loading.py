@@ -22,7 +22,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from lightly_unlearn.errors import PretrainedWeightsUnavailable  # noqa: F401  (re-exported)
+from lightly_unlearn.errors import PretrainedWeightsUnavailable
 from lightly_unlearn.io import load_checkpoint
 
 

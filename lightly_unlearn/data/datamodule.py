@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from collections.abc import Callable
 from typing import Any, Literal
 
 import lightning.pytorch as L
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
@@ -16,6 +18,8 @@ from lightly_unlearn.data.pairing import ForgetPairedCaptions, ForgetPairedViews
 from lightly_unlearn.data.sampling import (
     BatchLayout,
     ForgetCoveringSampler,
+    ForgetOnlySampler,
+    ShuffledSampler,
     forget_layout,
     mixed_layout,
 )
@@ -39,8 +43,8 @@ DataMode = Literal["all", "retain", "forget", "mixed"]
 
 def forget_set_sha256(forget_indices: torch.Tensor) -> str:
     """SHA-256 of the sorted forget positions, written as ``"3,17,42"`` (ASCII)."""
-    text = ",".join(str(int(i)) for i in torch.sort(forget_indices.cpu()).values)
-    return hashlib.sha256(text.encode("ascii")).hexdigest()
+    positions = np.sort(forget_indices.detach().cpu().numpy().reshape(-1)).tolist()
+    return hashlib.sha256(",".join(map(str, positions)).encode("ascii")).hexdigest()
 
 
 def default_eval_transform(view_transform: Callable) -> Callable:
@@ -134,10 +138,10 @@ class ForgetRetainDataModule(L.LightningDataModule, pl.LightningDataModule):
         super().__init__()
         self.num_samples = check_training_dataset(dataset, holdout)  # reads items: refused now
         self.dataset = dataset
-        self.forget_indices = validate_forget_indices(forget_indices, self.num_samples)
-        is_forget = torch.zeros(self.num_samples, dtype=torch.bool)
-        is_forget[self.forget_indices] = True
-        self.retain_indices = torch.nonzero(~is_forget).flatten()
+        self._forget_indices = validate_forget_indices(forget_indices, self.num_samples)
+        is_retain = torch.ones(self.num_samples, dtype=torch.bool)
+        is_retain[self._forget_indices] = False
+        self._retain_indices = torch.nonzero(is_retain).flatten()
         #: Views per sample in a batch (image and caption tokens for CLIP), before any extra view.
         self.num_views = views_of_first_item(dataset, transform, tokenizer)
         self.transform = transform
@@ -168,14 +172,25 @@ class ForgetRetainDataModule(L.LightningDataModule, pl.LightningDataModule):
 
     # -- the splits the audits read -----------------------------------------------------------
     @property
-    def retain(self) -> RawSubset:
-        """Retain samples, items exactly as ``dataset`` returns them."""
-        return RawSubset(self.dataset, self.retain_indices.tolist())
+    def forget_indices(self) -> torch.Tensor:
+        """Positions of the forget samples in ``dataset``: a sorted ``int64`` tensor without
+        repeats (ready for ``torch.searchsorted``). Fixed for the datamodule's life."""
+        return self._forget_indices
 
     @property
+    def retain_indices(self) -> torch.Tensor:
+        """Positions of the retain samples in ``dataset``: a sorted ``int64`` tensor."""
+        return self._retain_indices
+
+    @functools.cached_property
+    def retain(self) -> RawSubset:
+        """Retain samples, items exactly as ``dataset`` returns them."""
+        return RawSubset(self.dataset, self._retain_indices)
+
+    @functools.cached_property
     def forget(self) -> RawSubset:
         """Forget samples, items exactly as ``dataset`` returns them."""
-        return RawSubset(self.dataset, self.forget_indices.tolist())
+        return RawSubset(self.dataset, self._forget_indices)
 
     @property
     def holdout(self) -> Dataset | None:
@@ -187,9 +202,11 @@ class ForgetRetainDataModule(L.LightningDataModule, pl.LightningDataModule):
         """``|D_forget| / |D_train|``, used to scale AC's β (as the AC reference does)."""
         return len(self.forget_indices) / self.num_samples
 
-    @property
+    @functools.cached_property
     def forget_sha256(self) -> str:
-        return forget_set_sha256(self.forget_indices)
+        """SHA-256 of the forget set (:func:`forget_set_sha256`), recorded in checkpoints and
+        receipts."""
+        return forget_set_sha256(self._forget_indices)
 
     # -- what the unlearning method asks for ---------------------------------------------------
     def configure(
@@ -219,8 +236,8 @@ class ForgetRetainDataModule(L.LightningDataModule, pl.LightningDataModule):
         are the keys (``range(len(dataset))``), so the sampler can choose forget and filler
         samples."""
         self.layout()  # validates the stream before any training
-        keys = self.retain_indices.tolist() if self.mode == "retain" else list(range(self.num_samples))
-        forget = self.forget_indices.tolist()
+        keys = self._retain_indices if self.mode == "retain" else range(self.num_samples)
+        forget = self._forget_indices
         if self.tokenizer is not None:
             if self.mode == "mixed" and self.pair_forget:
                 return ForgetPairedCaptions(
@@ -295,16 +312,15 @@ class ForgetRetainDataModule(L.LightningDataModule, pl.LightningDataModule):
         dataset = self._train_set()
         world, rank = self._world()
         layout = self.layout(world)
+        sampler: DistributedSampler
         if self.mode in ("mixed", "forget"):
-            forget = self.forget_indices.tolist()
-            sampler: DistributedSampler = ForgetCoveringSampler(
-                dataset, forget, self.retain_indices.tolist(), layout,
+            covering = ForgetCoveringSampler if self.mode == "mixed" else ForgetOnlySampler
+            sampler = covering(
+                dataset, self._forget_indices, self._retain_indices, layout,
                 num_replicas=world, rank=rank, seed=self.seed,
             )
         else:
-            sampler = DistributedSampler(
-                dataset, num_replicas=world, rank=rank, shuffle=True, seed=self.seed, drop_last=True
-            )
+            sampler = ShuffledSampler(dataset, num_replicas=world, rank=rank, seed=self.seed)
         return DataLoader(
             dataset,
             batch_size=layout.batch_size,

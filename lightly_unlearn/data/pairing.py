@@ -25,10 +25,27 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from lightly_unlearn.data.views import split_item, split_pair, tokenize_one, view_transforms
+from lightly_unlearn.data.views import (
+    as_keys,
+    split_item,
+    split_pair,
+    tokenize_one,
+    view_transforms,
+)
+
+
+def _occurrences(indices: range | np.ndarray, key: int) -> np.ndarray:
+    """Where ``key`` occurs in ``indices``, each place minus the number of earlier places (the
+    form a search for "the j-th other entry" needs)."""
+    if isinstance(indices, range):
+        places = np.array([indices.index(key)] if key in indices else [], dtype=np.int64)
+    else:
+        places = np.flatnonzero(indices == key)
+    return places - np.arange(len(places))
 
 
 class ForgetPairedViews(Dataset):
@@ -37,23 +54,27 @@ class ForgetPairedViews(Dataset):
     def __init__(
         self,
         dataset: Dataset,
-        indices: Sequence[int],
-        forget: Sequence[int],
+        indices: Sequence[int] | torch.Tensor,
+        forget: Sequence[int] | torch.Tensor,
         transform: Callable,
         extra_view: bool = True,
     ) -> None:
         self.dataset = dataset
-        self.indices = [int(i) for i in indices]
-        self.forget = [int(i) for i in forget]
-        if not self.forget:
+        self.indices = as_keys(indices)
+        self.forget = as_keys(forget)
+        if not len(self.forget):
             raise ValueError("Alignment Calibration needs at least one forget sample.")
-        self._forget_pos = {k: p for p, k in enumerate(self.forget)}
-        # a single forget sample is paired with retain samples (there is no other forget sample)
-        self._single_partners = (
-            [k for k in self.indices if k not in self._forget_pos] if len(self.forget) == 1 else []
-        )
-        if len(self.forget) == 1 and not self._single_partners:
-            raise ValueError("A single forget sample needs at least one retain sample as partner.")
+        # place of each forget sample in ``forget``: a table of the forget set only (not of the
+        # dataset), looked up once per item
+        self._forget_pos = {k: p for p, k in enumerate(np.asarray(self.forget).tolist())}
+        # a single forget sample is paired with retain samples (there is no other forget sample):
+        # the entries of ``indices`` other than it, found through where it occurs
+        self._single_partners = 0
+        if len(self.forget) == 1:
+            self._hits = _occurrences(self.indices, int(self.forget[0]))
+            self._single_partners = len(self.indices) - len(self._hits)
+            if not self._single_partners:
+                raise ValueError("A single forget sample needs at least one retain sample as partner.")
         self.transform = transform
         self.per_view = view_transforms(transform)
         self.extra_view = extra_view
@@ -74,20 +95,27 @@ class ForgetPairedViews(Dataset):
         views[1] = self.transform(partner_image)[1]
         return views
 
+    def forget_position(self, key: int) -> int | None:
+        """The place of ``key`` in ``forget``, or ``None`` for a retain sample."""
+        return self._forget_pos.get(key)
+
     def partner(self, key: int) -> int:
         """A uniformly random forget sample other than ``key`` (fresh draw on every call); with a
         single forget sample, a uniformly random retain sample."""
         if self._single_partners:
-            j = int(torch.randint(len(self._single_partners), ()).item())
-            return self._single_partners[j]
-        pos = self._forget_pos[key]
+            j = int(torch.randint(self._single_partners, ()).item())
+            # the j-th entry of ``indices`` that is not the forget sample
+            return int(self.indices[j + int(np.searchsorted(self._hits, j, side="right"))])
+        pos = self.forget_position(key)
+        if pos is None:
+            raise KeyError(f"{key} is not a forget sample.")
         j = int(torch.randint(len(self.forget) - 1, ()).item())
-        return self.forget[j + (j >= pos)]
+        return int(self.forget[j + (j >= pos)])
 
     def __getitem__(self, i: int) -> tuple[list[Any], Any, int]:
-        key = self.indices[i]
+        key = int(self.indices[i])
         image, target = split_item(self.dataset[key])
-        if key not in self._forget_pos:
+        if self.forget_position(key) is None:
             views = list(self.transform(image))  # every view: multi-crop keeps its local crops
             if self.extra_view:
                 views.append(self._view(image, 1))
@@ -113,8 +141,8 @@ class ForgetPairedCaptions(ForgetPairedViews):
     def __init__(
         self,
         dataset: Dataset,
-        indices: Sequence[int],
-        forget: Sequence[int],
+        indices: Sequence[int] | torch.Tensor,
+        forget: Sequence[int] | torch.Tensor,
         image_transform: Callable,
         tokenizer: Callable,
         extra_view: bool = True,
@@ -123,10 +151,10 @@ class ForgetPairedCaptions(ForgetPairedViews):
         self.tokenizer = tokenizer
 
     def __getitem__(self, i: int) -> tuple[list[Any], Any, int]:
-        key = self.indices[i]
+        key = int(self.indices[i])
         image, caption, target = split_pair(self.dataset[key])
         own = tokenize_one(self.tokenizer, caption)
-        if key not in self._forget_pos:
+        if self.forget_position(key) is None:
             pair = [self.transform(image), own]
             if self.extra_view:
                 pair.append(torch.zeros_like(own))

@@ -7,6 +7,11 @@ instead: every forget sample is an anchor in exactly one batch (on exactly one d
 forget samples are spread evenly over the batches, and only retain samples are left out to fill
 whole, equal batches. The plan depends only on ``(seed, epoch)`` and is the same on every rank,
 so resumed and multi-device runs see the same batches.
+
+Plans are tensors built with a handful of vectorised operations (one ``randperm`` per batch is
+the only loop), and positions are handed to the loader a chunk at a time: no Python list of the
+whole dataset is built, and planning an epoch of a million samples takes a fraction of a second
+(``benchmarks/scale.py``).
 """
 
 from __future__ import annotations
@@ -15,8 +20,13 @@ import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
+from torch import Tensor
 from torch.utils.data import Dataset, DistributedSampler
+
+#: Positions converted to Python ints at a time while a plan is iterated.
+_CHUNK = 16_384
 
 
 @dataclass(frozen=True)
@@ -66,9 +76,42 @@ def forget_layout(max_forget: int, batch_size: int, forget_batch_size: int | Non
     return BatchLayout(max(1, math.ceil(max_forget / size)), size)
 
 
-def _spread(items: Sequence[int], parts: int) -> list[list[int]]:
-    """``items`` dealt round-robin into ``parts`` lists (sizes differ by at most one)."""
-    return [list(items[p::parts]) for p in range(parts)]
+def as_positions(positions: Sequence[int] | Tensor | np.ndarray) -> Tensor:
+    """Positions as a flat ``int64`` tensor (a tensor or array is not copied when it is one)."""
+    if isinstance(positions, Tensor):
+        return positions.detach().to(torch.long).flatten()
+    if isinstance(positions, range):
+        return torch.arange(positions.start, positions.stop, positions.step, dtype=torch.long)
+    return torch.from_numpy(np.asarray(positions, dtype=np.int64).reshape(-1))
+
+
+def iterate_plan(plan: Tensor) -> Iterator[int]:
+    """The positions of a plan (flattened: batch after batch) as Python ints, a chunk at a time."""
+    for chunk in plan.flatten().split(_CHUNK):
+        yield from chunk.tolist()
+
+
+class ShuffledSampler(DistributedSampler):
+    """``DistributedSampler(shuffle=True, drop_last=True)`` that yields the same indices without
+    building a Python list of the whole dataset each epoch (it permutes a tensor and hands out
+    a chunk at a time)."""
+
+    def __init__(
+        self, dataset: Dataset, *, num_replicas: int = 1, rank: int = 0, seed: int = 0
+    ) -> None:
+        super().__init__(
+            dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=True
+        )
+
+    def order(self) -> Tensor:
+        """This device's indices for the current epoch."""
+        g = torch.Generator()
+        g.manual_seed(self.seed + self.epoch)
+        perm = torch.randperm(len(self.dataset), generator=g)  # type: ignore[arg-type]
+        return perm[self.rank : self.total_size : self.num_replicas]
+
+    def __iter__(self) -> Iterator[int]:
+        return iterate_plan(self.order())
 
 
 class ForgetCoveringSampler(DistributedSampler):
@@ -81,6 +124,10 @@ class ForgetCoveringSampler(DistributedSampler):
     are retain samples). Lightning keeps a ``DistributedSampler`` it is given and calls
     :meth:`set_epoch`.
 
+    Retain fillers come from a fresh permutation of the whole retain set each epoch (the mixed
+    stream, whose fillers are nearly all retain samples); :class:`ForgetOnlySampler` draws only
+    the few fillers a forget-only stream needs.
+
     Args:
         dataset: The training set the positions index into.
         forget: Positions of forget samples.
@@ -92,8 +139,8 @@ class ForgetCoveringSampler(DistributedSampler):
     def __init__(
         self,
         dataset: Dataset,
-        forget: Sequence[int],
-        retain: Sequence[int],
+        forget: Sequence[int] | Tensor,
+        retain: Sequence[int] | Tensor,
         layout: BatchLayout,
         *,
         num_replicas: int = 1,
@@ -101,8 +148,8 @@ class ForgetCoveringSampler(DistributedSampler):
         seed: int = 0,
     ) -> None:
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
-        self.forget_positions = torch.as_tensor(list(forget), dtype=torch.long)
-        self.retain_positions = torch.as_tensor(list(retain), dtype=torch.long)
+        self.forget_positions = as_positions(forget)
+        self.retain_positions = as_positions(retain)
         self.layout = layout
         per_rank_forget = math.ceil(len(self.forget_positions) / num_replicas)
         if per_rank_forget > layout.samples:
@@ -118,32 +165,68 @@ class ForgetCoveringSampler(DistributedSampler):
     def __len__(self) -> int:
         return self.layout.samples
 
-    def plan(self) -> list[list[int]]:
-        """This device's batches for the current epoch, as lists of positions."""
+    def _forget_share(self, rank: int) -> int:
+        """How many forget samples device ``rank`` holds (dealt round-robin)."""
+        return len(range(rank, len(self.forget_positions), self.num_replicas))
+
+    def _fillers(self, g: torch.Generator, start: int, count: int, total: int) -> Tensor:
+        """Retain positions ``start .. start + count`` of this epoch's ``total`` fillers (all
+        devices' fillers, device after device)."""
+        n = len(self.retain_positions)
+        perm = torch.randperm(n, generator=g)
+        if start + count <= n:
+            return self.retain_positions[perm[start : start + count]]
+        return self.retain_positions[perm[torch.arange(start, start + count) % n]]
+
+    def batches(self) -> Tensor:
+        """This device's batches for the current epoch: a ``(num_batches, batch_size)`` tensor of
+        positions."""
         g = torch.Generator()
         g.manual_seed(self.seed + self.epoch)
+        world, rank = self.num_replicas, self.rank
+        nb, size = self.layout.num_batches, self.layout.batch_size
         forget = self.forget_positions[torch.randperm(len(self.forget_positions), generator=g)]
-        retain = self.retain_positions[torch.randperm(len(self.retain_positions), generator=g)]
-        mine = forget[self.rank :: self.num_replicas].tolist()
-        # retain fillers: each device takes its own contiguous share of the shuffled retain set
-        need = [
-            self.layout.samples - len(forget[r :: self.num_replicas])
-            for r in range(self.num_replicas)
-        ]
-        start = sum(need[: self.rank])
-        fill = [
-            int(retain[(start + i) % len(retain)]) for i in range(need[self.rank])
-        ] if need[self.rank] else []
-        batches = []
-        offset = 0
-        for part in _spread(mine, self.layout.num_batches):
-            take = self.layout.batch_size - len(part)
-            batch = part + fill[offset : offset + take]
-            offset += take
-            order = torch.randperm(len(batch), generator=g).tolist()
-            batches.append([batch[i] for i in order])
-        return batches
+        need = [self.layout.samples - self._forget_share(r) for r in range(world)]
+        fill = self._fillers(g, sum(need[:rank]), need[rank], sum(need))
+        mine = forget[rank::world]
+        # Forget sample j goes to batch j % nb at slot j // nb (round-robin): the first `extra`
+        # batches hold q + 1 of them, the others q. Fillers take the remaining slots, batch after batch.
+        q, extra = divmod(len(mine), nb)
+        plan = torch.empty(nb, size, dtype=torch.long)
+        plan[:, :q] = mine[: q * nb].view(q, nb).T
+        head = 0
+        if extra:
+            plan[:extra, q] = mine[q * nb :]
+            head = extra * (size - q - 1)
+            plan[:extra, q + 1 :] = fill[:head].view(extra, size - q - 1)
+        plan[extra:, q:] = fill[head:].view(nb - extra, size - q)
+        order = torch.stack([torch.randperm(size, generator=g) for _ in range(nb)])
+        return plan.gather(1, order)
+
+    def plan(self) -> list[list[int]]:
+        """This device's batches for the current epoch, as lists of positions (see :meth:`batches`)."""
+        return self.batches().tolist()
 
     def __iter__(self) -> Iterator[int]:
-        for batch in self.plan():
-            yield from batch
+        return iterate_plan(self.batches())
+
+
+class ForgetOnlySampler(ForgetCoveringSampler):
+    """:class:`ForgetCoveringSampler` for the forget-only stream (gradient ascent).
+
+    Its batches are forget samples plus the few retain samples that complete them (at most one
+    batch's worth per device). Those fillers are drawn without replacement from the retain set
+    without permuting it: an epoch's cost does not grow with the retain set.
+    """
+
+    def _fillers(self, g: torch.Generator, start: int, count: int, total: int) -> Tensor:
+        n = len(self.retain_positions)
+        if 2 * total > n:  # a retain set not much larger than the fillers: permute it
+            return super()._fillers(g, start, count, total)
+        drawn = np.empty(0, dtype=np.int64)
+        while len(drawn) < total:  # distinct draws, in the order drawn
+            more = torch.randint(n, (2 * (total - len(drawn)),), generator=g).numpy()
+            joined = np.concatenate([drawn, more])
+            _, first = np.unique(joined, return_index=True)
+            drawn = joined[np.sort(first)]
+        return self.retain_positions[torch.from_numpy(drawn[start : start + count])]

@@ -11,8 +11,26 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
+
+#: Positions in the user's dataset as a subset stores them: a ``range`` or an ``int64`` array.
+Keys = range | np.ndarray
+
+
+def as_keys(indices: Sequence[int] | torch.Tensor | np.ndarray) -> Keys:
+    """``indices`` as a ``range`` (kept as is) or a read-only ``int64`` array (a CPU tensor's
+    memory is shared, not copied): cheap to index one at a time, and no Python list per sample."""
+    if isinstance(indices, range):
+        return indices
+    if isinstance(indices, torch.Tensor):
+        arr = indices.detach().cpu().to(torch.long).reshape(-1).numpy()
+    else:
+        arr = np.asarray(indices, dtype=np.int64).reshape(-1)
+    arr = arr.view()
+    arr.flags.writeable = False
+    return arr
 
 
 def split_item(item: Any) -> tuple[Any, Any]:
@@ -95,16 +113,16 @@ def view_transforms(transform: Callable) -> Sequence[Callable] | None:
 class KeyedViews(Dataset):
     """``dataset[indices[i]]`` -> ``(transform(image), target, indices[i])``."""
 
-    def __init__(self, dataset: Dataset, indices: Sequence[int], transform: Callable) -> None:
+    def __init__(self, dataset: Dataset, indices: Sequence[int] | torch.Tensor, transform: Callable) -> None:
         self.dataset = dataset
-        self.indices = [int(i) for i in indices]
+        self.indices = as_keys(indices)
         self.transform = transform
 
     def __len__(self) -> int:
         return len(self.indices)
 
     def __getitem__(self, i: int) -> tuple[Any, Any, int]:
-        key = self.indices[i]
+        key = int(self.indices[i])
         image, target = split_item(self.dataset[key])
         return self.transform(image), target, key
 
@@ -117,10 +135,10 @@ class KeyedPairs(Dataset):
     """
 
     def __init__(
-        self, dataset: Dataset, indices: Sequence[int], image_transform: Callable, tokenizer: Callable
+        self, dataset: Dataset, indices: Sequence[int] | torch.Tensor, image_transform: Callable, tokenizer: Callable
     ) -> None:
         self.dataset = dataset
-        self.indices = [int(i) for i in indices]
+        self.indices = as_keys(indices)
         self.image_transform = image_transform
         self.tokenizer = tokenizer
 
@@ -128,7 +146,7 @@ class KeyedPairs(Dataset):
         return len(self.indices)
 
     def __getitem__(self, i: int) -> tuple[list[Any], Any, int]:
-        key = self.indices[i]
+        key = int(self.indices[i])
         image, caption, target = split_pair(self.dataset[key])
         return [self.image_transform(image), tokenize_one(self.tokenizer, caption)], target, key
 
@@ -136,15 +154,16 @@ class KeyedPairs(Dataset):
 class RawSubset(Dataset):
     """A subset that returns the user's items unchanged (for audits), with their keys."""
 
-    def __init__(self, dataset: Dataset, indices: Sequence[int]) -> None:
+    def __init__(self, dataset: Dataset, indices: Sequence[int] | torch.Tensor) -> None:
         self.dataset = dataset
-        self.indices = [int(i) for i in indices]
+        self.indices = as_keys(indices)
 
     def __len__(self) -> int:
         return len(self.indices)
 
     def __getitem__(self, i: int) -> Any:
-        return self.dataset[self.indices[i]]
+        return self.dataset[int(self.indices[i])]
 
     def keys(self) -> torch.Tensor:
-        return torch.as_tensor(self.indices, dtype=torch.long)
+        """The positions in ``dataset`` (a copy)."""
+        return torch.tensor(np.asarray(self.indices), dtype=torch.long)

@@ -114,8 +114,5 @@ class ClipLossAdapter(RowTermsAdapter):
         return len(type(criterion).__mro__) - 1  # duck-typed: any typed adapter wins
 
     def row_terms(self, criterion: nn.Module, *args: Any, **kwargs: Any) -> RowTerms:
-        image = args[0] if args else kwargs["image_features"]
-        text = args[1] if len(args) > 1 else kwargs["text_features"]
-        scale = args[2] if len(args) > 2 else kwargs["logit_scale"]
-        bias = args[3] if len(args) > 3 else kwargs.get("logit_bias")
-        return clip_row_terms(criterion, image, text, scale, bias)
+        image, text, scale, *rest = self.arguments(criterion, args, kwargs)
+        return clip_row_terms(criterion, image, text, scale, rest[0] if rest else None)

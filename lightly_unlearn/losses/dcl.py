@@ -78,6 +78,5 @@ class DCLAdapter(RowTermsAdapter):
     )
 
     def row_terms(self, criterion: nn.Module, *args: Any, **kwargs: Any) -> RowTerms:
-        out0 = args[0] if args else kwargs["out0"]
-        out1 = args[1] if len(args) > 1 else kwargs["out1"]
+        out0, out1 = self.arguments(criterion, args, kwargs)[:2]
         return dcl_row_terms(criterion, out0, out1)

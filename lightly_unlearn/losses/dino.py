@@ -22,14 +22,6 @@ def _teacher_temperature(criterion: nn.Module, teacher_temp: float | None, epoch
     return torch.tensor(criterion.teacher_temp)
 
 
-def _call_arguments(args: tuple, kwargs: dict) -> tuple[list[Tensor], list[Tensor], Any, Any]:
-    """``criterion(teacher_out, student_out, teacher_temp=None, epoch=None)`` -> its four arguments."""
-    names = ("teacher_out", "student_out", "teacher_temp", "epoch")
-    values = dict(zip(names, args))
-    values.update({k: v for k, v in kwargs.items() if k in names})
-    return values["teacher_out"], values["student_out"], values.get("teacher_temp"), values.get("epoch")
-
-
 def dino_row_terms(
     criterion: nn.Module,
     teacher_out: list[Tensor],
@@ -101,6 +93,7 @@ class DINOAdapter(RowTermsAdapter):
     """
 
     name = "dino"
+    target_extra_view = True
     losses = "lightly DINOLoss: DINO (multi-crop, teacher centering)"
     criterion_types = (DINOLoss,)
     gamma = (
@@ -112,13 +105,14 @@ class DINOAdapter(RowTermsAdapter):
     )
 
     def row_terms(self, criterion: nn.Module, *args: Any, **kwargs: Any) -> RowTerms:
-        teacher_out, student_out, teacher_temp, epoch = _call_arguments(args, kwargs)
+        # lightly's DINOLoss.forward(teacher_out, student_out, teacher_temp=None, epoch=None)
+        teacher_out, student_out, teacher_temp, epoch = self.arguments(criterion, args, kwargs)[:4]
         return dino_row_terms(criterion, teacher_out, student_out, teacher_temp, epoch)
 
-    def anchor(self, *args: Any, call: int = 1, **kwargs: Any) -> Tensor:
+    def anchor(self, criterion: nn.Module, *args: Any, call: int = 1, **kwargs: Any) -> Tensor:
         """The student's output for each sample's first (global) crop."""
-        return _call_arguments(args, kwargs)[1][0]
+        return self.arguments(criterion, args, kwargs)[1][0]
 
-    def second(self, *args: Any, call: int = 1, **kwargs: Any) -> Tensor | None:
+    def second(self, criterion: nn.Module, *args: Any, call: int = 1, **kwargs: Any) -> Tensor | None:
         """The teacher's output for the first global crop."""
-        return _call_arguments(args, kwargs)[0][0]
+        return self.arguments(criterion, args, kwargs)[0][0]

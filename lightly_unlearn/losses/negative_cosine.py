@@ -59,6 +59,7 @@ class NegativeCosineAdapter(RowTermsAdapter):
     """
 
     name = "negative_cosine_similarity"
+    target_extra_view = True
     losses = "lightly NegativeCosineSimilarity: BYOL, SimSiam (called twice, symmetrised)"
     criterion_types = (NegativeCosineSimilarity,)
     gamma = "unused: negative cosine similarity has no uniformity term (only alpha and beta act)"
@@ -68,18 +69,15 @@ class NegativeCosineAdapter(RowTermsAdapter):
     )
 
     def row_terms(self, criterion: nn.Module, *args: Any, **kwargs: Any) -> RowTerms:
-        x0 = args[0] if args else kwargs["x0"]
-        x1 = args[1] if len(args) > 1 else kwargs["x1"]
+        x0, x1 = self.arguments(criterion, args, kwargs)[:2]
         return negative_cosine_row_terms(criterion, x0, x1)
 
-    def anchor(self, *args: Any, call: int = 1, **kwargs: Any) -> Tensor:
-        x0 = args[0] if args else kwargs["x0"]
-        x1 = args[1] if len(args) > 1 else kwargs["x1"]
+    def anchor(self, criterion: nn.Module, *args: Any, call: int = 1, **kwargs: Any) -> Tensor:
+        x0, x1 = self.arguments(criterion, args, kwargs)[:2]
         return x0 if call % 2 == 1 else x1
 
-    def second(self, *args: Any, call: int = 1, **kwargs: Any) -> Tensor | None:
-        x0 = args[0] if args else kwargs["x0"]
-        x1 = args[1] if len(args) > 1 else kwargs["x1"]
+    def second(self, criterion: nn.Module, *args: Any, call: int = 1, **kwargs: Any) -> Tensor | None:
+        x0, x1 = self.arguments(criterion, args, kwargs)[:2]
         return x1 if call % 2 == 1 else x0
 
     def extra_embedding(self, output: Any) -> Tensor:

@@ -17,7 +17,8 @@ from torch import Tensor, nn
 
 from lightly_unlearn.losses.rows import RowTerms, normalise, row_mask
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the stream names are the datamodule's (importing it would load Lightning)
+    from lightly_unlearn.data.datamodule import DataMode
     from lightly_unlearn.roles import ModuleRoles
 
 
@@ -57,16 +58,28 @@ class UnlearningMethod:
     name: ClassVar[str] = ""
     #: One line for ``lightly-unlearn list``.
     summary: ClassVar[str] = ""
-    #: Which samples each step sees: ``"retain"``, ``"forget"`` or ``"mixed"`` (both).
-    data: ClassVar[str] = "retain"
+    #: Which samples each step sees: the ``ForgetRetainDataModule`` stream ``"retain"``,
+    #: ``"forget"`` or ``"mixed"`` (both).
+    data: ClassVar[DataMode] = "retain"
     #: Whether forget samples' second view comes from another forget sample (AC).
     pairs_forget: ClassVar[bool] = False
     #: Whether forget samples need an extra own view (AC's positive calibration).
     extra_view: bool = False
+    #: Which encoder embeds that extra view: ``"online"`` (``forward``, with gradient),
+    #: ``"momentum"`` (the roles' embedding: a momentum / teacher encoder where the module has
+    #: one) or ``"auto"`` (online for contrastive losses, the target side for losses with a
+    #: no-gradient target: ``RowTermsAdapter.target_extra_view``).
+    extra_encoder: str = "momentum"
     #: Whether all weights are re-initialised first (Retrain).
     reinitialise: ClassVar[bool] = False
+    #: Whether :meth:`prepare` changes the given weights (then a step refused before the first
+    #: update puts the whole given state back, as for Retrain).
+    prepare_changes_weights: ClassVar[bool] = False
     #: Hyper-parameters with their defaults, and a short help text for each.
     defaults: ClassVar[dict[str, Any]] = {}
+    #: For options added later with a default that behaves differently from before: the value
+    #: that reproduces what a checkpoint written without the option ran (resume checks).
+    before_option: ClassVar[dict[str, Any]] = {}
     help: ClassVar[dict[str, str]] = {}
 
     def __init__(self, **hyperparameters: Any) -> None:

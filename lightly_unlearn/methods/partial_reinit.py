@@ -73,6 +73,7 @@ class PartialReinit(UnlearningMethod):
         "fine-tune on D_retain (EU-k/CF-k-style partial retraining)."
     )
     data = "retain"
+    prepare_changes_weights = True
     defaults = {"stages": 1, "modules": "", "seed": 0}
     help = {
         "stages": "how many of the backbone's last stages to re-initialise with the head (0: the "
@@ -95,7 +96,14 @@ class PartialReinit(UnlearningMethod):
         """Dotted names of the sub-modules to re-initialise on ``module``."""
         if self.hparams["modules"].strip():
             return [n.strip() for n in self.hparams["modules"].split(",") if n.strip()]
-        roles.head_module(module)  # refuses a module without a projection head
+        if roles.head is None:
+            raise ModuleContractError(
+                f"partial_reinit: {type(module).__name__} has no projection head to re-initialise "
+                "(e.g. a CLIP model). Name the sub-modules to re-initialise: "
+                "UnlearnCallback('partial_reinit', modules='<dotted name>,<dotted name>'), or name "
+                "the head with roles=ModuleRoles(head='<attribute>')."
+            )
+        roles.head_module(module)
         head = str(roles.head)
         k = self.hparams["stages"]
         if k == 0:

@@ -32,6 +32,7 @@ class WeightDistortion(UnlearningMethod):
         "(Siddiqui et al., arXiv 2505.22310)."
     )
     data = "retain"
+    prepare_changes_weights = True
     defaults = {"std": 0.02, "seed": 0}
     help = {
         "std": "standard deviation of the noise added to every trainable weight (absolute, as "
