@@ -602,9 +602,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--to", default=None, metavar="JSON", help="with --add-variants: a finished run")
     p.add_argument("--pairs", nargs="+", default=[], metavar="A,B", type=lambda t: tuple(t.split(",", 1)),
                    help="with --add-variants: also compare these rows, paired per seed (A − B)")
-    p.add_argument("--chosen-from", default=None, metavar="JSON",
-                   help="skip tuning: evaluate the configurations this finished run chose (same "
-                   "setting, model and forget set), e.g. to re-measure them under changed code")
     p.add_argument("--out", default="benchmarks/results/unlearning.json")
     args = p.parse_args(argv)
     if args.relearn_lr not in ("unlearn", "pretrain"):
