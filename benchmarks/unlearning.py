@@ -40,7 +40,9 @@ needs 1000 holdout samples, more than either setting has).
 
 Pretrained models and Retrain rows (with Retrain's weights, for the relearning test) can be
 cached (``--cache``) so methods can be added later against the very same references, and runs
-merged (``--combine``).
+merged: ``--combine`` for runs of the same seeds that ran different methods, ``--merge-seeds`` for
+runs that evaluated different seeds with the same configurations (e.g. the candidate methods on
+more seeds than the rest); every row and comparison then says over how many seeds it was taken.
 
     python benchmarks/unlearning.py --setting mlp             # MLP: 3 forget sets, 3 + 5 seeds
     python benchmarks/unlearning.py --setting cnn --models simclr --out results.json
@@ -49,11 +51,13 @@ merged (``--combine``).
     python benchmarks/unlearning.py --setting cnn --relearn-lr pretrain \
         --chosen-from benchmarks/results/relearn_cnn_simclr.json   # the stronger attack, same choice
     python benchmarks/unlearning.py --combine a.json b.json --out merged.json
+    python benchmarks/unlearning.py --merge-seeds seeds12.json seeds345.json --out merged.json
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import math
 import sys
@@ -274,38 +278,57 @@ def verdict(low: float, high: float) -> str:
     return "no significant difference"
 
 
+def _by_seed(per_seed: list[list[dict]]) -> list[dict[str, dict]]:
+    """Each seed's rows by method name."""
+    return [{r["method"]: r for r in rows} for rows in per_seed]
+
+
+def _names(by_seed: list[dict[str, dict]]) -> list[str]:
+    """Every row name, in the order rows first appear (merged runs may lack a row on some seeds)."""
+    return list(dict.fromkeys(n for rows in by_seed for n in rows))
+
+
+def _shared(by_seed: list[dict[str, dict]], *names: str) -> list[dict[str, dict]]:
+    """The seeds that have all of ``names``: comparisons are paired on these only."""
+    return [rows for rows in by_seed if all(n in rows for n in names)]
+
+
+def _difference(by_seed: list[dict[str, dict]], a: str, b: str, metric: str) -> dict[str, Any]:
+    """``a − b`` per shared seed, with its mean and 95 % t-interval."""
+    diffs = [metric_value(rows[a], metric) - metric_value(rows[b], metric) for rows in _shared(by_seed, a, b)]
+    mean, low, high = t_interval(diffs)
+    return {"differences": diffs, "mean_difference": mean, "ci95": [low, high], "seeds": len(diffs)}
+
+
 def paired(per_seed: list[list[dict]], metrics: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
     """AC (fixed and ``+stop``) against the best baseline, paired per seed, per metric.
 
     The best baseline is the non-AC method row (calibrated or not) with the smallest mean of the
-    metric over the evaluation seeds; the difference AC − baseline is taken seed by seed, and its
-    95 % Student-t interval over seeds decides the verdict. Metrics: the gaps to Retrain and the
-    tuning score, and the relearned gap where the relearning test ran."""
-    by_seed = [{r["method"]: r for r in rows} for rows in per_seed]
+    metric over the evaluation seeds it shares with the AC row; the difference AC − baseline is
+    taken seed by seed on those seeds (``seeds`` says how many), and its 95 % Student-t interval
+    decides the verdict. Metrics: the gaps to Retrain and the tuning score, and the relearned gap
+    where the relearning test ran."""
+    by_seed = _by_seed(per_seed)
     metrics = metrics or headline_metrics(per_seed)
-    names = [n for n in by_seed[0] if all(n in rows for rows in by_seed)]
+    names = _names(by_seed)
     acs = [n for n in names if family(n) == "ac"]
     baselines = [n for n in names if n not in REFERENCES and family(n) != "ac"]
     out = []
     for metric, ac in itertools.product(metrics, acs):
-        if not baselines:
+        shared = [n for n in baselines if _shared(by_seed, ac, n)]
+        if not shared:
             break
-        best = min(baselines, key=lambda n: np.mean([metric_value(rows[n], metric) for rows in by_seed]))
-        diffs = [metric_value(rows[ac], metric) - metric_value(rows[best], metric) for rows in by_seed]
-        mean, low, high = t_interval(diffs)
-        out.append({"metric": metric, "ac": ac, "baseline": best, "differences": diffs,
-                    "mean_difference": mean, "ci95": [low, high], "seeds": len(diffs),
-                    "verdict": verdict(low, high)})
+        best = min(shared, key=lambda n: np.mean([metric_value(rows[n], metric) for rows in _shared(by_seed, ac, n)]))
+        c = _difference(by_seed, ac, best, metric)
+        out.append({"metric": metric, "ac": ac, "baseline": best, **c, "verdict": verdict(*c["ci95"])})
     # a variant against the plain method and its calibrated mode: does the option earn its place?
     for metric, variant in itertools.product(metrics, [n for n in acs if ":" in n]):
         for parent in (family(variant), family(variant) + "+stop"):
-            if parent not in names:
+            if parent not in names or not _shared(by_seed, variant, parent):
                 continue
-            diffs = [metric_value(rows[variant], metric) - metric_value(rows[parent], metric) for rows in by_seed]
-            mean, low, high = t_interval(diffs)
-            out.append({"metric": metric, "ac": variant, "baseline": parent, "differences": diffs,
-                        "mean_difference": mean, "ci95": [low, high], "seeds": len(diffs),
-                        "verdict": verdict(low, high).replace("AC", variant)})
+            c = _difference(by_seed, variant, parent, metric)
+            out.append({"metric": metric, "ac": variant, "baseline": parent, **c,
+                        "verdict": verdict(*c["ci95"]).replace("AC", variant)})
     return out
 
 
@@ -313,13 +336,11 @@ def pair_rows(per_seed: list[list[dict]], a: str, b: str,
               metrics: tuple[str, ...] = ("avg_gap", "indist_gap", "score")) -> list[dict[str, Any]]:
     """Row ``a`` against row ``b`` (e.g. two variants), paired per seed, per metric: ``a − b``
     with its 95 % t-interval; lower gaps are better."""
-    by_seed = [{r["method"]: r for r in rows} for rows in per_seed]
+    by_seed = _by_seed(per_seed)
     out = []
     for metric in metrics:
-        diffs = [metric_value(rows[a], metric) - metric_value(rows[b], metric) for rows in by_seed]
-        mean, low, high = t_interval(diffs)
-        out.append({"metric": metric, "ac": a, "baseline": b, "differences": diffs, "mean_difference": mean,
-                    "ci95": [low, high], "seeds": len(diffs), "verdict": verdict(low, high).replace("AC", a)})
+        c = _difference(by_seed, a, b, metric)
+        out.append({"metric": metric, "ac": a, "baseline": b, **c, "verdict": verdict(*c["ci95"]).replace("AC", a)})
     return out
 
 
@@ -331,21 +352,21 @@ def headline_metrics(per_seed: list[list[dict]]) -> tuple[str, ...]:
 
 
 def versus_retrain(per_seed: list[list[dict]], metric: str = "relearn_forget_holdout_auc") -> list[dict[str, Any]]:
-    """Every row's ``metric`` minus Retrain's, paired per seed, with a 95 % t-interval over seeds:
-    for the relearned AUC, whether membership came back beyond what Retrain shows under the same
-    test ("above Retrain") or not. Empty when the metric was not measured."""
-    by_seed = [{r["method"]: r for r in rows} for rows in per_seed]
-    names = [n for n in by_seed[0] if n != "retrain" and all(metric in rows.get(n, {}) for rows in by_seed)]
-    if not all(metric in rows.get("retrain", {}) for rows in by_seed):
-        return []
+    """Every row's ``metric`` minus Retrain's, paired per seed (the seeds that have both rows;
+    ``seeds`` says how many), with a 95 % t-interval over seeds: for the relearned AUC, whether
+    membership came back beyond what Retrain shows under the same test ("above Retrain") or not.
+    Empty when the metric was not measured."""
+    by_seed = [{n: r for n, r in rows.items() if metric in r} for rows in _by_seed(per_seed)]
     out = []
-    for name in names:
-        diffs = [rows[name][metric] - rows["retrain"][metric] for rows in by_seed]
-        mean, low, high = t_interval(diffs)
+    for name in [n for n in _names(by_seed) if n != "retrain"]:
+        shared = _shared(by_seed, name, "retrain")
+        if not shared:
+            continue
+        c = _difference(shared, name, "retrain", metric)
+        low, high = c["ci95"]
         word = "above Retrain" if low > 0 else "below Retrain" if high < 0 else "within noise of Retrain"
-        out.append({"metric": metric, "method": name, "differences": diffs, "mean_difference": mean,
-                    "ci95": [low, high], "seeds": len(diffs), "verdict": word,
-                    "relearned_seeds": sum(rows[name].get("relearned_beyond_retrain", 0.0) for rows in by_seed)})
+        out.append({"metric": metric, "method": name, **c, "verdict": word,
+                    "relearned_seeds": sum(rows[name].get("relearned_beyond_retrain", 0.0) for rows in shared)})
     return out
 
 
@@ -354,24 +375,25 @@ def configurations(per_seed: list[list[dict]], family_name: str = "ac",
     """Every fixed-epoch configuration of one method (its chosen row and its ``<name>:<variant>``
     rows, not ``+stop``) against the best of them, per metric, paired per seed: is a given
     configuration (e.g. the default beta) the best or within noise of the best in this setting?"""
-    by_seed = [{r["method"]: r for r in rows} for rows in per_seed]
+    by_seed = _by_seed(per_seed)
     names, seen = [], []
-    for n in by_seed[0]:  # a variant equal to the chosen configuration is the same configuration
-        if family(n) == family_name and "+" not in n and all(n in rows for rows in by_seed):
-            hp = by_seed[0][n]["hyperparameters"]
+    for n in _names(by_seed):  # a variant equal to the chosen configuration is the same configuration
+        if family(n) == family_name and "+" not in n:
+            hp = next(rows[n] for rows in by_seed if n in rows)["hyperparameters"]
             if hp not in seen:
                 names.append(n)
                 seen.append(hp)
     out = []
     for metric in metrics if len(names) > 1 else ():
-        best = min(names, key=lambda n: np.mean([metric_value(rows[n], metric) for rows in by_seed]))
+        best = min(names, key=lambda n: np.mean([metric_value(rows[n], metric) for rows in by_seed if n in rows]))
         for name in names:
-            diffs = [metric_value(rows[name], metric) - metric_value(rows[best], metric) for rows in by_seed]
-            mean, low, high = t_interval(diffs)
+            c = _difference(by_seed, name, best, metric)
+            low = c["ci95"][0]
             out.append({"metric": metric, "configuration": name,
-                        "hyperparameters": by_seed[0][name]["hyperparameters"], "best": best,
-                        "mean": float(np.mean([metric_value(rows[name], metric) for rows in by_seed])),
-                        "mean_difference": mean, "ci95": [low, high],
+                        "hyperparameters": next(rows[name] for rows in by_seed if name in rows)["hyperparameters"],
+                        "best": best, "seeds": c["seeds"],
+                        "mean": float(np.mean([metric_value(rows[name], metric) for rows in by_seed if name in rows])),
+                        "mean_difference": c["mean_difference"], "ci95": c["ci95"],
                         "verdict": "best" if name == best else
                         ("within noise of the best" if not low > 0 else "worse than the best")})
     return out
@@ -427,6 +449,73 @@ def combine(payloads: list[dict[str, Any]]) -> dict[str, Any]:
     return merged
 
 
+def _result_key(res: dict[str, Any]) -> tuple[str, str, str]:
+    import json
+
+    return json.dumps(res["setting"], sort_keys=True), res["model"], res["forget"]
+
+
+def merge_seeds(payloads: list[dict[str, Any]]) -> dict[str, Any]:
+    """Merge runs that evaluated different seeds of the same setting, model and forget set with
+    the same configurations (e.g. a run continued on more seeds for some methods only).
+
+    Per (setting, model, forget), the per-seed rows of every run are pooled by seed; the summary,
+    the paired comparisons and the relearned-AUC intervals against Retrain are recomputed from
+    the pooled rows, each over the seeds that have it (``seeds`` in every summary row and
+    comparison). Refused: runs with another relearning test, a method whose configuration differs
+    between runs, and a seed that two runs evaluated with references or rows that differ (the
+    same seed twice is allowed only with identical rows, e.g. when the runs shared ``--cache``).
+    Partial runs (``"partial": true``) may be merged; the result is then partial too."""
+    first = payloads[0]
+    for payload in payloads[1:]:
+        if payload.get("relearn") != first.get("relearn"):
+            raise SystemExit(f"--merge-seeds: the runs used different relearning tests ({first.get('relearn')} "
+                             f"vs {payload.get('relearn')}); merge only runs of the same attack.")
+    merged: dict[tuple, dict[str, Any]] = {}
+    seeds_of: dict[tuple, dict[int, dict[str, dict]]] = {}
+    for payload in payloads:
+        for res in payload["results"]:
+            key = _result_key(res)
+            into = merged.setdefault(key, {"setting": res["setting"], "model": res["model"],
+                                           "forget": res["forget"], "chosen": {}, "seconds": 0.0})
+            for method, choice in res["chosen"].items():
+                known = into["chosen"].get(method)
+                if known is not None and (known["hyperparameters"], known["epochs"]) != (
+                        choice["hyperparameters"], choice["epochs"]):
+                    raise SystemExit(f"--merge-seeds: {method} ran with different configurations "
+                                     f"({known} vs {choice}); rerun with --chosen-from the same file.")
+                into["chosen"].setdefault(method, choice)
+            into["seconds"] += res.get("seconds", 0.0)
+            pooled = seeds_of.setdefault(key, {})
+            for seed, rows in zip(res.get("eval_seeds", payload["eval_seeds"]), res["per_seed"]):
+                have = pooled.setdefault(seed, {})
+                if have:
+                    check_references(list(have.values()), rows, f"--merge-seeds (seed {seed})")
+                for row in rows:
+                    if row["method"] in have and row["method"] not in REFERENCES and row != have[row["method"]]:
+                        raise SystemExit(f"--merge-seeds: seed {seed} of {row['method']} is in two runs with "
+                                         "different rows; merge runs of disjoint seeds.")
+                    have.setdefault(row["method"], row)
+    results = []
+    for key, res in merged.items():
+        seeds = sorted(seeds_of[key])
+        res["eval_seeds"] = seeds
+        res["per_seed"] = [list(seeds_of[key][seed].values()) for seed in seeds]
+        results.append(finish(res))
+    tune_seeds = sorted({s for p in payloads for s in p.get("tune_seeds", [])})
+    eval_seeds = sorted({s for res in results for s in res["eval_seeds"]})
+    if set(tune_seeds) & set(eval_seeds):
+        raise SystemExit(f"--merge-seeds: seeds {sorted(set(tune_seeds) & set(eval_seeds))} were tuned on in "
+                         "one run and evaluated in another; the winner must be graded on unseen seeds.")
+    grids = {m: g for p in payloads for m, g in p.get("grids", {}).items()}
+    return {"grids": grids, "tune_seeds": tune_seeds, "eval_seeds": eval_seeds, "results": results,
+            "relearn": first.get("relearn"), "seconds": sum(p.get("seconds", 0.0) for p in payloads),
+            "command": " ; ".join(p["command"] for p in payloads),
+            "partial": any(p.get("partial", False) for p in payloads),
+            "merged_from": [{"command": p["command"], "eval_seeds": p["eval_seeds"],
+                             "partial": p.get("partial", False)} for p in payloads]}
+
+
 def add_variants(payload: dict[str, Any], names: list[str], log, cache: str | None,
                  relearn: dict | None = None) -> dict[str, Any]:
     """Run ``names`` (keys of :data:`VARIANTS`) on a finished run's evaluation seeds, against its
@@ -435,7 +524,7 @@ def add_variants(payload: dict[str, Any], names: list[str], log, cache: str | No
     for res in payload["results"]:
         base = Setting(**{k: v for k, v in res["setting"].items() if k != "augmentation"})
         t0 = time.perf_counter()
-        for seed, rows in zip(payload["eval_seeds"], res["per_seed"]):
+        for seed, rows in zip(res.get("eval_seeds", payload["eval_seeds"]), res["per_seed"]):
             exp = _experiment(base, seed, cache, relearn)
             runs = [exp.pretrain(), exp.unlearn("retrain")]
             check_references(rows, summarise(runs), "--add-variants")
@@ -515,6 +604,11 @@ def _reference_line(res: dict[str, Any], rows: dict[str, dict]) -> str:
     return line
 
 
+def _seed_note(all_seeds: int, count: int) -> str:
+    """Merged runs: a row or comparison over other seeds than the references says over how many."""
+    return f" ({count} seeds)" if count != all_seeds else ""
+
+
 def markdown(payload: dict[str, Any]) -> str:
     """Markdown tables (the docs pages, benchmarks/render_docs.py): per method the gaps to Retrain (mean ± std), RA/TA, the forget-vs-holdout AUC
     and TPR at 1 % FPR, the relearned AUC and its gap, cost relative to Retrain; the paired AC −
@@ -529,9 +623,10 @@ def markdown(payload: dict[str, Any]) -> str:
         epochs = {n: np.mean([r["epochs"] for seed in res["per_seed"] for r in seed if r["method"] == n])
                   for n in names}
         came_back = {c["method"]: f"{c['relearned_seeds']:.0f}/{c['seeds']}" for c in res.get("relearn_vs_retrain", [])}
+        fewer = functools.partial(_seed_note, rows["retrain"]["seeds"])
         for n in names:
             r = rows[n]
-            out.append(f"| {n} {hp_text(r['hyperparameters'])} | {_fmt(r, 'avg_gap', '.1f', True)} | "
+            out.append(f"| {n} {hp_text(r['hyperparameters'])}{fewer(r['seeds'])} | {_fmt(r, 'avg_gap', '.1f', True)} | "
                        f"{_fmt(r, 'indist_gap', '.1f', True)} | {r['ra']:.1f} | {r['ta']:.1f} | "
                        f"{r['forget_holdout_auc']:.2f} | {_fmt(r, 'forget_holdout_tpr_at_1pct_fpr', '.1f')} | "
                        f"{_fmt(r, 'relearn_forget_holdout_auc', '.2f')} | {_fmt(r, 'relearn_gap', '.1f', True)} | "
@@ -540,7 +635,7 @@ def markdown(payload: dict[str, Any]) -> str:
             out += ["", "| paired (AC − best baseline) | metric | mean | 95 % t-interval | verdict |",
                     "|---|---|---|---|---|"]
         for c in res.get("paired", []):
-            out.append(f"| {c['ac']} − {c['baseline']} | {c['metric']} | {c['mean_difference']:+.1f} | "
+            out.append(f"| {c['ac']} − {c['baseline']}{fewer(c['seeds'])} | {c['metric']} | {c['mean_difference']:+.1f} | "
                        f"[{c['ci95'][0]:+.1f}, {c['ci95'][1]:+.1f}] | {c['verdict']} |")
         if res.get("pairs"):  # --pairs: rows compared as asked
             out += ["", "| paired (A − B, as asked) | metric | mean | 95 % t-interval | verdict |",
@@ -549,7 +644,7 @@ def markdown(payload: dict[str, Any]) -> str:
                     f"[{c['ci95'][0]:+.1f}, {c['ci95'][1]:+.1f}] | {c['verdict']} |" for c in res["pairs"]]
         if res.get("relearn_vs_retrain"):
             out += ["", "| relearned AUC − Retrain's | mean | 95 % t-interval | verdict |", "|---|---|---|---|"]
-            out += [f"| {c['method']} | {c['mean_difference']:+.3f} | [{c['ci95'][0]:+.3f}, {c['ci95'][1]:+.3f}] "
+            out += [f"| {c['method']}{fewer(c['seeds'])} | {c['mean_difference']:+.3f} | [{c['ci95'][0]:+.3f}, {c['ci95'][1]:+.3f}] "
                     f"| {c['verdict']} |" for c in res["relearn_vs_retrain"]]
         if res.get("configurations"):
             out += ["", "| AC configuration | metric | mean | − best | 95 % t-interval | verdict |",
@@ -596,7 +691,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true",
                    help="smoke run: 1 model, 1 forget set, no tuning, 2 evaluation seeds, short pretraining")
     p.add_argument("--combine", nargs="+", default=None, metavar="JSON", help="merge these runs into --out")
-    p.add_argument("--markdown", action="store_true", help="with --combine: also print the Markdown tables of the docs pages")
+    p.add_argument("--merge-seeds", nargs="+", default=None, metavar="JSON",
+                   help="merge runs that evaluated different seeds with the same configurations into "
+                   "--out (summaries and intervals recomputed over the pooled seeds)")
+    p.add_argument("--markdown", action="store_true",
+                   help="with --combine / --merge-seeds: also print the Markdown tables of the docs pages")
     p.add_argument("--add-variants", nargs="+", default=None, choices=sorted(VARIANTS),
                    help="run these method options on the evaluation seeds of --to and add their rows")
     p.add_argument("--to", default=None, metavar="JSON", help="with --add-variants: a finished run")
@@ -618,6 +717,13 @@ def main(argv: list[str] | None = None) -> int:
         import json
 
         payload = combine([json.loads(Path(f).read_text()) for f in args.combine])
+        return write(payload, args.out, args.markdown, log)
+    if args.merge_seeds:
+        import json
+
+        if str(Path(args.out).resolve()) in {str(Path(f).resolve()) for f in args.merge_seeds}:
+            raise SystemExit("--merge-seeds: --out is one of the inputs; write the merge to a new file.")
+        payload = merge_seeds([json.loads(Path(f).read_text()) for f in args.merge_seeds])
         return write(payload, args.out, args.markdown, log)
 
     if args.add_variants:
