@@ -656,6 +656,57 @@ def markdown(payload: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+#: The bar for "holds up under relearning": the relearned AUC's paired 95 % interval against
+#: Retrain's contains 0 or lies within this distance of it, at no more than MAX_COST of Retrain.
+RELEARN_MARGIN, MAX_COST = 0.05, 0.25
+
+
+def holds_up(c: dict[str, Any], row: dict[str, Any]) -> bool:
+    """Whether a row's relearned-AUC comparison ``c`` with Retrain meets the bar above, by wall
+    time and by optimizer steps relative to Retrain (both: wall time on a shared machine is noisy)."""
+    low, high = c["ci95"]
+    close = (low <= 0 <= high) or (abs(low) <= RELEARN_MARGIN and abs(high) <= RELEARN_MARGIN)
+    cheap = row["time_vs_retrain"] <= MAX_COST and row.get("steps_vs_retrain", 0.0) <= MAX_COST
+    return bool(close and cheap)
+
+
+#: Fewer seeds give a t-interval too wide to judge (two seeds: one degree of freedom, t = 12.7).
+MIN_SEEDS_TO_JUDGE = 3
+
+
+def _holds_up_cell(c: dict[str, Any], row: dict[str, Any]) -> str:
+    if c["method"] in REFERENCES:
+        return "reference"
+    if c["seeds"] < MIN_SEEDS_TO_JUDGE:
+        return f"– ({c['seeds']} seeds: not judged)"
+    return "yes" if holds_up(c, row) else "no"
+
+
+def relearn_summary(payload: dict[str, Any]) -> str:
+    """Markdown: per method, the relearned AUC minus Retrain's (paired per seed, 95 % t-interval),
+    the gaps to Retrain before and after relearning, the cost, and whether the row holds up
+    (:func:`holds_up`)."""
+    out = []
+    for res in payload["results"]:
+        rows = {r["method"]: r for r in res["summary"]}
+        fewer = functools.partial(_seed_note, rows["retrain"]["seeds"])
+        rt = rows["retrain"]
+        out += [f"**{res['setting'].get('arch', 'mlp')} {res['model']}, forget {res['forget']}**: Retrain's "
+                f"relearned AUC {rt['relearn_forget_holdout_auc']:.3f} ({rt['relearn_epochs']:.0f} retain-only "
+                f"epochs at lr {rt['relearn_lr']:g}, {rt['seeds']} seeds).", "",
+                "| method | relearned AUC − Retrain's | 95 % t-interval | Relearn.Gap | Indist.Gap | Avg.Gap "
+                "| time/RT | steps/RT | holds up |", "|---|---|---|---|---|---|---|---|---|"]
+        for c in res.get("relearn_vs_retrain", []):
+            r = rows[c["method"]]
+            out.append(f"| {c['method']}{fewer(c['seeds'])} | {c['mean_difference']:+.3f} | "
+                       f"[{c['ci95'][0]:+.3f}, {c['ci95'][1]:+.3f}] | {_fmt(r, 'relearn_gap', '.1f')} | "
+                       f"{_fmt(r, 'indist_gap', '.1f')} | {_fmt(r, 'avg_gap', '.1f')} | "
+                       f"{100 * r['time_vs_retrain']:.1f} % | {_fmt(r, 'steps_vs_retrain', '.3f')} | "
+                       f"{_holds_up_cell(c, r)} |")
+        out.append("")
+    return "\n".join(out)
+
+
 def write(payload: dict[str, Any], out: str, with_markdown: bool, log) -> int:
     """Print a finished payload's report (and Markdown tables), write it atomically to ``out``."""
     log(report(payload))

@@ -117,6 +117,23 @@ def test_merge_seeds_pools_rows_by_seed_and_says_over_how_many_seeds():
     assert {c["method"]: c["ci95"] for c in again["relearn_vs_retrain"]} == {m: c["ci95"] for m, c in vs.items()}
 
 
+def test_relearn_summary_judges_the_bar_only_on_enough_seeds():
+    bench = _bench()
+    merged = bench.merge_seeds([_seed_run([1, 2], ["finetune", "ac", "partial_reinit"]),
+                                _seed_run([3, 4, 5], ["ac", "partial_reinit"])])
+    lines = {line.split(" |")[0].lstrip("| "): line for line in bench.relearn_summary(merged).splitlines()
+             if line.startswith("| ")}
+    assert lines["partial_reinit"].endswith("| yes |")  # +0.011 [-0.001, +0.023], 10 % of Retrain
+    assert lines["ac"].endswith("| no |")  # +0.11, interval above 0
+    assert lines["finetune (2 seeds)"].endswith("| – (2 seeds: not judged) |")
+    assert lines["original"].endswith("| reference |")
+    c = {"ci95": [-0.01, 0.02]}
+    assert bench.holds_up(c, {"time_vs_retrain": 0.2, "steps_vs_retrain": 0.1})
+    assert not bench.holds_up(c, {"time_vs_retrain": 0.3, "steps_vs_retrain": 0.1})  # too slow
+    assert bench.holds_up({"ci95": [0.01, 0.04]}, {"time_vs_retrain": 0.2})  # within 5 points
+    assert not bench.holds_up({"ci95": [0.01, 0.07]}, {"time_vs_retrain": 0.2})
+
+
 def test_merge_seeds_refuses_what_cannot_be_pooled():
     bench = _bench()
     base = _seed_run([1, 2], ["ac"])
