@@ -45,7 +45,13 @@ def _minutes(seconds: float | None) -> str:
 
 
 def run_line(payload: dict[str, Any]) -> str:
-    """How the file was produced: its command, wall time, and whether the run finished."""
+    """How the file was produced: its command, wall time, and whether the run finished; for a
+    merge of runs (``--merge-seeds``), each run with the seeds it evaluated."""
+    if payload.get("merged_from"):
+        runs = [f"`{m['command']}` (seeds {m['eval_seeds']}"
+                + ("; stopped early: the seeds it finished" if m["partial"] else "") + ")"
+                for m in payload["merged_from"]]
+        return f"Merged with `--merge-seeds` from: {'; '.join(runs)}{_minutes(payload.get('seconds'))}."
     parts = [f"Command: `{payload['command']}`" if payload.get("command") else "",
              _minutes(payload.get("seconds")).lstrip(", ")]
     if payload.get("partial"):
@@ -178,7 +184,8 @@ PAGES = [
          "width and the plain gaps too. Configurations: chosen on the tuning seed by Avg.Gap + "
          "Indist.Gap + Relearn.Gap at the unlearning lr, then reused for the other attack "
          "(`--chosen-from`). Which method to use: [methods](../guide/methods.md#which-method).",
-         [Section("relearn_mlp.json", "MLP setting (the demo's), SimCLR and MoCo", relearning)]),
+         [Section("relearn_mlp.json", "MLP setting (the demo's), SimCLR and MoCo", relearning),
+          Section("relearn_cnn_simclr.json", "CNN setting, SimCLR: relearning at the unlearning lr", relearning)]),
     Page("beta.md", "Alignment Calibration's β on the evaluation seeds",
          "Every fixed-epoch AC configuration (`--add-variants ac:beta0 … ac:beta16`) on the "
          "evaluation seeds and cached references of the runs on the "

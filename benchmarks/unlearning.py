@@ -512,8 +512,10 @@ def merge_seeds(payloads: list[dict[str, Any]]) -> dict[str, Any]:
             "relearn": first.get("relearn"), "seconds": sum(p.get("seconds", 0.0) for p in payloads),
             "command": " ; ".join(p["command"] for p in payloads),
             "partial": any(p.get("partial", False) for p in payloads),
-            "merged_from": [{"command": p["command"], "eval_seeds": p["eval_seeds"],
-                             "partial": p.get("partial", False)} for p in payloads]}
+            "merged_from": [{"command": p["command"], "partial": p.get("partial", False),
+                             "eval_seeds": sorted({s for res in p["results"] for s, _ in
+                                                   zip(res.get("eval_seeds", p["eval_seeds"]), res["per_seed"])})}
+                            for p in payloads]}
 
 
 def add_variants(payload: dict[str, Any], names: list[str], log, cache: str | None,

@@ -95,10 +95,12 @@ def _seed_run(seeds, methods, relearn=None, partial=False):
 def test_merge_seeds_pools_rows_by_seed_and_says_over_how_many_seeds():
     bench = _bench()
     everything = _seed_run([1, 2], ["finetune", "neggrad", "ac", "partial_reinit"], partial=True)
+    everything["eval_seeds"] = [1, 2, 3, 4, 5]  # a run stopped after its second seed
     more = _seed_run([3, 4, 5], ["ac", "partial_reinit"])
     merged = bench.merge_seeds([everything, more])
     res = merged["results"][0]
     assert merged["eval_seeds"] == res["eval_seeds"] == [1, 2, 3, 4, 5] and merged["partial"] is True
+    assert [(m["eval_seeds"], m["partial"]) for m in merged["merged_from"]] == [([1, 2], True), ([3, 4, 5], False)]
     rows = {r["method"]: r for r in res["summary"]}
     assert {n: r["seeds"] for n, r in rows.items()} == {
         "original": 5, "retrain": 5, "finetune": 2, "neggrad": 2, "ac": 5, "partial_reinit": 5}
