@@ -183,9 +183,14 @@ PAGES = [
          "exact). An interval that contains 0 only because it is wide is weak evidence: read its "
          "width and the plain gaps too. Configurations: chosen on the tuning seed by Avg.Gap + "
          "Indist.Gap + Relearn.Gap at the unlearning lr, then reused for the other attack "
-         "(`--chosen-from`). Which method to use: [methods](../guide/methods.md#which-method).",
+         "(`--chosen-from`). The CNN files merge runs of different commits (`--merge-seeds`; each "
+         "run is named): on the seeds both measured, the later code reproduces the earlier runs' "
+         "unlearned rows exactly (every column but wall time and the relearning test's). Which "
+         "method to use: [methods](../guide/methods.md#which-method).",
          [Section("relearn_mlp.json", "MLP setting (the demo's), SimCLR and MoCo", relearning),
-          Section("relearn_cnn_simclr.json", "CNN setting, SimCLR: relearning at the unlearning lr", relearning)]),
+          Section("relearn_cnn_simclr.json", "CNN setting, SimCLR: relearning at the unlearning lr", relearning),
+          Section("relearn_cnn_simclr_pretrain_lr.json", "CNN setting, SimCLR: relearning at the pretraining lr",
+                  relearning)]),
     Page("beta.md", "Alignment Calibration's β on the evaluation seeds",
          "Every fixed-epoch AC configuration (`--add-variants ac:beta0 … ac:beta16`) on the "
          "evaluation seeds and cached references of the runs on the "
