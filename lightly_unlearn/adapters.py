@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from lightly_unlearn.errors import ModuleContractError
-from lightly_unlearn.roles import EmbedFn, ModuleRoles, resolve_roles
+from lightly_unlearn.roles import EmbedFn, ModuleRoles, find_submodule, resolve_roles
 
 _HOW_TO_ADAPT = (
     "lightly-unlearn expects a lightly-style module: attributes `backbone`, `projection_head` and "
@@ -80,11 +80,8 @@ def _refresh_weight_norm(child: nn.Module) -> None:
 
 
 def _part(module: nn.Module, name: str) -> nn.Module:
-    try:
-        part = module.get_submodule(name)
-    except AttributeError:
-        part = None
-    if not isinstance(part, nn.Module) or part is module:
+    part = find_submodule(module, name)
+    if part is None:
         raise ModuleContractError(
             f"{type(module).__name__} has no sub-module {name!r} to re-initialise. Name a "
             "sub-module by its attribute path (dotted for nested ones, e.g. 'backbone.7')."

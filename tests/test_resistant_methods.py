@@ -10,7 +10,14 @@ import pytest
 import pytorch_lightning as pl
 import torch
 import torchvision
-from conftest import digits_dataset, make_moco, make_simclr, tiny_transform, trainer_kwargs
+from conftest import (
+    digits_dataset,
+    make_conv_simclr,
+    make_moco,
+    make_simclr,
+    tiny_transform,
+    trainer_kwargs,
+)
 from torch import nn
 
 from lightly_unlearn import ForgetRetainDataModule, UnlearnCallback
@@ -23,30 +30,7 @@ from lightly_unlearn.roles import resolve_roles
 
 def conv_simclr():
     """lightly's SimCLR example with a small conv-BN-ReLU backbone (BatchNorm everywhere)."""
-    from lightly.loss import NTXentLoss
-    from lightly.models.modules import SimCLRProjectionHead
-
-    def block(i, o, s):
-        return [nn.Conv2d(i, o, 3, stride=s, padding=1, bias=False), nn.BatchNorm2d(o), nn.ReLU()]
-
-    class ConvSimCLR(pl.LightningModule):
-        def __init__(self):
-            super().__init__()
-            self.backbone = nn.Sequential(*block(3, 8, 1), *block(8, 16, 2), nn.AdaptiveAvgPool2d(1), nn.Flatten())
-            self.projection_head = SimCLRProjectionHead(16, 16, 8)
-            self.criterion = NTXentLoss()
-
-        def forward(self, x):
-            return self.projection_head(self.backbone(x))
-
-        def training_step(self, batch, batch_index):
-            (x0, x1) = batch[0]
-            return self.criterion(self(x0), self(x1))
-
-        def configure_optimizers(self):
-            return torch.optim.SGD(self.parameters(), lr=0.06)
-
-    return ConvSimCLR()
+    return make_conv_simclr()
 
 
 MODELS = {"mlp": lambda: make_simclr("pl")(), "conv": conv_simclr, "moco": lambda: make_moco("pl")()}
