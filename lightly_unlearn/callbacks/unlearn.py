@@ -255,13 +255,17 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
 
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        # the state a step refused before the first update falls back to: the given one
-        self._rollback.start(pl_module, whole_state=self.method.reinitialise and not self._resumed)
+        # the state a step refused before the first update falls back to: the given one (whole,
+        # when re-initialisation or the method's own preparation changes trainable weights first)
+        changes_weights = self.method.reinitialise or self.method.prepare_changes_weights
+        self._rollback.start(pl_module, whole_state=changes_weights and not self._resumed)
         # Retrain re-initialises here, after every on_fit_start (so AuditCallback's "before"
         # audit sees the given model whatever the callback order) and after a checkpoint
         # restore; a resumed unlearning run (our state came back) keeps its restored weights.
         if self.method.reinitialise and not self._resumed:
             reinitialise(pl_module, self._roles)
+        if not self._resumed:  # e.g. partial re-initialisation, weight perturbation
+            self.method.prepare(pl_module, self._roles)
         self._guard.start(pl_module, list(trainer.optimizers))
 
     # -- per step -------------------------------------------------------------------------------
