@@ -13,9 +13,14 @@ Protocol, per (setting, model, forget set):
 
 1. *Tuning* seeds: pretrain, Retrain, and run each method's grid from the pretrained weights.
    Every method gets the same number of configurations, all within 10 % of the pretraining
-   epochs. The configuration with the smallest mean ``Avg.Gap + Indist.Gap`` to Retrain wins.
+   epochs. The configuration with the smallest mean ``Avg.Gap + Indist.Gap`` to Retrain wins,
+   plus ``Relearn.Gap`` when the relearning test runs (the default): a configuration whose
+   forgetting does not survive retain-only training is not close to Retrain. ``--chosen-from``
+   takes the configurations of a finished run instead (the same choice under a second attack
+   strength).
 2. *Evaluation* seeds (disjoint from the tuning seeds): pretrain, Retrain, each method's chosen
-   configuration, and the calibrated mode of every method (``<method>+stop``: the chosen
+   configuration, and the calibrated mode of every method (or of ``--calibrated`` ones;
+   ``<method>+stop``: the chosen
    hyper-parameters for at most 10 % of the pretraining epochs, stopped by
    ``HoldoutAlignmentStopping``). Reports mean ± std of every column, the cost relative to Retrain,
    and the headline paired comparison: per evaluation seed, AC's gap minus the best baseline's
@@ -35,19 +40,24 @@ needs 1000 holdout samples, more than either setting has).
 
 Pretrained models and Retrain rows (with Retrain's weights, for the relearning test) can be
 cached (``--cache``) so methods can be added later against the very same references, and runs
-merged (``--combine``).
+merged: ``--combine`` for runs of the same seeds that ran different methods, ``--merge-seeds`` for
+runs that evaluated different seeds with the same configurations (e.g. the candidate methods on
+more seeds than the rest); every row and comparison then says over how many seeds it was taken.
 
     python benchmarks/unlearning.py --setting mlp             # MLP: 3 forget sets, 3 + 5 seeds
     python benchmarks/unlearning.py --setting cnn --models simclr --out results.json
     python benchmarks/unlearning.py --quick                    # smoke run, seconds
     python benchmarks/unlearning.py --setting cnn --quick      # the CNN setting's smoke run
-    python benchmarks/unlearning.py --setting mlp --relearn-lr pretrain   # the stronger attack
+    python benchmarks/unlearning.py --setting cnn --relearn-lr pretrain \
+        --chosen-from benchmarks/results/relearn_cnn_simclr.json   # the stronger attack, same choice
     python benchmarks/unlearning.py --combine a.json b.json --out merged.json
+    python benchmarks/unlearning.py --merge-seeds seeds12.json seeds345.json --out merged.json
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import math
 import sys
@@ -74,6 +84,10 @@ GRIDS: dict[str, list[tuple[dict[str, Any], int]]] = {
     "neggrad": [({"lam": lam}, e) for lam, e in itertools.product((0.5, 1.0), (6, 9, 15))],
     "l1_sparse": [({"lam": lam}, e) for lam, e in itertools.product((5e-5, 5e-4), (6, 9, 15))],
     "ac": [({"alpha": 1.0, "beta": b}, e) for b, e in itertools.product((1.0, 4.0, 16.0), (9, 15))],
+    # stages=2 is the whole MLP backbone: a retrain on 10 % of Retrain's budget
+    "partial_reinit": [({"stages": k}, e) for k, e in itertools.product((0, 1, 2), (15, 30))],
+    "weight_distortion": [({"std": s}, e) for s, e in itertools.product((0.05, 0.1, 0.2), (15, 30))],
+    "weight_distance": [({"alpha": a}, e) for a, e in itertools.product((1e2, 1e3, 1e4), (15, 30))],
 }
 
 #: The CNN setting: three configurations per method, all ≤ 30 epochs (10 % of 300) at the
@@ -84,6 +98,10 @@ CNN_GRIDS: dict[str, list[tuple[dict[str, Any], int]]] = {
     "neggrad": [({"lam": 1.0}, 5), ({"lam": 1.0}, 15), ({"lam": 0.5}, 15)],
     "l1_sparse": [({"lam": 5e-5}, 10), ({"lam": 5e-5}, 30), ({"lam": 5e-4}, 30)],
     "ac": [({"alpha": 1.0, "beta": b}, 10) for b in (0.0, 1.0, 4.0)],
+    # stages=4 is the whole backbone: a retrain on 10 % of Retrain's budget, at the unlearning lr
+    "partial_reinit": [({"stages": k}, 30) for k in (1, 2, 4)],
+    "weight_distortion": [({"std": s}, 30) for s in (0.05, 0.1, 0.2)],
+    "weight_distance": [({"alpha": a}, 30) for a in (1e3, 1e4, 1e5)],
 }
 
 #: Per setting: the base Setting, grids, forget sets, tuning and evaluation seeds.
@@ -131,8 +149,9 @@ def family(name: str) -> str:
 
 
 def score(row: dict[str, Any]) -> float:
-    """What tuning minimises: the headline gap plus the overshoot-catching gap."""
-    return float(row["avg_gap"] + row["indist_gap"])
+    """What tuning minimises: the headline gap plus the overshoot-catching gap, plus the relearned
+    gap where the relearning test ran (membership that comes back is not forgetting)."""
+    return float(row["avg_gap"] + row["indist_gap"] + row.get("relearn_gap", 0.0))
 
 
 def parse_forget(spec: str) -> dict[str, Any]:
@@ -161,18 +180,19 @@ def _experiment(base: Setting, seed: int, cache: str | None, relearn: dict[str, 
                       **relearn_options(base, relearn))
 
 
-def tune(base: Setting, seeds: list[int], grids: dict, log, cache: str | None = None
-         ) -> dict[str, tuple[dict, int, float]]:
+def tune(base: Setting, seeds: list[int], grids: dict, log, cache: str | None = None,
+         relearn: dict | None = None) -> dict[str, tuple[dict, int, float]]:
     """Best configuration per method over the tuning seeds: ``{method: (hp, epochs, score)}``.
 
-    A one-configuration grid is taken as is (nothing to tune, nothing run)."""
+    Every configuration gets the relearning test ``relearn`` (if any), so its gap counts in the
+    score. A one-configuration grid is taken as is (nothing to tune, nothing run)."""
     best = {m: (g[0][0], g[0][1], math.nan) for m, g in grids.items() if len(g) == 1}
     to_tune = {m: g for m, g in grids.items() if len(g) > 1}
     if not to_tune:
         return best
     scores: dict[tuple[str, int], list[float]] = {}
     for seed in seeds:
-        exp = _experiment(base, seed, cache)
+        exp = _experiment(base, seed, cache, relearn)
         retrain_runs = [exp.pretrain(), exp.unlearn("retrain")]
         for method, grid in to_tune.items():
             for i, (hp, epochs) in enumerate(grid):
@@ -189,9 +209,10 @@ def tune(base: Setting, seeds: list[int], grids: dict, log, cache: str | None = 
 
 
 def evaluate(base: Setting, seeds: list[int], best: dict, log, cache: str | None = None,
-             calibrated: bool = True, on_seed=None, check_every: int = 1, relearn: dict | None = None
-             ) -> tuple[list[dict], list[list[dict]]]:
-    """Pretrain, Retrain, each chosen configuration and (``calibrated``) its ``+stop`` mode, per seed.
+             calibrated: bool | list[str] = True, on_seed=None, check_every: int = 1,
+             relearn: dict | None = None) -> tuple[list[dict], list[list[dict]]]:
+    """Pretrain, Retrain, each chosen configuration and (``calibrated``: all, or these methods)
+    its ``+stop`` mode, per seed.
 
     The calibrated mode runs the chosen hyper-parameters for at most 10 % of the pretraining
     epochs, stopped by ``HoldoutAlignmentStopping`` (checked every ``check_every`` epochs: each check
@@ -204,7 +225,7 @@ def evaluate(base: Setting, seeds: list[int], best: dict, log, cache: str | None
         runs += [exp.unlearn(m, hp, epochs) for m, (hp, epochs, _) in best.items()]
         if calibrated:
             runs += [exp.unlearn(m, hp, max_epochs, calibrated=True, check_every=check_every)
-                     for m, (hp, _, _) in best.items()]
+                     for m, (hp, _, _) in best.items() if calibrated is True or m in calibrated]
         per_seed.append(summarise(runs))
         log(f"    evaluated seed {seed}")
         if on_seed is not None:
@@ -257,38 +278,57 @@ def verdict(low: float, high: float) -> str:
     return "no significant difference"
 
 
+def _by_seed(per_seed: list[list[dict]]) -> list[dict[str, dict]]:
+    """Each seed's rows by method name."""
+    return [{r["method"]: r for r in rows} for rows in per_seed]
+
+
+def _names(by_seed: list[dict[str, dict]]) -> list[str]:
+    """Every row name, in the order rows first appear (merged runs may lack a row on some seeds)."""
+    return list(dict.fromkeys(n for rows in by_seed for n in rows))
+
+
+def _shared(by_seed: list[dict[str, dict]], *names: str) -> list[dict[str, dict]]:
+    """The seeds that have all of ``names``: comparisons are paired on these only."""
+    return [rows for rows in by_seed if all(n in rows for n in names)]
+
+
+def _difference(by_seed: list[dict[str, dict]], a: str, b: str, metric: str) -> dict[str, Any]:
+    """``a − b`` per shared seed, with its mean and 95 % t-interval."""
+    diffs = [metric_value(rows[a], metric) - metric_value(rows[b], metric) for rows in _shared(by_seed, a, b)]
+    mean, low, high = t_interval(diffs)
+    return {"differences": diffs, "mean_difference": mean, "ci95": [low, high], "seeds": len(diffs)}
+
+
 def paired(per_seed: list[list[dict]], metrics: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
     """AC (fixed and ``+stop``) against the best baseline, paired per seed, per metric.
 
     The best baseline is the non-AC method row (calibrated or not) with the smallest mean of the
-    metric over the evaluation seeds; the difference AC − baseline is taken seed by seed, and its
-    95 % Student-t interval over seeds decides the verdict. Metrics: the gaps to Retrain and the
-    tuning score, and the relearned gap where the relearning test ran."""
-    by_seed = [{r["method"]: r for r in rows} for rows in per_seed]
+    metric over the evaluation seeds it shares with the AC row; the difference AC − baseline is
+    taken seed by seed on those seeds (``seeds`` says how many), and its 95 % Student-t interval
+    decides the verdict. Metrics: the gaps to Retrain and the tuning score, and the relearned gap
+    where the relearning test ran."""
+    by_seed = _by_seed(per_seed)
     metrics = metrics or headline_metrics(per_seed)
-    names = [n for n in by_seed[0] if all(n in rows for rows in by_seed)]
+    names = _names(by_seed)
     acs = [n for n in names if family(n) == "ac"]
     baselines = [n for n in names if n not in REFERENCES and family(n) != "ac"]
     out = []
     for metric, ac in itertools.product(metrics, acs):
-        if not baselines:
+        shared = [n for n in baselines if _shared(by_seed, ac, n)]
+        if not shared:
             break
-        best = min(baselines, key=lambda n: np.mean([metric_value(rows[n], metric) for rows in by_seed]))
-        diffs = [metric_value(rows[ac], metric) - metric_value(rows[best], metric) for rows in by_seed]
-        mean, low, high = t_interval(diffs)
-        out.append({"metric": metric, "ac": ac, "baseline": best, "differences": diffs,
-                    "mean_difference": mean, "ci95": [low, high], "seeds": len(diffs),
-                    "verdict": verdict(low, high)})
+        best = min(shared, key=lambda n: np.mean([metric_value(rows[n], metric) for rows in _shared(by_seed, ac, n)]))
+        c = _difference(by_seed, ac, best, metric)
+        out.append({"metric": metric, "ac": ac, "baseline": best, **c, "verdict": verdict(*c["ci95"])})
     # a variant against the plain method and its calibrated mode: does the option earn its place?
     for metric, variant in itertools.product(metrics, [n for n in acs if ":" in n]):
         for parent in (family(variant), family(variant) + "+stop"):
-            if parent not in names:
+            if parent not in names or not _shared(by_seed, variant, parent):
                 continue
-            diffs = [metric_value(rows[variant], metric) - metric_value(rows[parent], metric) for rows in by_seed]
-            mean, low, high = t_interval(diffs)
-            out.append({"metric": metric, "ac": variant, "baseline": parent, "differences": diffs,
-                        "mean_difference": mean, "ci95": [low, high], "seeds": len(diffs),
-                        "verdict": verdict(low, high).replace("AC", variant)})
+            c = _difference(by_seed, variant, parent, metric)
+            out.append({"metric": metric, "ac": variant, "baseline": parent, **c,
+                        "verdict": verdict(*c["ci95"]).replace("AC", variant)})
     return out
 
 
@@ -296,13 +336,11 @@ def pair_rows(per_seed: list[list[dict]], a: str, b: str,
               metrics: tuple[str, ...] = ("avg_gap", "indist_gap", "score")) -> list[dict[str, Any]]:
     """Row ``a`` against row ``b`` (e.g. two variants), paired per seed, per metric: ``a − b``
     with its 95 % t-interval; lower gaps are better."""
-    by_seed = [{r["method"]: r for r in rows} for rows in per_seed]
+    by_seed = _by_seed(per_seed)
     out = []
     for metric in metrics:
-        diffs = [metric_value(rows[a], metric) - metric_value(rows[b], metric) for rows in by_seed]
-        mean, low, high = t_interval(diffs)
-        out.append({"metric": metric, "ac": a, "baseline": b, "differences": diffs, "mean_difference": mean,
-                    "ci95": [low, high], "seeds": len(diffs), "verdict": verdict(low, high).replace("AC", a)})
+        c = _difference(by_seed, a, b, metric)
+        out.append({"metric": metric, "ac": a, "baseline": b, **c, "verdict": verdict(*c["ci95"]).replace("AC", a)})
     return out
 
 
@@ -314,21 +352,21 @@ def headline_metrics(per_seed: list[list[dict]]) -> tuple[str, ...]:
 
 
 def versus_retrain(per_seed: list[list[dict]], metric: str = "relearn_forget_holdout_auc") -> list[dict[str, Any]]:
-    """Every row's ``metric`` minus Retrain's, paired per seed, with a 95 % t-interval over seeds:
-    for the relearned AUC, whether membership came back beyond what Retrain shows under the same
-    test ("above Retrain") or not. Empty when the metric was not measured."""
-    by_seed = [{r["method"]: r for r in rows} for rows in per_seed]
-    names = [n for n in by_seed[0] if n != "retrain" and all(metric in rows.get(n, {}) for rows in by_seed)]
-    if not all(metric in rows.get("retrain", {}) for rows in by_seed):
-        return []
+    """Every row's ``metric`` minus Retrain's, paired per seed (the seeds that have both rows;
+    ``seeds`` says how many), with a 95 % t-interval over seeds: for the relearned AUC, whether
+    membership came back beyond what Retrain shows under the same test ("above Retrain") or not.
+    Empty when the metric was not measured."""
+    by_seed = [{n: r for n, r in rows.items() if metric in r} for rows in _by_seed(per_seed)]
     out = []
-    for name in names:
-        diffs = [rows[name][metric] - rows["retrain"][metric] for rows in by_seed]
-        mean, low, high = t_interval(diffs)
+    for name in [n for n in _names(by_seed) if n != "retrain"]:
+        shared = _shared(by_seed, name, "retrain")
+        if not shared:
+            continue
+        c = _difference(shared, name, "retrain", metric)
+        low, high = c["ci95"]
         word = "above Retrain" if low > 0 else "below Retrain" if high < 0 else "within noise of Retrain"
-        out.append({"metric": metric, "method": name, "differences": diffs, "mean_difference": mean,
-                    "ci95": [low, high], "seeds": len(diffs), "verdict": word,
-                    "relearned_seeds": sum(rows[name].get("relearned_beyond_retrain", 0.0) for rows in by_seed)})
+        out.append({"metric": metric, "method": name, **c, "verdict": word,
+                    "relearned_seeds": sum(rows[name].get("relearned_beyond_retrain", 0.0) for rows in shared)})
     return out
 
 
@@ -337,24 +375,25 @@ def configurations(per_seed: list[list[dict]], family_name: str = "ac",
     """Every fixed-epoch configuration of one method (its chosen row and its ``<name>:<variant>``
     rows, not ``+stop``) against the best of them, per metric, paired per seed: is a given
     configuration (e.g. the default beta) the best or within noise of the best in this setting?"""
-    by_seed = [{r["method"]: r for r in rows} for rows in per_seed]
+    by_seed = _by_seed(per_seed)
     names, seen = [], []
-    for n in by_seed[0]:  # a variant equal to the chosen configuration is the same configuration
-        if family(n) == family_name and "+" not in n and all(n in rows for rows in by_seed):
-            hp = by_seed[0][n]["hyperparameters"]
+    for n in _names(by_seed):  # a variant equal to the chosen configuration is the same configuration
+        if family(n) == family_name and "+" not in n:
+            hp = next(rows[n] for rows in by_seed if n in rows)["hyperparameters"]
             if hp not in seen:
                 names.append(n)
                 seen.append(hp)
     out = []
     for metric in metrics if len(names) > 1 else ():
-        best = min(names, key=lambda n: np.mean([metric_value(rows[n], metric) for rows in by_seed]))
+        best = min(names, key=lambda n: np.mean([metric_value(rows[n], metric) for rows in by_seed if n in rows]))
         for name in names:
-            diffs = [metric_value(rows[name], metric) - metric_value(rows[best], metric) for rows in by_seed]
-            mean, low, high = t_interval(diffs)
+            c = _difference(by_seed, name, best, metric)
+            low = c["ci95"][0]
             out.append({"metric": metric, "configuration": name,
-                        "hyperparameters": by_seed[0][name]["hyperparameters"], "best": best,
-                        "mean": float(np.mean([metric_value(rows[name], metric) for rows in by_seed])),
-                        "mean_difference": mean, "ci95": [low, high],
+                        "hyperparameters": next(rows[name] for rows in by_seed if name in rows)["hyperparameters"],
+                        "best": best, "seeds": c["seeds"],
+                        "mean": float(np.mean([metric_value(rows[name], metric) for rows in by_seed if name in rows])),
+                        "mean_difference": c["mean_difference"], "ci95": c["ci95"],
                         "verdict": "best" if name == best else
                         ("within noise of the best" if not low > 0 else "worse than the best")})
     return out
@@ -410,6 +449,75 @@ def combine(payloads: list[dict[str, Any]]) -> dict[str, Any]:
     return merged
 
 
+def _result_key(res: dict[str, Any]) -> tuple[str, str, str]:
+    import json
+
+    return json.dumps(res["setting"], sort_keys=True), res["model"], res["forget"]
+
+
+def merge_seeds(payloads: list[dict[str, Any]]) -> dict[str, Any]:
+    """Merge runs that evaluated different seeds of the same setting, model and forget set with
+    the same configurations (e.g. a run continued on more seeds for some methods only).
+
+    Per (setting, model, forget), the per-seed rows of every run are pooled by seed; the summary,
+    the paired comparisons and the relearned-AUC intervals against Retrain are recomputed from
+    the pooled rows, each over the seeds that have it (``seeds`` in every summary row and
+    comparison). Refused: runs with another relearning test, a method whose configuration differs
+    between runs, and a seed that two runs evaluated with references or rows that differ (the
+    same seed twice is allowed only with identical rows, e.g. when the runs shared ``--cache``).
+    Partial runs (``"partial": true``) may be merged; the result is then partial too."""
+    first = payloads[0]
+    for payload in payloads[1:]:
+        if payload.get("relearn") != first.get("relearn"):
+            raise SystemExit(f"--merge-seeds: the runs used different relearning tests ({first.get('relearn')} "
+                             f"vs {payload.get('relearn')}); merge only runs of the same attack.")
+    merged: dict[tuple, dict[str, Any]] = {}
+    seeds_of: dict[tuple, dict[int, dict[str, dict]]] = {}
+    for payload in payloads:
+        for res in payload["results"]:
+            key = _result_key(res)
+            into = merged.setdefault(key, {"setting": res["setting"], "model": res["model"],
+                                           "forget": res["forget"], "chosen": {}, "seconds": 0.0})
+            for method, choice in res["chosen"].items():
+                known = into["chosen"].get(method)
+                if known is not None and (known["hyperparameters"], known["epochs"]) != (
+                        choice["hyperparameters"], choice["epochs"]):
+                    raise SystemExit(f"--merge-seeds: {method} ran with different configurations "
+                                     f"({known} vs {choice}); rerun with --chosen-from the same file.")
+                into["chosen"].setdefault(method, choice)
+            into["seconds"] += res.get("seconds", 0.0)
+            pooled = seeds_of.setdefault(key, {})
+            for seed, rows in zip(res.get("eval_seeds", payload["eval_seeds"]), res["per_seed"]):
+                have = pooled.setdefault(seed, {})
+                if have:
+                    check_references(list(have.values()), rows, f"--merge-seeds (seed {seed})")
+                for row in rows:
+                    if row["method"] in have and row["method"] not in REFERENCES and row != have[row["method"]]:
+                        raise SystemExit(f"--merge-seeds: seed {seed} of {row['method']} is in two runs with "
+                                         "different rows; merge runs of disjoint seeds.")
+                    have.setdefault(row["method"], row)
+    results = []
+    for key, res in merged.items():
+        seeds = sorted(seeds_of[key])
+        res["eval_seeds"] = seeds
+        res["per_seed"] = [list(seeds_of[key][seed].values()) for seed in seeds]
+        results.append(finish(res))
+    tune_seeds = sorted({s for p in payloads for s in p.get("tune_seeds", [])})
+    eval_seeds = sorted({s for res in results for s in res["eval_seeds"]})
+    if set(tune_seeds) & set(eval_seeds):
+        raise SystemExit(f"--merge-seeds: seeds {sorted(set(tune_seeds) & set(eval_seeds))} were tuned on in "
+                         "one run and evaluated in another; the winner must be graded on unseen seeds.")
+    grids = {m: g for p in payloads for m, g in p.get("grids", {}).items()}
+    return {"grids": grids, "tune_seeds": tune_seeds, "eval_seeds": eval_seeds, "results": results,
+            "relearn": first.get("relearn"), "seconds": sum(p.get("seconds", 0.0) for p in payloads),
+            "command": " ; ".join(p["command"] for p in payloads),
+            "partial": any(p.get("partial", False) for p in payloads),
+            "merged_from": [{"command": p["command"], "partial": p.get("partial", False),
+                             "eval_seeds": sorted({s for res in p["results"] for s, _ in
+                                                   zip(res.get("eval_seeds", p["eval_seeds"]), res["per_seed"])})}
+                            for p in payloads]}
+
+
 def add_variants(payload: dict[str, Any], names: list[str], log, cache: str | None,
                  relearn: dict | None = None) -> dict[str, Any]:
     """Run ``names`` (keys of :data:`VARIANTS`) on a finished run's evaluation seeds, against its
@@ -418,7 +526,7 @@ def add_variants(payload: dict[str, Any], names: list[str], log, cache: str | No
     for res in payload["results"]:
         base = Setting(**{k: v for k, v in res["setting"].items() if k != "augmentation"})
         t0 = time.perf_counter()
-        for seed, rows in zip(payload["eval_seeds"], res["per_seed"]):
+        for seed, rows in zip(res.get("eval_seeds", payload["eval_seeds"]), res["per_seed"]):
             exp = _experiment(base, seed, cache, relearn)
             runs = [exp.pretrain(), exp.unlearn("retrain")]
             check_references(rows, summarise(runs), "--add-variants")
@@ -498,6 +606,11 @@ def _reference_line(res: dict[str, Any], rows: dict[str, dict]) -> str:
     return line
 
 
+def _seed_note(all_seeds: int, count: int) -> str:
+    """Merged runs: a row or comparison over other seeds than the references says over how many."""
+    return f" ({count} seeds)" if count != all_seeds else ""
+
+
 def markdown(payload: dict[str, Any]) -> str:
     """Markdown tables (the docs pages, benchmarks/render_docs.py): per method the gaps to Retrain (mean ± std), RA/TA, the forget-vs-holdout AUC
     and TPR at 1 % FPR, the relearned AUC and its gap, cost relative to Retrain; the paired AC −
@@ -512,9 +625,10 @@ def markdown(payload: dict[str, Any]) -> str:
         epochs = {n: np.mean([r["epochs"] for seed in res["per_seed"] for r in seed if r["method"] == n])
                   for n in names}
         came_back = {c["method"]: f"{c['relearned_seeds']:.0f}/{c['seeds']}" for c in res.get("relearn_vs_retrain", [])}
+        fewer = functools.partial(_seed_note, rows["retrain"]["seeds"])
         for n in names:
             r = rows[n]
-            out.append(f"| {n} {hp_text(r['hyperparameters'])} | {_fmt(r, 'avg_gap', '.1f', True)} | "
+            out.append(f"| {n} {hp_text(r['hyperparameters'])}{fewer(r['seeds'])} | {_fmt(r, 'avg_gap', '.1f', True)} | "
                        f"{_fmt(r, 'indist_gap', '.1f', True)} | {r['ra']:.1f} | {r['ta']:.1f} | "
                        f"{r['forget_holdout_auc']:.2f} | {_fmt(r, 'forget_holdout_tpr_at_1pct_fpr', '.1f')} | "
                        f"{_fmt(r, 'relearn_forget_holdout_auc', '.2f')} | {_fmt(r, 'relearn_gap', '.1f', True)} | "
@@ -523,7 +637,7 @@ def markdown(payload: dict[str, Any]) -> str:
             out += ["", "| paired (AC − best baseline) | metric | mean | 95 % t-interval | verdict |",
                     "|---|---|---|---|---|"]
         for c in res.get("paired", []):
-            out.append(f"| {c['ac']} − {c['baseline']} | {c['metric']} | {c['mean_difference']:+.1f} | "
+            out.append(f"| {c['ac']} − {c['baseline']}{fewer(c['seeds'])} | {c['metric']} | {c['mean_difference']:+.1f} | "
                        f"[{c['ci95'][0]:+.1f}, {c['ci95'][1]:+.1f}] | {c['verdict']} |")
         if res.get("pairs"):  # --pairs: rows compared as asked
             out += ["", "| paired (A − B, as asked) | metric | mean | 95 % t-interval | verdict |",
@@ -532,7 +646,7 @@ def markdown(payload: dict[str, Any]) -> str:
                     f"[{c['ci95'][0]:+.1f}, {c['ci95'][1]:+.1f}] | {c['verdict']} |" for c in res["pairs"]]
         if res.get("relearn_vs_retrain"):
             out += ["", "| relearned AUC − Retrain's | mean | 95 % t-interval | verdict |", "|---|---|---|---|"]
-            out += [f"| {c['method']} | {c['mean_difference']:+.3f} | [{c['ci95'][0]:+.3f}, {c['ci95'][1]:+.3f}] "
+            out += [f"| {c['method']}{fewer(c['seeds'])} | {c['mean_difference']:+.3f} | [{c['ci95'][0]:+.3f}, {c['ci95'][1]:+.3f}] "
                     f"| {c['verdict']} |" for c in res["relearn_vs_retrain"]]
         if res.get("configurations"):
             out += ["", "| AC configuration | metric | mean | − best | 95 % t-interval | verdict |",
@@ -540,6 +654,57 @@ def markdown(payload: dict[str, Any]) -> str:
             out += [f"| {hp_text(c['hyperparameters'])} | {c['metric']} | {c['mean']:.1f} | "
                     f"{c['mean_difference']:+.1f} | [{c['ci95'][0]:+.1f}, {c['ci95'][1]:+.1f}] | {c['verdict']} |"
                     for c in res["configurations"]]
+        out.append("")
+    return "\n".join(out)
+
+
+#: The bar for "holds up under relearning": the relearned AUC's paired 95 % interval against
+#: Retrain's contains 0 or lies within this distance of it, at no more than MAX_COST of Retrain.
+RELEARN_MARGIN, MAX_COST = 0.05, 0.25
+
+
+def holds_up(c: dict[str, Any], row: dict[str, Any]) -> bool:
+    """Whether a row's relearned-AUC comparison ``c`` with Retrain meets the bar above, by wall
+    time and by optimizer steps relative to Retrain (both: wall time on a shared machine is noisy)."""
+    low, high = c["ci95"]
+    close = (low <= 0 <= high) or (abs(low) <= RELEARN_MARGIN and abs(high) <= RELEARN_MARGIN)
+    cheap = row["time_vs_retrain"] <= MAX_COST and row.get("steps_vs_retrain", 0.0) <= MAX_COST
+    return bool(close and cheap)
+
+
+#: Fewer seeds give a t-interval too wide to judge (two seeds: one degree of freedom, t = 12.7).
+MIN_SEEDS_TO_JUDGE = 3
+
+
+def _holds_up_cell(c: dict[str, Any], row: dict[str, Any]) -> str:
+    if c["method"] in REFERENCES:
+        return "reference"
+    if c["seeds"] < MIN_SEEDS_TO_JUDGE:
+        return f"– ({c['seeds']} seeds: not judged)"
+    return "yes" if holds_up(c, row) else "no"
+
+
+def relearn_summary(payload: dict[str, Any]) -> str:
+    """Markdown: per method, the relearned AUC minus Retrain's (paired per seed, 95 % t-interval),
+    the gaps to Retrain before and after relearning, the cost, and whether the row holds up
+    (:func:`holds_up`)."""
+    out = []
+    for res in payload["results"]:
+        rows = {r["method"]: r for r in res["summary"]}
+        fewer = functools.partial(_seed_note, rows["retrain"]["seeds"])
+        rt = rows["retrain"]
+        out += [f"**{res['setting'].get('arch', 'mlp')} {res['model']}, forget {res['forget']}**: Retrain's "
+                f"relearned AUC {rt['relearn_forget_holdout_auc']:.3f} ({rt['relearn_epochs']:.0f} retain-only "
+                f"epochs at lr {rt['relearn_lr']:g}, {rt['seeds']} seeds).", "",
+                "| method | relearned AUC − Retrain's | 95 % t-interval | Relearn.Gap | Indist.Gap | Avg.Gap "
+                "| time/RT | steps/RT | holds up |", "|---|---|---|---|---|---|---|---|---|"]
+        for c in res.get("relearn_vs_retrain", []):
+            r = rows[c["method"]]
+            out.append(f"| {c['method']}{fewer(c['seeds'])} | {c['mean_difference']:+.3f} | "
+                       f"[{c['ci95'][0]:+.3f}, {c['ci95'][1]:+.3f}] | {_fmt(r, 'relearn_gap', '.1f')} | "
+                       f"{_fmt(r, 'indist_gap', '.1f')} | {_fmt(r, 'avg_gap', '.1f')} | "
+                       f"{100 * r['time_vs_retrain']:.1f} % | {_fmt(r, 'steps_vs_retrain', '.3f')} | "
+                       f"{_holds_up_cell(c, r)} |")
         out.append("")
     return "\n".join(out)
 
@@ -564,6 +729,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eval-seeds", type=int, nargs="+", default=None)
     p.add_argument("--pretrain-epochs", type=int, default=None)
     p.add_argument("--no-calibrated", action="store_true", help="skip the <method>+stop rows")
+    p.add_argument("--calibrated", nargs="+", default=None, metavar="METHOD",
+                   help="<method>+stop rows for these methods only (default: every method)")
+    p.add_argument("--chosen-from", default=None, metavar="JSON",
+                   help="skip tuning: evaluate the configurations this finished run chose (same "
+                   "setting, model and forget set), e.g. to re-measure them under changed code")
     p.add_argument("--cache", default=None, help="folder for pretrained models and Retrain rows")
     p.add_argument("--relearn-epochs", type=int, default=None,
                    help="relearning test of every evaluated row: retain-only epochs (default: 10 %% of "
@@ -574,15 +744,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true",
                    help="smoke run: 1 model, 1 forget set, no tuning, 2 evaluation seeds, short pretraining")
     p.add_argument("--combine", nargs="+", default=None, metavar="JSON", help="merge these runs into --out")
-    p.add_argument("--markdown", action="store_true", help="with --combine: also print the Markdown tables of the docs pages")
+    p.add_argument("--merge-seeds", nargs="+", default=None, metavar="JSON",
+                   help="merge runs that evaluated different seeds with the same configurations into "
+                   "--out (summaries and intervals recomputed over the pooled seeds)")
+    p.add_argument("--markdown", action="store_true",
+                   help="with --combine / --merge-seeds: also print the Markdown tables of the docs pages")
     p.add_argument("--add-variants", nargs="+", default=None, choices=sorted(VARIANTS),
                    help="run these method options on the evaluation seeds of --to and add their rows")
     p.add_argument("--to", default=None, metavar="JSON", help="with --add-variants: a finished run")
     p.add_argument("--pairs", nargs="+", default=[], metavar="A,B", type=lambda t: tuple(t.split(",", 1)),
                    help="with --add-variants: also compare these rows, paired per seed (A − B)")
-    p.add_argument("--chosen-from", default=None, metavar="JSON",
-                   help="skip tuning: evaluate the configurations this finished run chose (same "
-                   "setting, model and forget set), e.g. to re-measure them under changed code")
     p.add_argument("--out", default="benchmarks/results/unlearning.json")
     args = p.parse_args(argv)
     if args.relearn_lr not in ("unlearn", "pretrain"):
@@ -599,6 +770,13 @@ def main(argv: list[str] | None = None) -> int:
         import json
 
         payload = combine([json.loads(Path(f).read_text()) for f in args.combine])
+        return write(payload, args.out, args.markdown, log)
+    if args.merge_seeds:
+        import json
+
+        if str(Path(args.out).resolve()) in {str(Path(f).resolve()) for f in args.merge_seeds}:
+            raise SystemExit("--merge-seeds: --out is one of the inputs; write the merge to a new file.")
+        payload = merge_seeds([json.loads(Path(f).read_text()) for f in args.merge_seeds])
         return write(payload, args.out, args.markdown, log)
 
     if args.add_variants:
@@ -650,7 +828,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.chosen_from:
             best = chosen_configurations(args.chosen_from, setting_dict(base), model, forget, grids)
         else:
-            best = tune(base, tune_seeds, grids, log, args.cache)
+            best = tune(base, tune_seeds, grids, log, args.cache, relearn)
         chosen = {m: {"hyperparameters": hp, "epochs": e, "tuning_score": s} for m, (hp, e, s) in best.items()}
 
         def result(per_seed: list, chosen=chosen, base=base, model=model, forget=forget, t0=t0) -> dict:
@@ -661,7 +839,8 @@ def main(argv: list[str] | None = None) -> int:
             """Long runs keep what they measured: the evaluated seeds so far, marked partial."""
             atomic_write_json(args.out, payload_of([*results, result(per_seed)], partial=True))
 
-        _, per_seed = evaluate(base, eval_seeds, best, log, args.cache, calibrated=not args.no_calibrated,
+        calibrated = False if args.no_calibrated else (args.calibrated or True)
+        _, per_seed = evaluate(base, eval_seeds, best, log, args.cache, calibrated=calibrated,
                                on_seed=checkpoint, check_every=spec.get("check_every", 1), relearn=relearn)
         res = result(per_seed)
         log(table(res["summary"]))

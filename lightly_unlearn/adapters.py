@@ -8,11 +8,13 @@ that contract and fails with an error that says what is missing and how to adapt
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
 from lightly_unlearn.errors import ModuleContractError
-from lightly_unlearn.roles import EmbedFn, ModuleRoles, resolve_roles
+from lightly_unlearn.roles import EmbedFn, ModuleRoles, find_submodule, resolve_roles
 
 _HOW_TO_ADAPT = (
     "lightly-unlearn expects a lightly-style module: attributes `backbone`, `projection_head` and "
@@ -77,8 +79,20 @@ def _refresh_weight_norm(child: nn.Module) -> None:
             setattr(child, hook.name, hook.compute_weight(child))
 
 
+def _part(module: nn.Module, name: str) -> nn.Module:
+    part = find_submodule(module, name)
+    if part is None:
+        raise ModuleContractError(
+            f"{type(module).__name__} has no sub-module {name!r} to re-initialise. Name a "
+            "sub-module by its attribute path (dotted for nested ones, e.g. 'backbone.7')."
+        )
+    return part
+
+
 @torch.no_grad()
-def reinitialise(module: nn.Module, roles: ModuleRoles | None = None) -> int:
+def reinitialise(
+    module: nn.Module, roles: ModuleRoles | None = None, parts: Sequence[str] | None = None
+) -> int:
     """Re-initialise every sub-module that has ``reset_parameters`` (Retrain). Returns the count.
 
     A module that knows how to re-create its weights defines ``reinitialise_parameters()``
@@ -92,33 +106,51 @@ def reinitialise(module: nn.Module, roles: ModuleRoles | None = None) -> int:
     banks are refilled. A parameter that no reset covers (e.g. a ViT's class token set directly
     on a module) would keep its trained value, so that is an error telling the user to define
     ``reinitialise_parameters()`` on the module.
+
+    ``parts`` (dotted sub-module names, e.g. ``["projection_head", "backbone.7"]``) limits the
+    re-initialisation to those sub-modules (partial re-initialisation); the copies are then
+    synced from the online weights as a whole, so they stay copies of what trains.
     """
     own = getattr(module, "reinitialise_parameters", None)
-    if callable(own):
+    if parts is None and callable(own):
         own()
         return 1
     resolved = resolve_roles(module, roles)
+    targets = [module] if parts is None else [_part(module, name) for name in parts]
     count, covered = 0, set()
-    for child in module.modules():
-        reset = getattr(child, "reset_parameters", None) or getattr(child, "_reset_parameters", None)
-        if callable(reset) and child is not module:
-            reset()
-            _refresh_weight_norm(child)
-            count += 1
-            covered.update(id(p) for p in child.parameters(recurse=False))
-        reset_stats = getattr(child, "reset_running_stats", None)
-        if callable(reset_stats):
-            reset_stats()
-    for _, copy in resolved.momentum_pairs or ():
-        covered.update(id(p) for p in module.get_submodule(copy).parameters())
-    missed = [n for n, p in module.named_parameters() if id(p) not in covered]
-    if missed:
+    for target in targets:
+        for child in target.modules():
+            reset = getattr(child, "reset_parameters", None) or getattr(child, "_reset_parameters", None)
+            if callable(reset) and child is not module:
+                reset()
+                _refresh_weight_norm(child)
+                count += 1
+                covered.update(id(p) for p in child.parameters(recurse=False))
+            reset_stats = getattr(child, "reset_running_stats", None)
+            if callable(reset_stats):
+                reset_stats()
+    if parts is None:
+        for _, copy in resolved.momentum_pairs or ():
+            covered.update(id(p) for p in module.get_submodule(copy).parameters())
+        owned = list(module.named_parameters())
+    else:
+        owned = [(f"{n}.{k}", p) for n, t in zip(parts, targets) for k, p in t.named_parameters()]
+    missed = [n for n, p in owned if id(p) not in covered]
+    if missed and parts is None:
         raise ModuleContractError(
             f"Retrain cannot re-initialise {len(missed)} parameter(s) of {type(module).__name__} "
             f"({', '.join(missed[:5])}{', ...' if len(missed) > 5 else ''}): no sub-module with "
             "`reset_parameters` owns them, so they would keep values trained on the forget set. "
             "Define `reinitialise_parameters()` on your module (re-create all weights as in "
             "__init__); UnlearnCallback calls it instead."
+        )
+    if missed:
+        raise ModuleContractError(
+            f"Cannot re-initialise {len(missed)} parameter(s) of {', '.join(parts)} "
+            f"({', '.join(missed[:5])}{', ...' if len(missed) > 5 else ''}): no sub-module with "
+            "`reset_parameters` owns them, so they would keep values trained on the forget set. "
+            "Name sub-modules built from standard layers (nn.Linear, nn.Conv2d, norms), or use "
+            "method 'retrain'."
         )
     resolved.sync_pairs(module)
     resolved.reset_memory_banks(module)

@@ -48,13 +48,19 @@ EMBED_NAMES = ("forward_momentum", "forward_teacher", "forward")
 ONLINE_EMBED = "forward"
 
 
-def _child(module: nn.Module, name: str, role: str) -> nn.Module:
-    """``module.<dotted name>`` as a sub-module, or an error naming the role."""
+def find_submodule(module: nn.Module, name: str) -> nn.Module | None:
+    """``module.<dotted name>`` if that is a proper sub-module of ``module``, else ``None``."""
     try:
         found = module.get_submodule(name)
     except AttributeError:
-        found = None
-    if not isinstance(found, nn.Module) or found is module:
+        return None
+    return found if isinstance(found, nn.Module) and found is not module else None
+
+
+def _child(module: nn.Module, name: str, role: str) -> nn.Module:
+    """``module.<dotted name>`` as a sub-module, or an error naming the role."""
+    found = find_submodule(module, name)
+    if found is None:
         raise ModuleContractError(
             f"ModuleRoles names {name!r} as the {role}, but {type(module).__name__} has no "
             f"sub-module {name!r}. Use the attribute name of a sub-module (dotted for nested "

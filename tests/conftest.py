@@ -328,6 +328,37 @@ def make_dino(namespace: str = "pl"):
     return DINO
 
 
+def make_conv_simclr(blocks=((3, 8, 1), (8, 16, 2)), head=(16, 16, 8), lr: float = 0.06):
+    """lightly's SimCLR example with a conv-BN-ReLU backbone (BatchNorm everywhere): ``blocks``
+    are (in, out, stride) of 3x3 convolutions, ``head`` lightly's SimCLRProjectionHead sizes; SGD
+    at ``module.lr``."""
+    import pytorch_lightning as pl
+    from lightly.loss import NTXentLoss
+    from lightly.models.modules import SimCLRProjectionHead
+
+    class ConvSimCLR(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            layers = [m for i, o, s in blocks for m in
+                      (nn.Conv2d(i, o, 3, stride=s, padding=1, bias=False), nn.BatchNorm2d(o), nn.ReLU())]
+            self.backbone = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+            self.projection_head = SimCLRProjectionHead(*head)
+            self.criterion = NTXentLoss()
+            self.lr = lr
+
+        def forward(self, x):
+            return self.projection_head(self.backbone(x))
+
+        def training_step(self, batch, batch_index):
+            (x0, x1) = batch[0]
+            return self.criterion(self(x0), self(x1))
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=self.lr)
+
+    return ConvSimCLR()
+
+
 def registered_methods() -> list[str]:
     """Every unlearning method the registry knows (built-in and installed plugins), so a new
     method is tested by every test that loops over methods."""
@@ -336,11 +367,21 @@ def registered_methods() -> list[str]:
     return registry.available("method")
 
 
-def method_hparams(method: str) -> dict:
-    """Test-sized hyper-parameters: AC-like methods calibrate with a moderate beta = 1."""
+#: partial_reinit on the tiny CLIPModule: it has no projection head to find, so the sub-modules
+#: to re-initialise are named (the last block of each tower), as a CLIP user would.
+CLIP_PARTIAL_REINIT = "model.visual.transformer.resblocks.0,model.transformer.resblocks.0"
+
+
+def method_hparams(method: str, clip: bool = False) -> dict:
+    """Test-sized hyper-parameters: AC-like methods calibrate with a moderate beta = 1; on a
+    CLIPModule (``clip=True``) partial_reinit names what to re-initialise."""
     from lightly_unlearn import registry
 
-    return {"beta": 1.0} if "beta" in registry.load("method", method).defaults else {}
+    defaults = registry.load("method", method).defaults
+    hparams = {"beta": 1.0} if "beta" in defaults else {}
+    if clip and "modules" in defaults:
+        hparams["modules"] = CLIP_PARTIAL_REINIT
+    return hparams
 
 
 def trains_on_forget(method: str) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 import pytorch_lightning as pl
 import torch
-from conftest import digits_dataset, make_moco, make_simclr, trainer_kwargs
+from conftest import digits_dataset, make_conv_simclr, make_moco, make_simclr, trainer_kwargs
 from lightly.transforms.multi_view_transform import MultiViewTransform
 from torchvision.transforms import v2
 
@@ -197,32 +197,8 @@ def test_ac_on_a_batchnorm_convnet_stays_near_finetune():
     """
     import copy
 
-    from lightly.loss import NTXentLoss
-    from lightly.models.modules import SimCLRProjectionHead
     from lightly.transforms import SimCLRTransform
     from torch import nn
-
-    def block(i, o, s):
-        return [nn.Conv2d(i, o, 3, stride=s, padding=1, bias=False), nn.BatchNorm2d(o), nn.ReLU()]
-
-    class ConvSimCLR(pl.LightningModule):
-        def __init__(self):
-            super().__init__()
-            self.backbone = nn.Sequential(*block(3, 32, 1), *block(32, 32, 1), *block(32, 64, 2),
-                                          *block(64, 64, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten())
-            self.projection_head = SimCLRProjectionHead(64, 64, 32)
-            self.criterion = NTXentLoss()
-            self.lr = 0.06
-
-        def forward(self, x):
-            return self.projection_head(self.backbone(x))
-
-        def training_step(self, batch, batch_index):
-            (x0, x1) = batch[0]
-            return self.criterion(self(x0), self(x1))
-
-        def configure_optimizers(self):
-            return torch.optim.SGD(self.parameters(), lr=self.lr)
 
     data = digits_dataset(256)
     transform = SimCLRTransform(input_size=8, gaussian_blur=0.0, random_gray_scale=0.0)
@@ -237,7 +213,7 @@ def test_ac_on_a_batchnorm_convnet_stays_near_finetune():
         return float((z @ z.T)[~torch.eye(64, dtype=torch.bool)].mean())
 
     torch.manual_seed(0)
-    base = ConvSimCLR()
+    base = make_conv_simclr(blocks=((3, 32, 1), (32, 32, 1), (32, 64, 2), (64, 64, 1)), head=(64, 64, 32))
     pl.Trainer(max_epochs=3, **kw).fit(base, datamodule=ForgetRetainDataModule(data, [0], transform, batch_size=32))
     forget = list(range(0, 256, 16))
     cosine = {}

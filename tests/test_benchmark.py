@@ -70,6 +70,109 @@ def test_combine_adds_methods_run_later_against_the_same_references():
         bench.combine([first, second])
 
 
+def _seed_run(seeds, methods, relearn=None, partial=False):
+    """A run of ``methods`` on ``seeds``: Retrain's relearned AUC 0.5 + 0.01 * seed; a method's is
+    Retrain's plus its offset plus 0.001 * seed**2 (so paired differences vary by seed)."""
+    offsets = {"neggrad": 0.30, "finetune": 0.20, "ac": 0.10, "partial_reinit": 0.0}
+    per_seed = []
+    for seed in seeds:
+        rows = _rows({m: 3.0 + offsets[m] * 10 + 0.1 * seed for m in methods})
+        for r in rows:
+            base = 0.5 + 0.01 * seed
+            r["relearn_forget_holdout_auc"] = base + (offsets.get(r["method"], 0.0) + 0.001 * seed**2
+                                                      if r["method"] not in ("retrain",) else 0.0)
+            r["relearn_gap"] = abs(r["relearn_forget_holdout_auc"] - base) * 100
+            r.update(relearn_epochs=30.0, relearn_lr=0.006, ra=100.0, ta=90.0, time_vs_retrain=0.1)
+            r["forget_holdout_auc"] = 0.5 + 0.001 * seed if r["method"] == "retrain" else r["forget_holdout_auc"]
+        per_seed.append(rows)
+    chosen = {m: {"hyperparameters": {}, "epochs": 1, "tuning_score": 1.0} for m in methods}
+    return {"eval_seeds": list(seeds), "tune_seeds": [0], "seconds": 1.0, "command": f"seeds {seeds}",
+            "relearn": relearn or {"epochs": None, "lr": "unlearn"}, "partial": partial, "grids": {},
+            "results": [{"setting": {"arch": "cnn"}, "model": "simclr", "forget": "random:0.1",
+                         "chosen": chosen, "per_seed": per_seed}]}
+
+
+def test_merge_seeds_pools_rows_by_seed_and_says_over_how_many_seeds():
+    bench = _bench()
+    everything = _seed_run([1, 2], ["finetune", "neggrad", "ac", "partial_reinit"], partial=True)
+    everything["eval_seeds"] = [1, 2, 3, 4, 5]  # a run stopped after its second seed
+    more = _seed_run([3, 4, 5], ["ac", "partial_reinit"])
+    merged = bench.merge_seeds([everything, more])
+    res = merged["results"][0]
+    assert merged["eval_seeds"] == res["eval_seeds"] == [1, 2, 3, 4, 5] and merged["partial"] is True
+    assert [(m["eval_seeds"], m["partial"]) for m in merged["merged_from"]] == [([1, 2], True), ([3, 4, 5], False)]
+    rows = {r["method"]: r for r in res["summary"]}
+    assert {n: r["seeds"] for n, r in rows.items()} == {
+        "original": 5, "retrain": 5, "finetune": 2, "neggrad": 2, "ac": 5, "partial_reinit": 5}
+    assert rows["ac"]["avg_gap"] == pytest.approx(4.0 + 0.3)  # mean over the five seeds
+    vs = {c["method"]: c for c in res["relearn_vs_retrain"]}
+    assert vs["ac"]["seeds"] == 5 and vs["ac"]["differences"] == pytest.approx([0.1 + 0.001 * s**2 for s in range(1, 6)])
+    assert vs["finetune"]["seeds"] == 2 and vs["partial_reinit"]["mean_difference"] == pytest.approx(0.011)
+    # AC against the best baseline, paired on the seeds both have
+    by = {(c["metric"], c["ac"]): c for c in res["paired"]}
+    assert by[("avg_gap", "ac")]["baseline"] == "partial_reinit" and by[("avg_gap", "ac")]["seeds"] == 5
+    table = bench.markdown(merged)
+    assert "| finetune  (2 seeds) |" in table and "| ac  |" in table  # five seeds: no note
+    assert "| finetune (2 seeds) | +0.20" in table  # the relearned-AUC table
+    # Same inputs, same merge: order of the inputs only changes the row order, not the numbers.
+    again = bench.merge_seeds([more, everything])["results"][0]
+    assert {c["method"]: c["ci95"] for c in again["relearn_vs_retrain"]} == {m: c["ci95"] for m, c in vs.items()}
+
+
+def test_relearn_summary_judges_the_bar_only_on_enough_seeds():
+    bench = _bench()
+    merged = bench.merge_seeds([_seed_run([1, 2], ["finetune", "ac", "partial_reinit"]),
+                                _seed_run([3, 4, 5], ["ac", "partial_reinit"])])
+    lines = {line.split(" |")[0].lstrip("| "): line for line in bench.relearn_summary(merged).splitlines()
+             if line.startswith("| ")}
+    assert lines["partial_reinit"].endswith("| yes |")  # +0.011 [-0.001, +0.023], 10 % of Retrain
+    assert lines["ac"].endswith("| no |")  # +0.11, interval above 0
+    assert lines["finetune (2 seeds)"].endswith("| – (2 seeds: not judged) |")
+    assert lines["original"].endswith("| reference |")
+    c = {"ci95": [-0.01, 0.02]}
+    assert bench.holds_up(c, {"time_vs_retrain": 0.2, "steps_vs_retrain": 0.1})
+    assert not bench.holds_up(c, {"time_vs_retrain": 0.3, "steps_vs_retrain": 0.1})  # too slow
+    assert bench.holds_up({"ci95": [0.01, 0.04]}, {"time_vs_retrain": 0.2})  # within 5 points
+    assert not bench.holds_up({"ci95": [0.01, 0.07]}, {"time_vs_retrain": 0.2})
+
+
+def test_merge_seeds_refuses_what_cannot_be_pooled():
+    bench = _bench()
+    base = _seed_run([1, 2], ["ac"])
+    with pytest.raises(SystemExit, match="different relearning tests"):
+        bench.merge_seeds([base, _seed_run([3], ["ac"], relearn={"epochs": None, "lr": "pretrain"})])
+    other = _seed_run([3], ["ac"])
+    other["results"][0]["chosen"]["ac"]["hyperparameters"] = {"beta": 4.0}
+    with pytest.raises(SystemExit, match="ac ran with different configurations"):
+        bench.merge_seeds([base, other])
+    overlap = _seed_run([2, 3], ["ac"])
+    overlap["results"][0]["per_seed"][0][1]["forget_holdout_auc"] = 0.9  # another Retrain on seed 2
+    with pytest.raises(SystemExit, match="share --cache"):
+        bench.merge_seeds([base, overlap])
+    twice = _seed_run([2], ["ac"])
+    twice["results"][0]["per_seed"][0][2]["avg_gap"] = 99.0  # seed 2 of AC measured twice, differently
+    with pytest.raises(SystemExit, match="seed 2 of ac is in two runs"):
+        bench.merge_seeds([base, twice])
+    assert bench.merge_seeds([base, base])["results"][0]["summary"][2]["seeds"] == 2  # the same file twice
+    tuned = _seed_run([0], ["ac"])
+    with pytest.raises(SystemExit, match="tuned on in one run and evaluated in another"):
+        bench.merge_seeds([base, tuned])
+
+
+def test_merge_seeds_command_writes_a_new_file(tmp_path):
+    bench = _bench()
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps(_seed_run([1, 2], ["finetune", "ac"])))
+    b.write_text(json.dumps(_seed_run([3], ["ac"])))
+    given = a.read_text()
+    assert bench.main(["--merge-seeds", str(a), str(b), "--out", str(tmp_path / "m.json")]) == 0
+    merged = json.loads((tmp_path / "m.json").read_text())
+    assert merged["eval_seeds"] == [1, 2, 3] and [m["eval_seeds"] for m in merged["merged_from"]] == [[1, 2], [3]]
+    assert a.read_text() == given
+    with pytest.raises(SystemExit, match="--out is one of the inputs"):
+        bench.main(["--merge-seeds", str(a), str(b), "--out", str(a)])
+
+
 @pytest.mark.slow
 def test_benchmark_quick_runs(tmp_path):
     """The smoke run, in process: every method and its calibrated mode against Retrain, two seeds."""
@@ -78,7 +181,8 @@ def test_benchmark_quick_runs(tmp_path):
     assert bench.main(["--quick", "--out", str(out)]) == 0
     payload = json.loads(out.read_text())
     result = payload["results"][0]
-    methods = {"finetune", "gradient_ascent", "neggrad", "l1_sparse", "ac"}
+    methods = {"finetune", "gradient_ascent", "neggrad", "l1_sparse", "ac", "partial_reinit",
+               "weight_distortion", "weight_distance"}
     assert set(result["chosen"]) == methods
     rows = {r["method"]: r for r in result["summary"]}
     assert set(rows) == {"original", "retrain"} | methods | {f"{m}+stop" for m in methods}
@@ -122,6 +226,12 @@ def test_benchmark_quick_runs_the_cnn_setting(tmp_path):
     payload = json.loads(out.read_text())
     assert payload["results"][0]["setting"]["arch"] == "cnn"
     _check_relearn_and_low_fpr_columns(bench, payload, {"original", "ac"})
+
+
+def test_tuning_score_counts_the_relearned_gap():
+    bench = _bench()
+    assert bench.score({"avg_gap": 1.0, "indist_gap": 2.0}) == 3.0
+    assert bench.score({"avg_gap": 1.0, "indist_gap": 2.0, "relearn_gap": 4.0}) == 7.0
 
 
 def test_relearned_auc_against_retrain_is_paired_by_seed():

@@ -54,7 +54,7 @@ def test_each_method_runs_one_epoch(tmp_path, method):
     with torch.no_grad():  # above open_clip's ceiling: the step's clamp must bring it back
         module.model.logit_scale.fill_(6.0)
     before = {k: v.clone() for k, v in module.state_dict().items()}
-    cb = UnlearnCallback(method=method, **method_hparams(method))
+    cb = UnlearnCallback(method=method, **method_hparams(method, clip=True))
     trainer = L.Trainer(**trainer_kwargs(tmp_path), callbacks=[cb])
     trainer.fit(module, datamodule=_dm(module))
     loss = trainer.callback_metrics["unlearn_loss"]

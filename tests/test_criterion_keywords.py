@@ -113,6 +113,6 @@ def test_clip_step_calling_the_criterion_by_keyword_unlearns(tmp_path, method):
 
     model = _module(keyword_calls(CLIPModule))
     trainer = L.Trainer(**trainer_kwargs(tmp_path, max_epochs=2, max_steps=2),
-                        callbacks=[UnlearnCallback(method, **method_hparams(method))])
+                        callbacks=[UnlearnCallback(method, **method_hparams(method, clip=True))])
     trainer.fit(model, datamodule=_dm(model))
     assert trainer.global_step == 2 and torch.isfinite(trainer.callback_metrics["unlearn_loss"])

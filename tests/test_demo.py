@@ -70,7 +70,7 @@ def test_demo_quick_writes_the_report(tmp_path, capsys):
     for header in ("RA", "TA", "UA", "EMIA", "CMIA", "F-vs-H AUC", "TPR@1%FPR", "Avg.Gap", "Indist.Gap",
                    "Relearned AUC", "Relearn.Gap", "FS", "time/RT"):
         assert header in printed
-    for name in ("original", "retrain", "finetune", "gradient_ascent", "neggrad", "l1_sparse", "ac"):
+    for name in ("original", "retrain", "finetune", "gradient_ascent", "neggrad", "l1_sparse", "ac", "partial_reinit"):
         assert name in printed
     assert str(out.resolve()) in printed
     results = json.loads((out / "results.json").read_text())

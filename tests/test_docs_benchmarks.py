@@ -51,3 +51,11 @@ def test_demo_page_names_the_machine(render_docs):
     text = (render_docs.PAGES_DIR / "demo.md").read_text(encoding="utf-8")
     assert "Produced by `lightly-unlearn demo`" in text and "cores" in text
     assert "another CPU gives slightly different numbers" in text
+
+
+def test_a_merged_run_names_each_run_and_its_seeds(render_docs):
+    payload = {"merged_from": [{"command": "a", "eval_seeds": [1, 2], "partial": True},
+                               {"command": "b", "eval_seeds": [3, 4, 5], "partial": False}], "seconds": 120.0}
+    line = render_docs.run_line(payload)
+    assert line == ("Merged with `--merge-seeds` from: `a` (seeds [1, 2]; stopped early: the seeds it "
+                    "finished); `b` (seeds [3, 4, 5]), 2 min wall.")

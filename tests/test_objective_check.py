@@ -122,7 +122,7 @@ def test_clip_refuses_a_bypassed_criterion(tmp_path, method):
     torch.manual_seed(0)
     model = _module(bypassing(CLIPModule, "ignored_call"))
     before = _state(model)
-    trainer = L.Trainer(**trainer_kwargs(tmp_path), callbacks=[UnlearnCallback(method, **method_hparams(method))])
+    trainer = L.Trainer(**trainer_kwargs(tmp_path), callbacks=[UnlearnCallback(method, **method_hparams(method, clip=True))])
     with pytest.raises(ModuleContractError, match="does not depend on"):
         trainer.fit(model, datamodule=_dm(model))
     _assert_unchanged(model, before)

@@ -9,8 +9,8 @@ import torch
 from conftest import digits_dataset, make_moco, make_simclr, tiny_transform
 
 import lightly_unlearn
-from lightly_unlearn import ForgetRetainDataModule
-from lightly_unlearn.audits.verdict import assess, relearn_warnings
+from lightly_unlearn import ForgetRetainDataModule, registry
+from lightly_unlearn.audits.verdict import RELEARN_RESISTANT_METHOD, assess, relearn_warnings
 
 
 def _dm(forget, holdout=True, **kw):
@@ -103,6 +103,9 @@ def test_relearned_needs_a_rise_beyond_the_interval_and_membership_above_chance(
     [warning] = relearn_warnings(back)
     assert warning["code"] == "relearned" and "0.500 -> 0.800" in warning["message"]
     assert "3 epoch" in warning["message"]
+    # it names the method that removes rather than hides, a registered one
+    assert f"method '{RELEARN_RESISTANT_METHOD}'" in warning["message"]
+    assert registry.load("method", RELEARN_RESISTANT_METHOD)().data == "retain"
     # inside the measurement's own interval: no warning
     assert relearn_warnings(_relearn_metrics(0.50, 0.56, (-0.02, 0.14), (0.45, 0.66))) == []
     # back from overshoot to chance: a rise, but no membership

@@ -12,6 +12,12 @@ stops the run, here once the *alignment level gap*
 has fallen to ``margin`` (default 0: the forget samples look never seen). Alignment scores are the
 audits' (K seeded augmentations, mean pairwise cosine, eval mode), on a fixed seeded sample of each
 split, so successive checks compare like with like.
+
+**Insufficient on its own: it calibrates a signal that can be masked.** Stopping where the forget
+samples *look* never seen says nothing about whether their information is gone: after methods
+that push their alignment down, a few epochs of ordinary training on the retain set bring it
+back (the relearning test, :func:`lightly_unlearn.relearn`). Use it with a method that removes
+rather than hides, and check with the relearning test (``docs/benchmarks/relearning.md``).
 """
 
 from __future__ import annotations

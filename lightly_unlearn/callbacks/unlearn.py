@@ -163,10 +163,8 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
         if roles is not None and not isinstance(roles, ModuleRoles):
             raise TypeError(f"roles must be a ModuleRoles; got {type(roles).__name__}.")
         self.roles = roles
-        self.sync_momentum = sync_momentum
-        self.reset_memory_bank = reset_memory_bank
-        self.keep_finite_weights = keep_finite_weights
-        self.init_checkpoint = init_checkpoint
+        self.sync_momentum, self.reset_memory_bank = sync_momentum, reset_memory_bank
+        self.keep_finite_weights, self.init_checkpoint = keep_finite_weights, init_checkpoint
         self._forget_summary: tuple[str | None, int | None] = (None, None)
         self._reset_fit_state()
 
@@ -247,13 +245,16 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
 
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        # the state a step refused before the first update falls back to: the given one
-        self._rollback.start(pl_module, whole_state=self.method.reinitialise and not self._resumed)
-        # Retrain re-initialises here, after every on_fit_start (so AuditCallback's "before"
-        # audit sees the given model whatever the callback order) and after a checkpoint
-        # restore; a resumed unlearning run (our state came back) keeps its restored weights.
+        # the state a step refused before the first update falls back to: the given one (whole,
+        # when re-initialisation or the method's own preparation changes trainable weights first)
+        changes_weights = self.method.reinitialise or self.method.prepare_changes_weights
+        self._rollback.start(pl_module, whole_state=changes_weights and not self._resumed)
+        # Retrain re-initialises after every on_fit_start (AuditCallback's "before" audit sees the
+        # given model) and after a checkpoint restore; a resumed run keeps its restored weights
         if self.method.reinitialise and not self._resumed:
             reinitialise(pl_module, self._roles)
+        if not self._resumed:  # e.g. partial re-initialisation, weight perturbation
+            self.method.prepare(pl_module, self._roles)
         self._guard.start(pl_module, list(trainer.optimizers))
 
     # -- per step -------------------------------------------------------------------------------

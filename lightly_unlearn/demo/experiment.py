@@ -61,6 +61,8 @@ DEFAULT_METHODS: dict[str, tuple[dict[str, Any], float]] = {
     "neggrad": ({"lam": 1.0}, 0.05),  # 15 epochs
     "l1_sparse": ({"lam": 5e-5}, 0.02),  # 6 epochs
     "ac": ({"alpha": 1.0, "beta": 4.0}, 0.05),  # 15 epochs
+    # removes rather than hides: its relearned AUC stays near Retrain's (docs/benchmarks/relearning.md)
+    "partial_reinit": ({"stages": 1}, 0.1),  # 30 epochs
 }
 
 #: The calibrated mode: AC run for at most 10 % of the pretraining epochs, stopped by

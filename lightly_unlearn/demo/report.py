@@ -33,10 +33,16 @@ COLUMNS = (
 
 
 def aggregate(per_seed: Sequence[Sequence[Mapping[str, Any]]]) -> list[dict[str, Any]]:
-    """Mean and std over seeds of every numeric column, per method (order of the first seed)."""
+    """Mean and std over seeds of every numeric column, per method (in the order methods first
+    appear), over the seeds that have the method: ``seeds`` says how many (merged runs may have
+    evaluated some methods on fewer seeds than others)."""
+    by_method: dict[str, list[Mapping[str, Any]]] = {}
+    for seed_rows in per_seed:
+        for r in seed_rows:
+            by_method.setdefault(r["method"], []).append(r)
     out = []
-    for i, first in enumerate(per_seed[0]):
-        rows = [seed_rows[i] for seed_rows in per_seed]
+    for rows in by_method.values():
+        first = rows[0]
         row: dict[str, Any] = {"method": first["method"], "hyperparameters": first["hyperparameters"],
                                "epochs": first["epochs"], "seeds": len(rows)}
         for key, value in first.items():

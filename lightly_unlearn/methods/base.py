@@ -19,6 +19,7 @@ from lightly_unlearn.losses.rows import RowTerms, normalise, row_mask
 
 if TYPE_CHECKING:  # the stream names are the datamodule's (importing it would load Lightning)
     from lightly_unlearn.data.datamodule import DataMode
+    from lightly_unlearn.roles import ModuleRoles
 
 
 @dataclass
@@ -71,6 +72,9 @@ class UnlearningMethod:
     extra_encoder: str = "momentum"
     #: Whether all weights are re-initialised first (Retrain).
     reinitialise: ClassVar[bool] = False
+    #: Whether :meth:`prepare` changes the given weights (then a step refused before the first
+    #: update puts the whole given state back, as for Retrain).
+    prepare_changes_weights: ClassVar[bool] = False
     #: Hyper-parameters with their defaults, and a short help text for each.
     defaults: ClassVar[dict[str, Any]] = {}
     #: For options added later with a default that behaves differently from before: the value
@@ -144,6 +148,15 @@ class UnlearningMethod:
     def regularizer(self, module: nn.Module, progress: float) -> Tensor | None:
         """An extra term on the weights (ℓ1-sparse); ``None`` for most methods."""
         return None
+
+    def prepare(self, module: nn.Module, roles: ModuleRoles) -> None:
+        """Change the given weights once, before the first step (e.g. re-initialise some
+        sub-modules, perturb the weights, remember the starting point); not on a resumed run.
+
+        ``roles`` are resolved on ``module``: whatever a method changes on the online weights
+        it must also make consistent on the momentum / teacher copies (``roles.sync_pairs``).
+        Default: nothing. (Retrain's full re-initialisation is :attr:`reinitialise`.)
+        """
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.hparams.items())

@@ -1,0 +1,60 @@
+"""Weight distortion: perturb the weights with Gaussian noise, then repair on the retain set.
+
+One of the weight-space methods of Siddiqui, Weller, Krueger, Dziugaite, Mozer, Triantafillou,
+"From Dormant to Deleted: Tamper-Resistant Unlearning Through Weight-Space Regularization"
+(arXiv 2505.22310): how far the unlearned weights lie from the original ones (L2 distance, linear
+mode connectivity) predicts whether retain-only training brings the forget set back, so the
+weights are first moved away at random and then fine-tuned on the retain set. As in the reference
+code (github.com/shoaibahmed/vision_relearning, ``weight_distortion``: i.i.d. noise of absolute
+standard deviation ``std`` on every parameter, 0.02 there): here on every *trainable* parameter,
+with momentum / teacher copies then copied from the distorted online weights and memory banks
+refilled; the repair is the ordinary contrastive loss instead of cross-entropy.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor, nn
+
+from lightly_unlearn.methods.base import StepContext, UnlearningMethod, mean_row_loss
+
+if TYPE_CHECKING:
+    from lightly_unlearn.roles import ModuleRoles
+
+
+class WeightDistortion(UnlearningMethod):
+    name = "weight_distortion"
+    summary = (
+        "Add Gaussian noise (std) to every trainable weight, then fine-tune on D_retain "
+        "(Siddiqui et al., arXiv 2505.22310)."
+    )
+    data = "retain"
+    prepare_changes_weights = True
+    defaults = {"std": 0.02, "seed": 0}
+    help = {
+        "std": "standard deviation of the noise added to every trainable weight (absolute, as "
+        "in the reference: 0.02)",
+        "seed": "seed of the noise (the same on every device)",
+    }
+
+    def validate(self) -> None:
+        super().validate()
+        seed = self.hparams["seed"]
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+            raise TypeError(f"weight_distortion: seed must be a whole number >= 0; got {seed!r}.")
+
+    @torch.no_grad()
+    def prepare(self, module: nn.Module, roles: ModuleRoles) -> None:
+        generator = torch.Generator().manual_seed(int(self.hparams["seed"]))
+        for param in module.parameters():
+            if param.requires_grad:
+                noise = torch.randn(param.shape, generator=generator, dtype=param.dtype)
+                param.add_(noise.to(param.device), alpha=self.hparams["std"])
+        roles.sync_pairs(module)
+        roles.reset_memory_banks(module)
+
+    def objective(self, ctx: StepContext) -> Tensor:
+        return mean_row_loss(ctx)
