@@ -622,13 +622,8 @@ def verify_receipt(
         return True, header + (
             f"OK: {path} is the recorded output checkpoint (same SHA-256) of {_summary(receipt)}."
         )
-    if receipt["format"] == FORMAT_V1:
-        if not out:
-            return False, header + f"The {FORMAT_V1} receipt records no output checkpoint."
-        return False, header + (
-            f"MISMATCH: {path} is not the receipt's output checkpoint {out.get('path')} (its "
-            f"SHA-256 differs). This {FORMAT_V1} receipt binds that one file's bytes only."
-        )
+    if receipt["format"] == FORMAT_V1:  # it binds one file's bytes, which these are not
+        return False, header + _v1_mismatch(path, out)
     weights = receipt["weights"]
     state = checkpoint_state_dict(path)
     if state_dict_sha256(state) != weights["sha256"].lower():
@@ -683,26 +678,43 @@ def verify_deletion(
     ok, header = _authenticate(receipt, public_key)
     if not ok:
         return False, header
+    ok, message = _check_proof(receipt, proof, proof_name, file)
+    return ok, header + message
+
+
+def _v1_mismatch(path: Path, out: Mapping[str, Any] | None) -> str:
+    """Why a format /1 receipt does not vouch for ``path``: it binds its output file's bytes only."""
+    if not out:
+        return f"The {FORMAT_V1} receipt records no output checkpoint."
+    return (f"MISMATCH: {path} is not the receipt's output checkpoint {out.get('path')} (its "
+            f"SHA-256 differs). This {FORMAT_V1} receipt binds that one file's bytes only.")
+
+
+def _check_proof(
+    receipt: Mapping[str, Any], proof: Mapping[str, Any], proof_name: str, file: str | os.PathLike
+) -> tuple[bool, str]:
+    """Whether ``file``'s content, salted and folded up ``proof``'s path, gives the receipt's root
+    (the receipt already authenticated); the message says why not."""
     commitment = receipt["forget_set"]["commitment"]
     if commitment is None:
-        return False, header + (
+        return False, (
             "The receipt commits to no forget-set content "
             f"({receipt['forget_set']['commitment_missing']}); no deletion can be shown with it."
         )
     root = commitment["root"].lower()
     if str(proof.get("root", "")).lower() != root:
-        return False, header + (
+        return False, (
             f"This proof belongs to another receipt: {proof_name} is for the forget set with root "
             f"{str(proof.get('root'))[:16]}…, this receipt's root is {root[:16]}…. Ask the model "
             "owner for the proof that came with this receipt."
         )
     if proof_root(proof, content_sha256(file, commitment["content"])) != root:
-        return False, header + (
+        return False, (
             f"NOT COMMITTED: the content of {file} ({CONTENT_KINDS[commitment['content']]}) does not "
             f"lead to this receipt's root with {proof_name} (made for {proof.get('item')!r}): it is "
             "another file, the file was edited, or the proof was altered."
         )
-    return True, header + (
+    return True, (
         f"OK: the content of {file} is forget item {proof.get('item')!r} of this receipt "
         f"({commitment['num_items']} items committed by content, root {root[:16]}…): the model "
         f"owner committed to unlearning it with {_summary(receipt)}. Whether its influence is "
