@@ -1,4 +1,4 @@
-"""What the audits cost, measured side by side in one run (issue #3, "Performance").
+"""What the audits cost, measured side by side in one run.
 
 1. The full audit (EMIA + linear probe + CMIA + alignment matrix: one clean pass and ``K``
    augmented passes per sample, then the four audits) against ONE plain forward pass (load,

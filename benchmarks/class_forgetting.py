@@ -184,10 +184,10 @@ class ClipSeed:
         return read_cache(path) if path is not None and path.is_file() else None
 
     def _save(self, what: str, obj: Any) -> None:
-        from lightly_unlearn.demo.experiment import write_cache
+        from lightly_unlearn.io import atomic_torch_save
 
         if (path := self._paths[what]) is not None:
-            write_cache(path, obj)
+            atomic_torch_save(obj, path)  # plain data, read back by read_cache
 
     def datamodule(self):
         from lightly_unlearn import ForgetRetainDataModule

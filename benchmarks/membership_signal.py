@@ -1,4 +1,4 @@
-"""Find an embedded setting where a small SimCLR model leaks membership (issue 5).
+"""Find an embedded setting where a small SimCLR model leaks membership.
 
 Plain-torch SimCLR on scikit-learn's ``load_digits`` (1 797 images, 8x8, ships with sklearn),
 trained on (nearly) full batches with batched tensor augmentations (``lightly_unlearn.demo.data``),

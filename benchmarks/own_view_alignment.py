@@ -11,7 +11,7 @@ retain samples', before and after unlearning::
 Positive: the forget samples lost more own-view alignment than the retain samples. Fine-tune
 (retain data only) is the control: it changes both groups by ordinary training alone.
 
-Setting (issue 19's measurement): a lightly-style MoCo — the demo's BatchNorm CNN with lightly's
+Setting: a lightly-style MoCo — the demo's BatchNorm CNN with lightly's
 ``MoCoProjectionHead``, momentum encoder, ``NTXentLoss`` memory bank (256), SGD lr 0.06 (momentum
 0.9, weight decay 5e-4), lightly's ``MoCoV2Transform`` at 16 px — on 320 scikit-learn digits of
 which 32 are forgotten, pretrained ``--pretrain-epochs`` epochs (batch 64), then 3 epochs of

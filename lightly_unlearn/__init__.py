@@ -18,16 +18,15 @@ _LAZY = {
     "AuditCallback": "lightly_unlearn.callbacks.audit",
     "CLIPModule": "lightly_unlearn.clip.module",
     "ForgetRetainDataModule": "lightly_unlearn.data.datamodule",
-    "ForgetSetError": "lightly_unlearn.errors",
     "HoldoutAlignmentStopping": "lightly_unlearn.callbacks.holdout_stopping",
     "ModuleRoles": "lightly_unlearn.roles",
-    "NonFiniteLossError": "lightly_unlearn.errors",
     "PLCLIPModule": "lightly_unlearn.clip.module",
     "ReceiptCallback": "lightly_unlearn.callbacks.receipt",
     "RelearnResult": "lightly_unlearn.attacks.relearn",
     "UnlearnCallback": "lightly_unlearn.callbacks.unlearn",
     "relearn": "lightly_unlearn.attacks.relearn",
 }
+_MOVED = ("ForgetSetError", "NonFiniteLossError")
 
 
 def __getattr__(name: str) -> Any:
@@ -36,7 +35,9 @@ def __getattr__(name: str) -> Any:
         importlib.import_module("lightly_unlearn.namespaces")  # namespace-mismatch hints
         globals()[name] = value
         return value
-    raise AttributeError(f"module 'lightly_unlearn' has no attribute {name!r}")
+    from lightly_unlearn.deprecation import moved_names  # errors live in lightly_unlearn.errors
+
+    return moved_names(__name__, dict.fromkeys(_MOVED, "lightly_unlearn.errors"))(name)
 
 
 def __dir__() -> list[str]:
@@ -48,10 +49,8 @@ __all__ = [
     "CLIPModule",
     "AuditCallback",
     "ForgetRetainDataModule",
-    "ForgetSetError",
     "HoldoutAlignmentStopping",
     "ModuleRoles",
-    "NonFiniteLossError",
     "PLCLIPModule",
     "ReceiptCallback",
     "RelearnResult",

@@ -2,18 +2,21 @@
 
 Every error raised on purpose by lightly-unlearn derives from :class:`LightlyUnlearnError`, so
 ``except LightlyUnlearnError`` catches them all. Each class also keeps the built-in base it had
-when it was introduced (``ValueError`` for bad values, ``TypeError`` for an object of the wrong
+of its kind (``ValueError`` for bad values, ``TypeError`` for an object of the wrong
 kind, ``RuntimeError`` for something that went wrong during a run), so code catching the built-in
-types keeps working. The classes are also importable from the modules that raise them.
+types catches them too. This module is the one import path of each class.
 
 ::
 
     LightlyUnlearnError
     ├── ConfigurationError (ValueError)       a setting, argument or input value is unusable
     │   ├── ForgetSetError                    the forget set (ids, mask, list) is unusable
+    │   │   └── ForgetListError               a forget list names no image of the folder
     │   ├── ResumeMismatchError               a checkpoint belongs to a different run
     │   ├── OutputPathError                   an output would overwrite or sit inside an input
+    │   │   └── OutputFolderBusyError         another run holds the output folder
     │   ├── ModelSpecError                    a MODEL string, its import or checkpoint
+    │   │   └── ModuleCodeError               a model file runs code when imported
     │   ├── AuditInputError                   an audit lacks the data it needs
     │   ├── SigningKeyError                   a signing / public key file is unusable
     │   └── UnknownComponentError (KeyError)  a method / audit / loss name resolves to nothing
@@ -23,27 +26,36 @@ types keeps working. The classes are also importable from the modules that raise
     ├── NonFiniteLossError (FloatingPointError)  the objective became NaN / infinite
     ├── ForgetCoverageError (RuntimeError)    an epoch did not serve every forget sample
     ├── UntrustedCheckpointError (RuntimeError)  a checkpoint needs unsafe unpickling
-    └── PretrainedWeightsUnavailable (RuntimeError)  weights would need a download
+    ├── PretrainedWeightsUnavailable (RuntimeError)  weights would need a download
+    ├── AuditCLIError                         bad input to ``lightly-unlearn audit``
+    ├── UnlearnInputError                     bad input to ``lightly-unlearn unlearn``
+    └── InputChangedError                     an input changed while ``unlearn`` ran
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "AuditCLIError",
     "AuditInputError",
     "ConfigurationError",
     "ForgetCoverageError",
+    "ForgetListError",
     "ForgetSetError",
+    "InputChangedError",
     "LightlyUnlearnError",
     "ModelSpecError",
+    "ModuleCodeError",
     "ModuleContractError",
     "NamespaceMismatchError",
     "NonFiniteLossError",
+    "OutputFolderBusyError",
     "OutputPathError",
     "PretrainedWeightsUnavailable",
     "ReceiptError",
     "ResumeMismatchError",
     "SigningKeyError",
     "UnknownComponentError",
+    "UnlearnInputError",
     "UntrustedCheckpointError",
 ]
 
@@ -114,3 +126,27 @@ class UntrustedCheckpointError(LightlyUnlearnError, RuntimeError):
 
 class PretrainedWeightsUnavailable(LightlyUnlearnError, RuntimeError):
     """Pretrained weights were requested that would need a download and are not cached locally."""
+
+
+class ModuleCodeError(ModelSpecError):
+    """A model file runs code beyond definitions when imported (``lightly_unlearn.module_code``)."""
+
+
+class OutputFolderBusyError(OutputPathError):
+    """Another run holds the output folder (or the folder already holds outputs)."""
+
+
+class ForgetListError(ForgetSetError):
+    """The forget list names files that are not images of the folder (or names none)."""
+
+
+class AuditCLIError(LightlyUnlearnError):
+    """Bad input to ``lightly-unlearn audit``; the message says what is wrong and how to fix it."""
+
+
+class UnlearnInputError(LightlyUnlearnError):
+    """Bad input to ``lightly-unlearn unlearn``: refused before any training (exit status 2)."""
+
+
+class InputChangedError(LightlyUnlearnError):
+    """An input file changed after ``lightly-unlearn unlearn`` read it (exit status 1, no outputs)."""

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from lightly_unlearn.data.datamodule import ForgetRetainDataModule
-from lightly_unlearn.data.validation import ForgetSetError
+from lightly_unlearn.errors import ForgetListError
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -45,10 +45,6 @@ __all__ = [
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 TRANSFORMS = ("simclr", "moco")
-
-
-class ForgetListError(ForgetSetError):
-    """The forget list names files that are not images of the folder (or names none)."""
 
 
 def image_files(folder: str | os.PathLike, what: str = "--data") -> list[str]:

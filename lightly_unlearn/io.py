@@ -286,7 +286,8 @@ def load_checkpoint(
     """Load a checkpoint read-only; ``weights_only=True`` unless ``trusted=True``.
 
     The one ``torch.load`` of the package: ``model_loading`` (the CLI, ``UnlearnCallback(
-    init_checkpoint=...)``) and ``clip.loading`` read checkpoints through it.
+    init_checkpoint=...)``), ``weights_digest`` (receipts), ``forget_commitment`` and
+    ``clip.loading`` read checkpoints through it; :func:`checkpoint_weights` takes the weights out.
 
     Args:
         source: The checkpoint file (opened for reading only, never modified), or its bytes
@@ -326,3 +327,11 @@ def load_checkpoint(
             "`weights_only=False` to Lightning's `trainer.fit(..., weights_only=False)`). "
             f"torch said: {str(err).splitlines()[0]}"
         ) from err
+
+
+def checkpoint_weights(checkpoint: Any) -> Any:
+    """The weights a loaded checkpoint holds: a Lightning checkpoint's ``state_dict`` entry, else
+    the loaded object itself (``torch.save(model.state_dict())``). Callers check its shape."""
+    if isinstance(checkpoint, Mapping) and "state_dict" in checkpoint:
+        return checkpoint["state_dict"]
+    return checkpoint

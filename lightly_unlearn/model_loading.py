@@ -126,7 +126,7 @@ def read_checkpoint(
     load_checkpoint`); the file is only read. ``data``: the file's bytes, read earlier (the CLI
     reads the input checkpoint before importing user code); ``path`` then only names it.
     """
-    from lightly_unlearn.io import load_checkpoint
+    from lightly_unlearn.io import checkpoint_weights, load_checkpoint
 
     what = f"MODEL {spec!r}: " if spec else ""
     path = Path(path)
@@ -141,7 +141,7 @@ def read_checkpoint(
         ) from err
     if not isinstance(state, Mapping):
         raise ModelSpecError(f"{what}{path} holds a {type(state).__name__}, not a state dict.")
-    weights = state.get("state_dict", state)
+    weights = checkpoint_weights(state)
     if not isinstance(weights, Mapping) or not all(isinstance(k, str) for k in weights):
         raise ModelSpecError(f"{what}{path} holds no state dict of named tensors.")
     hparams = state.get("hyper_parameters", None) if "state_dict" in state else None

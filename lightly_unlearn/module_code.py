@@ -35,15 +35,11 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from lightly_unlearn.errors import ModelSpecError
+from lightly_unlearn.errors import ModuleCodeError
 
 __all__ = ["ModuleCodeError", "check_model_module", "check_source", "module_files"]
 
 _IMPORT_ERRORS = {"ImportError", "ModuleNotFoundError"}
-
-
-class ModuleCodeError(ModelSpecError):
-    """A model file runs code beyond definitions when imported (see the module docstring)."""
 
 
 def _is_main_guard(test: ast.expr) -> bool:

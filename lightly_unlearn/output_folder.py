@@ -37,7 +37,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from lightly_unlearn.errors import OutputPathError
+from lightly_unlearn.errors import OutputFolderBusyError, OutputPathError
 
 __all__ = ["PARTIAL_ENV", "OutputFolder", "OutputFolderBusyError"]
 
@@ -45,10 +45,6 @@ __all__ = ["PARTIAL_ENV", "OutputFolder", "OutputFolderBusyError"]
 PARTIAL_ENV = "LIGHTLY_UNLEARN_PARTIAL_OUT"
 #: the file inside a temporary folder naming the run that made it
 MARKER = ".lightly-unlearn-run.json"
-
-
-class OutputFolderBusyError(OutputPathError):
-    """Another run holds the output folder (or the folder already holds outputs)."""
 
 
 def _alive(pid: int) -> bool:

@@ -72,7 +72,17 @@ def check_output_path(
         replaceable: For files: predicate allowing an existing file to be replaced.
         what: How to name the output in messages (``"--out"``, ``"ReceiptCallback(path=...)"``).
     """
+    if kind not in ("file", "dir"):
+        raise ValueError(f"kind must be 'file' or 'dir'; got {kind!r}.")
     out = Path(path)
+    _refuse_inputs(out, inputs, what)
+    _refuse_existing(out, kind, replaceable, what)
+    _refuse_unwritable(out, kind, what)
+    return out
+
+
+def _refuse_inputs(out: Path, inputs: Iterable[PathLike | None], what: str) -> None:
+    """``out`` is not an input, and not inside an input folder."""
     for item in inputs:
         if item is None:
             continue
@@ -88,6 +98,12 @@ def check_output_path(
                 "writing there would destroy the input. Choose another output path: inputs are "
                 "never modified."
             )
+
+
+def _refuse_existing(
+    out: Path, kind: str, replaceable: Callable[[Path], bool] | None, what: str
+) -> None:
+    """What already exists at ``out`` may be replaced (a file) or written into (a folder)."""
     if kind == "file":
         if out.is_dir():
             raise OutputPathError(
@@ -99,14 +115,15 @@ def check_output_path(
                 f"{what} {out} already exists and is not a previous output of this kind; it will "
                 "not be overwritten. Choose a new path or delete the file yourself."
             )
-    elif kind == "dir":
-        if out.exists() and not out.is_dir():
-            raise OutputPathError(
-                f"{what} {out} exists and is not a folder; choose a folder path (files are "
-                "written into it)."
-            )
-    else:
-        raise ValueError(f"kind must be 'file' or 'dir'; got {kind!r}.")
+    elif out.exists() and not out.is_dir():
+        raise OutputPathError(
+            f"{what} {out} exists and is not a folder; choose a folder path (files are "
+            "written into it)."
+        )
+
+
+def _refuse_unwritable(out: Path, kind: str, what: str) -> None:
+    """The destination's folder exists and is writable (a write could only fail at the end)."""
     target = out if kind == "dir" and out.is_dir() else _writable_ancestor(out)
     if not target.is_dir():
         raise OutputPathError(f"{what} {out}: {target} is not a folder, so nothing can be written there.")
@@ -114,4 +131,3 @@ def check_output_path(
         raise OutputPathError(
             f"{what} {out}: the folder {target} is not writable. Choose a writable location."
         )
-    return out

@@ -46,22 +46,15 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from lightly_unlearn.errors import (  # noqa: F401  (re-exported)
-    ConfigurationError,
-    ReceiptError,
-    SigningKeyError,
-)
-from lightly_unlearn.forget_commitment import (  # noqa: F401  (re-exported)
+from lightly_unlearn.deprecation import moved_names
+from lightly_unlearn.errors import ConfigurationError, ReceiptError, SigningKeyError
+from lightly_unlearn.forget_commitment import (
     COMMITMENT_SCHEME,
     CONTENT_KINDS,
     ForgetCommitment,
-    commit_files,
-    commit_forget_set,
     content_sha256,
-    forget_set_commitment,
     proof_root,
     read_proof,
-    write_proofs,
 )
 from lightly_unlearn.io import (
     atomic_write_json,
@@ -72,11 +65,14 @@ from lightly_unlearn.io import (
     sha256_file,
 )
 from lightly_unlearn.weights_digest import SCHEME as WEIGHTS_SCHEME
-from lightly_unlearn.weights_digest import (  # noqa: F401  (weights_record re-exported)
-    checkpoint_state_dict,
-    state_dict_sha256,
-    weights_record,
-)
+from lightly_unlearn.weights_digest import checkpoint_state_dict, state_dict_sha256
+
+# each name has one home: the forget-set commitment and the weights digest are their own modules
+__getattr__ = moved_names(__name__, {
+    **dict.fromkeys(("commit_files", "commit_forget_set", "forget_set_commitment", "write_proofs"),
+                    "lightly_unlearn.forget_commitment"),
+    "weights_record": "lightly_unlearn.weights_digest",
+})
 
 FORMAT = "lightly-unlearn-receipt/2"
 FORMAT_V1 = "lightly-unlearn-receipt/1"
@@ -290,7 +286,7 @@ def sign_receipt(receipt: Mapping[str, Any], key: Any) -> dict[str, Any]:
         key = load_signing_key(key)
     body = seal(receipt)  # JSON-safe, without a stale signature
     if body.get("format") == FORMAT_V1:
-        raise ReceiptError(f"{FORMAT_V1} receipts are no longer signed; build a {FORMAT} receipt.")
+        raise ReceiptError(f"{FORMAT_V1} receipts cannot be signed; build a {FORMAT} receipt.")
     public = key.public_key()
     body["signature"] = {
         "algorithm": SIGNATURE_ALGORITHM,
@@ -561,6 +557,28 @@ def _summary(receipt: Mapping[str, Any]) -> str:
     )
 
 
+def _how_weights_differ(state: Mapping[str, Any], weights: Mapping[str, Any]) -> str:
+    """What differs between a state dict and a receipt's weights record, for the message."""
+    count = sum(t.numel() for t in state.values())
+    if (len(state), count) != (weights["num_tensors"], weights["num_elements"]):
+        return (f"it holds {len(state)} tensors ({count} values), the receipt's weights "
+                f"{weights['num_tensors']} tensors ({weights['num_elements']} values)")
+    return "same tensor count and sizes, different values, names or dtypes"
+
+
+def _proof_argument(proof: Mapping[str, Any] | str | os.PathLike) -> tuple[dict[str, Any], str]:
+    """``(proof, how to name it)`` from a proof dict or a ``.proof.json`` file."""
+    if isinstance(proof, Mapping):
+        return json.loads(json.dumps(dict(proof))), "the proof"
+    name = _display(proof)
+    try:
+        return read_proof(proof), name
+    except ValueError as err:
+        raise ReceiptError(str(err)) from None
+    except OSError as err:
+        raise ReceiptError(f"cannot read proof {name}: {err.strerror or err}.") from None
+
+
 def verify_receipt(
     receipt: Mapping[str, Any] | str | os.PathLike,
     checkpoint: str | os.PathLike,
@@ -604,26 +622,15 @@ def verify_receipt(
         return True, header + (
             f"OK: {path} is the recorded output checkpoint (same SHA-256) of {_summary(receipt)}."
         )
-    if receipt["format"] == FORMAT_V1:
-        if not out:
-            return False, header + f"The {FORMAT_V1} receipt records no output checkpoint."
-        return False, header + (
-            f"MISMATCH: {path} is not the receipt's output checkpoint {out.get('path')} (its "
-            f"SHA-256 differs). This {FORMAT_V1} receipt binds that one file's bytes only."
-        )
+    if receipt["format"] == FORMAT_V1:  # it binds one file's bytes, which these are not
+        return False, header + _v1_mismatch(path, out)
     weights = receipt["weights"]
     state = checkpoint_state_dict(path)
     if state_dict_sha256(state) != weights["sha256"].lower():
-        count = sum(t.numel() for t in state.values())
-        shape = (
-            f"it holds {len(state)} tensors ({count} values), the receipt's weights "
-            f"{weights['num_tensors']} tensors ({weights['num_elements']} values)"
-            if (len(state), count) != (weights["num_tensors"], weights["num_elements"])
-            else "same tensor count and sizes, different values, names or dtypes"
-        )
         return False, header + (
-            f"MISMATCH: {path} does not hold the weights this receipt vouches for ({shape}). "
-            "It is not the model the unlearning run produced (or it was modified since)."
+            f"MISMATCH: {path} does not hold the weights this receipt vouches for "
+            f"({_how_weights_differ(state, weights)}). It is not the model the unlearning run "
+            "produced (or it was modified since)."
         )
     return True, header + (
         f"OK: {path} holds exactly the weights (digest {weights['sha256'][:16]}…) of {_summary(receipt)}."
@@ -667,40 +674,47 @@ def verify_deletion(
             f"the receipt is of format {FORMAT_V1}, which commits to forget positions, not to "
             "content: no deletion proof can be checked against it."
         )
-    if isinstance(proof, Mapping):
-        proof_name = "the proof"
-        proof = json.loads(json.dumps(dict(proof)))
-    else:
-        proof_name = _display(proof)
-        try:
-            proof = read_proof(proof)
-        except ValueError as err:
-            raise ReceiptError(str(err)) from None
-        except OSError as err:
-            raise ReceiptError(f"cannot read proof {proof_name}: {err.strerror or err}.") from None
+    proof, proof_name = _proof_argument(proof)
     ok, header = _authenticate(receipt, public_key)
     if not ok:
         return False, header
+    ok, message = _check_proof(receipt, proof, proof_name, file)
+    return ok, header + message
+
+
+def _v1_mismatch(path: Path, out: Mapping[str, Any] | None) -> str:
+    """Why a format /1 receipt does not vouch for ``path``: it binds its output file's bytes only."""
+    if not out:
+        return f"The {FORMAT_V1} receipt records no output checkpoint."
+    return (f"MISMATCH: {path} is not the receipt's output checkpoint {out.get('path')} (its "
+            f"SHA-256 differs). This {FORMAT_V1} receipt binds that one file's bytes only.")
+
+
+def _check_proof(
+    receipt: Mapping[str, Any], proof: Mapping[str, Any], proof_name: str, file: str | os.PathLike
+) -> tuple[bool, str]:
+    """Whether ``file``'s content, salted and folded up ``proof``'s path, gives the receipt's root
+    (the receipt already authenticated); the message says why not."""
     commitment = receipt["forget_set"]["commitment"]
     if commitment is None:
-        return False, header + (
+        return False, (
             "The receipt commits to no forget-set content "
             f"({receipt['forget_set']['commitment_missing']}); no deletion can be shown with it."
         )
     root = commitment["root"].lower()
     if str(proof.get("root", "")).lower() != root:
-        return False, header + (
+        return False, (
             f"This proof belongs to another receipt: {proof_name} is for the forget set with root "
             f"{str(proof.get('root'))[:16]}…, this receipt's root is {root[:16]}…. Ask the model "
             "owner for the proof that came with this receipt."
         )
     if proof_root(proof, content_sha256(file, commitment["content"])) != root:
-        return False, header + (
+        return False, (
             f"NOT COMMITTED: the content of {file} ({CONTENT_KINDS[commitment['content']]}) does not "
             f"lead to this receipt's root with {proof_name} (made for {proof.get('item')!r}): it is "
             "another file, the file was edited, or the proof was altered."
         )
-    return True, header + (
+    return True, (
         f"OK: the content of {file} is forget item {proof.get('item')!r} of this receipt "
         f"({commitment['num_items']} items committed by content, root {root[:16]}…): the model "
         f"owner committed to unlearning it with {_summary(receipt)}. Whether its influence is "

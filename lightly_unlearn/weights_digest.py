@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from lightly_unlearn.errors import ConfigurationError, UntrustedCheckpointError
-from lightly_unlearn.io import load_checkpoint
+from lightly_unlearn.io import checkpoint_weights, load_checkpoint
 
 __all__ = [
     "SCHEME",
@@ -154,7 +154,7 @@ def checkpoint_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise ConfigurationError(
             f"checkpoint {path} is not a readable torch checkpoint ({first:.200})."
         ) from err
-    state = data.get("state_dict") if isinstance(data, Mapping) and "state_dict" in data else data
+    state = checkpoint_weights(data)
     if not isinstance(state, Mapping) or not state or not all(
         isinstance(v, torch.Tensor) for v in state.values()
     ):

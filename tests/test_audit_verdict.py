@@ -10,7 +10,6 @@ import torch
 from lightly_unlearn.audits import (
     CMIA,
     AlignmentMatrix,
-    AuditInputError,
     AuditInputs,
     AuditResult,
     LinearProbe,
@@ -29,6 +28,7 @@ from lightly_unlearn.audits.figures import gap_figure
 from lightly_unlearn.audits.membership import auc_standard_error
 from lightly_unlearn.audits.report import markdown_report
 from lightly_unlearn.audits.schema import AuditRecord
+from lightly_unlearn.errors import AuditInputError
 
 # a healthy run: strong signal before, indistinguishable after, FS well beyond drift
 HEALTHY_BEFORE = {"forget_holdout_auc": 0.80, "forget_holdout_auc_se": 0.04, "ra": 95.0,

@@ -14,12 +14,12 @@ from lightly_unlearn.clip import (
     DIGIT_NAMES,
     DIGIT_TEMPLATES,
     CaptionDataset,
-    PretrainedWeightsUnavailable,
     create_clip,
     init_open_clip_parameters,
     load_clip_weights,
 )
 from lightly_unlearn.clip.data import tiny_clip_kwargs
+from lightly_unlearn.errors import PretrainedWeightsUnavailable
 
 METHODS = registered_methods()
 NAME = "ViT-B-32"

@@ -5,7 +5,8 @@ import torch
 import torchvision
 from conftest import digits_dataset, tiny_transform
 
-from lightly_unlearn import ForgetRetainDataModule, ForgetSetError
+from lightly_unlearn import ForgetRetainDataModule
+from lightly_unlearn.errors import ForgetSetError
 
 
 def test_batches_are_lightly_shaped_with_int_keys(digits):

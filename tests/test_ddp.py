@@ -1,4 +1,4 @@
-"""Multi-device parity (issue #6): Lightning DDP on CPU, 2 processes (gloo) vs 1 process.
+"""Multi-device parity: Lightning DDP on CPU, 2 processes (gloo) vs 1 process.
 
 Same global batch (the whole 16-sample training set: 1 x 16 vs 2 x 8 per step), 3 epochs, AC
 (alpha=1, beta=1) and NegGrad, audits before and after. What must agree, and the tolerances met:
@@ -38,7 +38,7 @@ sys.path.insert(0, str(HERE))
 
 import ddp_parity_script as script  # noqa: E402
 
-METHODS = ("ac", "neggrad")
+METHODS = ("ac", "neggrad")  # a subset, for cost (2 spawned processes per method): paired views and ascent
 
 
 def _two_processes(out, *methods):

@@ -1,4 +1,4 @@
-"""The demo's embedded digits and its fast view transforms (issue 5)."""
+"""The demo's embedded digits and its fast view transforms."""
 
 import torch
 

@@ -7,7 +7,12 @@ import pytorch_lightning as pl
 import torch
 from conftest import digits_dataset, make_simclr, tiny_transform, trainer_kwargs
 
-from lightly_unlearn import ForgetRetainDataModule, HoldoutAlignmentStopping, UnlearnCallback
+from lightly_unlearn import (
+    AuditCallback,
+    ForgetRetainDataModule,
+    HoldoutAlignmentStopping,
+    UnlearnCallback,
+)
 
 
 def _fit(tmp_path, stopper, holdout=True, epochs=4):
@@ -51,19 +56,26 @@ def test_runs_on_while_forget_samples_align_more_than_holdout(tmp_path):
     assert stopper.state_dict()["history"] == stopper.history
 
 
-def test_gap_is_the_models_on_fixed_samples_and_views(tmp_path):
-    """Fixed seeded samples and views: a fresh check of the unlearned model gives exactly the gap
-    recorded at the end of its last epoch, and other weights give another gap."""
+def test_gap_is_the_audits_alignment_level_gap_of_the_model(tmp_path):
+    """The gap is the audits' ``alignment_level_gap`` (EMIA's, on the same seeded samples and
+    views) of the model as it is, and other weights give another gap."""
+    dm = ForgetRetainDataModule(digits_dataset(32), list(range(6)), tiny_transform(), batch_size=8,
+                                holdout=digits_dataset(16, offset=200))
     stopper = HoldoutAlignmentStopping(margin=-2.0, num_samples=8, num_views=3)
-    trainer = _fit(tmp_path, stopper, epochs=1)
-    model = trainer.lightning_module
-    assert stopper.level_gap(trainer, model) == stopper.history[-1]
-    other = copy.deepcopy(model)
+    audit = AuditCallback(audits=["emia"], num_samples=8, num_views=3, embed_fn="head",
+                          save_files=False, verbose=False)
+    trainer = pl.Trainer(**trainer_kwargs(tmp_path, max_epochs=1),
+                         callbacks=[UnlearnCallback("ac", beta=1.0), stopper, audit])
+    trainer.fit(make_simclr("pl")(), datamodule=dm)
+    audited = audit.after["emia"].metrics["alignment_level_gap"]
+    assert stopper.history[-1] == pytest.approx(audited, abs=1e-6)
+    assert audit.before["emia"].metrics["alignment_level_gap"] != pytest.approx(audited, abs=1e-4)
+    other = copy.deepcopy(trainer.lightning_module)
     torch.manual_seed(1)
     with torch.no_grad():
         for p in other.backbone.parameters():
             p.add_(0.5 * torch.randn_like(p))
-    assert stopper.level_gap(trainer, other) != pytest.approx(stopper.history[-1], abs=1e-4)
+    assert stopper.level_gap(trainer, other) != pytest.approx(audited, abs=1e-4)
 
 
 def test_needs_a_holdout(tmp_path):

@@ -10,8 +10,9 @@ import pytest
 from conftest import write_cli_project
 
 from lightly_unlearn.cli import main
+from lightly_unlearn.errors import ModuleCodeError
 from lightly_unlearn.io import sha256_file
-from lightly_unlearn.module_code import ModuleCodeError, check_source
+from lightly_unlearn.module_code import check_source
 
 ACCEPTED = {
     "docstring_imports_defs": '''

@@ -10,8 +10,9 @@ import pytest
 import torch
 from conftest import digits_dataset, make_simclr, tiny_transform, trainer_kwargs
 
-from lightly_unlearn import ForgetRetainDataModule, NonFiniteLossError, UnlearnCallback
+from lightly_unlearn import ForgetRetainDataModule, UnlearnCallback
 from lightly_unlearn.demo.model import ConvSimCLR
+from lightly_unlearn.errors import NonFiniteLossError
 from lightly_unlearn.namespaces import trainer_class_for
 
 

@@ -15,7 +15,8 @@ import pytest
 from conftest import write_cli_project
 
 from lightly_unlearn.cli import main
-from lightly_unlearn.output_folder import MARKER, PARTIAL_ENV, OutputFolder, OutputFolderBusyError
+from lightly_unlearn.errors import OutputFolderBusyError
+from lightly_unlearn.output_folder import MARKER, PARTIAL_ENV, OutputFolder
 
 
 def _siblings(out):

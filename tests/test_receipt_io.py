@@ -1,4 +1,4 @@
-"""No data loss and the unlearning receipt (issue #6): atomic writes, weights_only loading with an
+"""No data loss and the unlearning receipt: atomic writes, weights_only loading with an
 explicit opt-in, input checkpoints never modified, a receipt that verify-receipt checks."""
 
 from __future__ import annotations
@@ -15,9 +15,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightly_unlearn import AuditCallback, ForgetRetainDataModule, UnlearnCallback
 from lightly_unlearn.callbacks.receipt import ReceiptCallback
 from lightly_unlearn.cli import main as cli_main
-from lightly_unlearn.errors import ConfigurationError
+from lightly_unlearn.errors import ConfigurationError, UntrustedCheckpointError
 from lightly_unlearn.io import (
-    UntrustedCheckpointError,
     atomic_torch_save,
     atomic_write,
     load_checkpoint,

@@ -1,4 +1,4 @@
-"""Resume (issue #6): an unlearning run that crashes after 2 of 4 epochs and resumes from its
+"""Resume: an unlearning run that crashes after 2 of 4 epochs and resumes from its
 Lightning checkpoint ends with the same weights as an uninterrupted 4-epoch run.
 
 Tolerance: final weights |Δ| <= 1e-6 and audit numbers |Δ| <= 1e-4 (CPU, one thread: observed

@@ -23,11 +23,12 @@ import random
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
+from typing_extensions import override
 
 from lightly_unlearn.audits.alignment import alignment_scores
 from lightly_unlearn.audits.base import AuditResult
@@ -36,6 +37,9 @@ from lightly_unlearn.audits.membership import AucComparison, compare_aucs, forge
 from lightly_unlearn.audits.runner import compute_inputs
 from lightly_unlearn.audits.verdict import relearn_warnings
 from lightly_unlearn.namespaces import DualNamespaceCallback, trainer_class_for
+
+if TYPE_CHECKING:
+    import lightning.pytorch as pl
 
 #: Forget-vs-holdout metrics the relearning test reports, before and after (``relearn_`` prefix).
 _REPORTED = ("forget_holdout_auc", "forget_holdout_tpr_at_1pct_fpr", "forget_holdout_tpr_at_0_1pct_fpr")
@@ -105,7 +109,8 @@ class _LearningRate(DualNamespaceCallback):
     def __init__(self, lr: float) -> None:
         self.lr = float(lr)
 
-    def on_train_start(self, trainer: Any, pl_module: nn.Module) -> None:
+    @override
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         for optimizer in trainer.optimizers:
             for group in optimizer.param_groups:
                 group["lr"] = self.lr

@@ -9,7 +9,7 @@ from lightly_unlearn.audits.alignment import (
     gap_matrix,
     separation,
 )
-from lightly_unlearn.audits.base import Audit, AuditInputError, AuditResult
+from lightly_unlearn.audits.base import Audit, AuditResult
 from lightly_unlearn.audits.cmia import CMIA, cmia_efficacy
 from lightly_unlearn.audits.emia import EMIA, best_threshold, emia_metrics
 from lightly_unlearn.audits.features import AuditInputs, SplitFeatures, extract_features
@@ -29,6 +29,10 @@ from lightly_unlearn.audits.runner import (
 )
 from lightly_unlearn.audits.schema import AuditRecord
 from lightly_unlearn.audits.verdict import Verdict, assess
+from lightly_unlearn.deprecation import moved_names
+
+# errors live in lightly_unlearn.errors only
+__getattr__ = moved_names(__name__, {"AuditInputError": "lightly_unlearn.errors"})
 
 __all__ = [
     "DEFAULT_AUDITS",
@@ -37,7 +41,6 @@ __all__ = [
     "AlignmentMatrix",
     "Audit",
     "Verdict",
-    "AuditInputError",
     "AuditInputs",
     "AuditRecord",
     "AuditResult",

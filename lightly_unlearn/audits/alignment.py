@@ -19,7 +19,6 @@ from torch import Tensor
 
 from lightly_unlearn.audits.base import (
     Audit,
-    AuditInputError,
     AuditResult,
     Labeler,
     MetricInfo,
@@ -27,6 +26,7 @@ from lightly_unlearn.audits.base import (
 )
 from lightly_unlearn.audits.features import AuditInputs
 from lightly_unlearn.audits.figures import result_gap_figure
+from lightly_unlearn.errors import AuditInputError
 
 
 def _check_views(views: Tensor) -> Tensor:

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from lightly_unlearn.audits.features import AuditInputs, SplitFeatures
-from lightly_unlearn.errors import AuditInputError  # noqa: F401  (re-exported)
+from lightly_unlearn.errors import AuditInputError
 
 
 @dataclass

@@ -33,11 +33,12 @@ import torch
 from torch import Tensor
 
 from lightly_unlearn.audits.alignment import diag_offdiag_means, forgetting_score
-from lightly_unlearn.audits.base import Audit, AuditInputError, AuditResult, Labeler, MetricInfo
+from lightly_unlearn.audits.base import Audit, AuditResult, Labeler, MetricInfo
 from lightly_unlearn.audits.clip_features import PairFeatures, clip_features
 from lightly_unlearn.audits.emia import EMIA_METRICS, emia_metrics
 from lightly_unlearn.audits.features import AuditInputs
 from lightly_unlearn.audits.figures import gap_figure, result_gap_figure, save_figure
+from lightly_unlearn.errors import AuditInputError
 
 #: EMIA's metric names -> the pair-alignment audit's (the rest get a ``clip_`` prefix).
 _CLIP_MIA_NAMES = {

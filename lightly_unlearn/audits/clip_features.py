@@ -27,10 +27,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from lightly_unlearn.audits.base import AuditInputError
 from lightly_unlearn.audits.features import AuditInputs, SplitFeatures, dedupe, eval_mode, shard
 from lightly_unlearn.audits.runner import sample_keys
 from lightly_unlearn.data.views import split_pair
+from lightly_unlearn.errors import AuditInputError
 
 CLIP_CACHE_KEY = "clip"
 

@@ -75,7 +75,6 @@ def gap_figure(
 
     matplotlib.use("Agg", force=False)
     from matplotlib.figure import Figure
-    from matplotlib.patches import Rectangle
 
     panels = [(np.asarray(gap, dtype=float), labels, fs, "your images (forget set)")]
     if holdout_gap is not None:
@@ -95,39 +94,52 @@ def gap_figure(
     height = side + 1.3 + title_height
     fig = Figure(figsize=(side * len(panels) + 1.2, height), dpi=100, layout="constrained")
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
-    image = None
     row_name, col_name = ("image", "caption") if kind == "clip" else ("image", "image")
-    for ax, (matrix, names, score, panel_title) in zip(axes, panels, strict=True):
-        n = matrix.shape[0]
-        image = ax.imshow(matrix, cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
-        for i in range(min(n, matrix.shape[1])):
-            ax.add_patch(Rectangle((i - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="black", lw=0.8))
-        if names is not None and n <= MAX_NAMED_SAMPLES:
-            size = 8 if n <= 16 else 6 if n <= 28 else 5
-            ax.set_xticks(range(n), [str(x) for x in names], rotation=90, fontsize=size)
-            ax.set_yticks(range(n), [str(x) for x in names], fontsize=size)
-        ax.set_xlabel(f"{col_name} j" + ("" if names is None or n <= MAX_NAMED_SAMPLES
-                                         else " (names in audit.json)"))  # fmt: skip
-        ax.set_ylabel(f"{row_name} i")
-        ax.set_title(panel_title + ("" if score is None else f"\nFS = {score:+.4f}"), fontsize=10)
+    for ax, panel in zip(axes, panels, strict=True):
+        image = _draw_panel(ax, *panel, limit=limit, row_name=row_name, col_name=col_name)
     bar = fig.colorbar(image, ax=list(axes), shrink=0.85)
     what = "cos(image i, caption j)" if kind == "clip" else "alignment of i with j"
     bar.set_label(f"{what}: before - after")
     # placed by hand, outside the layout: the panels start below its last line
     fig.suptitle(heading, fontsize=10, y=1 - 0.05 / height, va="top", in_layout=False)
+    legend = _wrap(_legend(kind, holdout_gap is not None), width + 40)
+    bottom = 0.03 + 0.025 * (legend.count("\n") + 1) * 6.4 / fig.get_figheight()
+    fig.get_layout_engine().set(rect=(0, bottom, 1, 1 - (title_height + 0.05) / height))
+    fig.text(0.5, 0.01, legend, ha="center", va="bottom", fontsize=8)
+    return fig
+
+
+def _draw_panel(ax: Any, matrix: np.ndarray, names: list[str] | None, score: float | None,
+                title: str, *, limit: float, row_name: str, col_name: str) -> Any:
+    """One heat map on ``ax``: the diagonal outlined, samples named when there are few enough."""
+    from matplotlib.patches import Rectangle
+
+    n = matrix.shape[0]
+    image = ax.imshow(matrix, cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
+    for i in range(min(n, matrix.shape[1])):
+        ax.add_patch(Rectangle((i - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="black", lw=0.8))
+    if names is not None and n <= MAX_NAMED_SAMPLES:
+        size = 8 if n <= 16 else 6 if n <= 28 else 5
+        ax.set_xticks(range(n), [str(x) for x in names], rotation=90, fontsize=size)
+        ax.set_yticks(range(n), [str(x) for x in names], fontsize=size)
+    ax.set_xlabel(f"{col_name} j" + ("" if names is None or n <= MAX_NAMED_SAMPLES
+                                     else " (names in audit.json)"))  # fmt: skip
+    ax.set_ylabel(f"{row_name} i")
+    ax.set_title(title + ("" if score is None else f"\nFS = {score:+.4f}"), fontsize=10)
+    return image
+
+
+def _legend(kind: str, with_holdout: bool) -> str:
+    """What the colours mean, and what forgetting looks like."""
     legend = (
         "Red: the pair aligns less after unlearning than before; blue: more; white: unchanged. "
         "Forgetting shows as a diagonal (each "
         + ("image with its own caption" if kind == "clip" else "image with its own views")
         + ", outlined) redder than the off-diagonal."
     )
-    if holdout_gap is not None:
+    if with_holdout:
         legend += " The never-seen panel shows how much the model changed anyway."
-    legend = _wrap(legend, width + 40)
-    bottom = 0.03 + 0.025 * (legend.count("\n") + 1) * 6.4 / fig.get_figheight()
-    fig.get_layout_engine().set(rect=(0, bottom, 1, 1 - (title_height + 0.05) / height))
-    fig.text(0.5, 0.01, legend, ha="center", va="bottom", fontsize=8)
-    return fig
+    return legend
 
 
 def save_figure(fig, path: str | os.PathLike) -> Path:

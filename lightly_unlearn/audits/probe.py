@@ -23,13 +23,13 @@ from sklearn.preprocessing import StandardScaler
 
 from lightly_unlearn.audits.base import (
     Audit,
-    AuditInputError,
     AuditResult,
     MetricInfo,
     labelled,
     require_inputs,
 )
 from lightly_unlearn.audits.features import AuditInputs
+from lightly_unlearn.errors import AuditInputError
 
 ProbeMode = Literal["logreg", "sgd_augmented"]
 

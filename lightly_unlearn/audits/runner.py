@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from lightly_unlearn import registry
-from lightly_unlearn.audits.base import Audit, AuditInputError, AuditResult
+from lightly_unlearn.audits.base import Audit, AuditResult
 from lightly_unlearn.audits.features import (
     AuditInputs,
     EmbedFn,
@@ -27,6 +27,7 @@ from lightly_unlearn.audits.features import (
     shard,
     split_code,
 )
+from lightly_unlearn.errors import AuditInputError
 
 DEFAULT_AUDITS = ("emia", "linear_probe", "cmia", "alignment_matrix")
 

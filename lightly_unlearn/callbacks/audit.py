@@ -10,10 +10,11 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
+from typing_extensions import override
 
 from lightly_unlearn.audits.base import Audit, AuditResult, MetricInfo, metric_descriptions
 from lightly_unlearn.audits.features import EmbedSpec, check_embed_spec, resolve_embed_fn
@@ -33,6 +34,22 @@ from lightly_unlearn.audits.verdict import Verdict, assess
 from lightly_unlearn.callbacks.progress import pause_training_clock, work_bar
 from lightly_unlearn.namespaces import DualNamespaceCallback
 from lightly_unlearn.roles import ModuleRoles
+
+if TYPE_CHECKING:
+    import lightning.pytorch as pl
+
+
+def _check_arguments(audits: Any, num_samples: int, every_n_epochs: int | None) -> None:
+    """Refuse, when the callback is built, settings that could only fail once the fit runs."""
+    if isinstance(audits, (str, bytes)):  # a str is a sequence of letters: 'e', 'm', ...
+        raise TypeError(
+            f"audits must be a list of audit names or Audit instances; got the string "
+            f"{audits!r}. Write audits=({audits!r},)."
+        )
+    if num_samples < 2:
+        raise ValueError(f"num_samples must be at least 2; got {num_samples}.")
+    if every_n_epochs is not None and every_n_epochs < 1:
+        raise ValueError(f"every_n_epochs must be a positive integer or None; got {every_n_epochs}.")
 
 
 class AuditCallback(DualNamespaceCallback):  # a Callback in both namespaces
@@ -89,16 +106,8 @@ class AuditCallback(DualNamespaceCallback):  # a Callback in both namespaces
         verbose: bool = True,
     ) -> None:
         super().__init__()
-        if isinstance(audits, (str, bytes)):  # a str is a sequence of letters: 'e', 'm', ...
-            raise TypeError(
-                f"audits must be a list of audit names or Audit instances; got the string "
-                f"{audits!r}. Write audits=({audits!r},)."
-            )
+        _check_arguments(audits, num_samples, every_n_epochs)
         self.audits = resolve_audits(audits)
-        if num_samples < 2:
-            raise ValueError(f"num_samples must be at least 2; got {num_samples}.")
-        if every_n_epochs is not None and every_n_epochs < 1:
-            raise ValueError(f"every_n_epochs must be a positive integer or None; got {every_n_epochs}.")
         self.num_samples, self.num_views = int(num_samples), int(num_views)
         self.every_n_epochs = every_n_epochs
         self.embed_fn = check_embed_spec(embed_fn)
@@ -118,10 +127,12 @@ class AuditCallback(DualNamespaceCallback):  # a Callback in both namespaces
         self._last_report: tuple[Path, Any] | None = None  # folder and datamodule of "after"
 
     # -- checkpoint state ---------------------------------------------------------------------
+    @override
     def state_dict(self) -> dict[str, Any]:
         before = None if self.before is None else {n: r.to_state() for n, r in self.before.items()}
         return {"before": before, "history": [dict(h) for h in self.history]}
 
+    @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         before = state_dict.get("before")
         if before is not None:
@@ -130,7 +141,8 @@ class AuditCallback(DualNamespaceCallback):  # a Callback in both namespaces
         self.history = [dict(h) for h in state_dict.get("history", [])]
 
     # -- hooks ----------------------------------------------------------------------------------
-    def setup(self, trainer: Any, pl_module: nn.Module, stage: str) -> None:
+    @override
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage == "fit":  # refuse a datamodule without the needed splits before anything runs
             require_datamodule(self.audits, getattr(trainer, "datamodule", None))
             if self.save_files:  # the reports' folder: never an existing file (checked now)
@@ -139,7 +151,8 @@ class AuditCallback(DualNamespaceCallback):  # a Callback in both namespaces
                 folder = Path(trainer.log_dir or trainer.default_root_dir) / "audits"
                 check_output_path(folder, kind="dir", what="AuditCallback's report folder")
 
-    def on_fit_start(self, trainer: Any, pl_module: nn.Module) -> None:
+    @override
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._restored and self.before is not None:
             if getattr(trainer, "is_global_zero", True):
                 self._publish(trainer, "before", flat_metrics(self.before))
@@ -147,7 +160,8 @@ class AuditCallback(DualNamespaceCallback):  # a Callback in both namespaces
         self.history, self.after = [], None
         self.before = self._audit(trainer, pl_module, "before")
 
-    def on_train_epoch_end(self, trainer: Any, pl_module: nn.Module) -> None:
+    @override
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         n = self.every_n_epochs
         if n is None or (trainer.current_epoch + 1) % n != 0:
             return
@@ -155,7 +169,8 @@ class AuditCallback(DualNamespaceCallback):  # a Callback in both namespaces
             return  # the final epoch is audited by on_train_end
         self._audit(trainer, pl_module, "epoch")
 
-    def on_train_end(self, trainer: Any, pl_module: nn.Module) -> None:
+    @override
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.after = self._audit(trainer, pl_module, "after")
         self._restored = False
 
@@ -184,14 +199,14 @@ class AuditCallback(DualNamespaceCallback):  # a Callback in both namespaces
         """Images -> the embeddings the audits read (``embed_fn`` resolved through ``roles``)."""
         return resolve_embed_fn(self.embed_fn, pl_module, self.roles)
 
-    def _publish(self, trainer: Any, when: str, metrics: dict[str, float]) -> None:
+    def _publish(self, trainer: pl.Trainer, when: str, metrics: dict[str, float]) -> None:
         """``audit/<when>/<metric>`` tensors in ``trainer.callback_metrics``."""
         callback_metrics = getattr(trainer, "callback_metrics", None)
         if callback_metrics is not None:
             for key, value in metrics.items():
                 callback_metrics[f"audit/{when}/{key}"] = torch.tensor(float(value))
 
-    def _inputs(self, trainer: Any, pl_module: nn.Module, dm: Any, when: str) -> Any:
+    def _inputs(self, trainer: pl.Trainer, pl_module: pl.LightningModule, dm: Any, when: str) -> Any:
         """Embed every split once for all audits (a progress bar while images are embedded)."""
         world = int(getattr(trainer, "world_size", 1) or 1)
         device = getattr(pl_module, "device", None)
@@ -212,7 +227,7 @@ class AuditCallback(DualNamespaceCallback):  # a Callback in both namespaces
             if bar is not None:
                 bar.close()
 
-    def _audit(self, trainer: Any, pl_module: nn.Module, when: str) -> dict[str, AuditResult] | None:
+    def _audit(self, trainer: pl.Trainer, pl_module: pl.LightningModule, when: str) -> dict[str, AuditResult] | None:
         dm = require_datamodule(self.audits, getattr(trainer, "datamodule", None))
         start = time.perf_counter()
         inputs = self._inputs(trainer, pl_module, dm, when)
@@ -232,7 +247,7 @@ class AuditCallback(DualNamespaceCallback):  # a Callback in both namespaces
         pause_training_clock(trainer, time.perf_counter() - start)
         return results
 
-    def _conclude(self, trainer: Any, when: str, results: dict[str, AuditResult],
+    def _conclude(self, trainer: pl.Trainer, when: str, results: dict[str, AuditResult],
                   metrics: dict[str, float], folder: Path, dm: Any) -> None:  # fmt: skip
         """Rank 0: log the numbers, keep them in the history, and after "before" the verdict,
         the figures, the files and the one-line summary."""
@@ -278,7 +293,7 @@ class AuditCallback(DualNamespaceCallback):  # a Callback in both namespaces
         return figures
 
     @staticmethod
-    def _log_figures(trainer: Any, when: str, figures: Mapping[str, Any]) -> None:
+    def _log_figures(trainer: pl.Trainer, when: str, figures: Mapping[str, Any]) -> None:
         for name, figure in figures.items():
             for logger in getattr(trainer, "loggers", []) or []:
                 experiment = getattr(logger, "experiment", None)

@@ -22,16 +22,24 @@ rather than hides, and check with the relearning test (``docs/benchmarks/relearn
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch import Tensor, nn
+from torch import nn
+from typing_extensions import override
 
 from lightly_unlearn.audits.alignment import alignment_scores
-from lightly_unlearn.audits.features import check_embed_spec, extract_features, resolve_embed_fn
+from lightly_unlearn.audits.features import (
+    EmbedSpec,
+    check_embed_spec,
+    extract_features,
+    resolve_embed_fn,
+)
 from lightly_unlearn.audits.runner import sample_keys
 from lightly_unlearn.namespaces import DualNamespaceCallback
-from lightly_unlearn.roles import ModuleRoles
+from lightly_unlearn.roles import EmbedFn, ModuleRoles
+
+if TYPE_CHECKING:
+    import lightning.pytorch as pl
 
 
 class HoldoutAlignmentStopping(DualNamespaceCallback):  # a Callback in both namespaces
@@ -58,7 +66,7 @@ class HoldoutAlignmentStopping(DualNamespaceCallback):  # a Callback in both nam
         margin: float = 0.0,
         num_samples: int = 128,
         num_views: int = 4,
-        embed_fn: str | Callable[[Tensor], Tensor] = "head",
+        embed_fn: EmbedSpec = "head",
         check_every_n_epochs: int = 1,
         min_epochs: int = 1,
         roles: ModuleRoles | None = None,
@@ -76,14 +84,17 @@ class HoldoutAlignmentStopping(DualNamespaceCallback):  # a Callback in both nam
         self.history: list[float] = []
         self.stopped_epoch: int | None = None
 
+    @override
     def state_dict(self) -> dict[str, Any]:
         return {"history": list(self.history), "stopped_epoch": self.stopped_epoch}
 
+    @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.history = [float(v) for v in state_dict.get("history", [])]
         self.stopped_epoch = state_dict.get("stopped_epoch")
 
-    def setup(self, trainer: Any, pl_module: nn.Module, stage: str) -> None:
+    @override
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         dm = getattr(trainer, "datamodule", None)
         if stage == "fit" and (getattr(dm, "holdout", None) is None or not hasattr(dm, "forget")):
             raise ValueError(
@@ -91,10 +102,10 @@ class HoldoutAlignmentStopping(DualNamespaceCallback):  # a Callback in both nam
                 "`holdout=` (e.g. the test split) to ForgetRetainDataModule."
             )
 
-    def _embed(self, pl_module: nn.Module) -> Callable[[Tensor], Tensor]:
+    def _embed(self, pl_module: nn.Module) -> EmbedFn:
         return resolve_embed_fn(self.embed_fn, pl_module, self.roles)
 
-    def level_gap(self, trainer: Any, pl_module: nn.Module) -> float:
+    def level_gap(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> float:
         """``mean score(forget) − mean score(holdout)`` on the fixed seeded samples."""
         dm = trainer.datamodule
         means = []
@@ -108,7 +119,8 @@ class HoldoutAlignmentStopping(DualNamespaceCallback):  # a Callback in both nam
             means.append(alignment_scores(feats.views).mean().item())
         return means[0] - means[1]
 
-    def on_train_epoch_end(self, trainer: Any, pl_module: nn.Module) -> None:
+    @override
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         epoch = trainer.current_epoch + 1
         if epoch % self.check_every_n_epochs:
             return

@@ -1,62 +1,56 @@
 """``ReceiptCallback``: write an unlearning receipt (``lightly_unlearn.receipt``) and the data
-owners' deletion proofs when fit ends."""
+owners' deletion proofs when fit ends.
+
+Its parts, one job each, are in ``callbacks.receipting``: where the files go and what they may not
+overwrite, the forget set's commitment, and what the receipt records.
+"""
 
 from __future__ import annotations
 
 import os
-import shutil
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch import nn
+from typing_extensions import override
 
-from lightly_unlearn.audits.runner import flat_metrics
 from lightly_unlearn.callbacks.audit import AuditCallback
+from lightly_unlearn.callbacks.receipting.contents import (
+    audit_section,
+    input_record_at_end,
+    module_state_dict,
+    output_record,
+    saved_final_checkpoint,
+    training_section,
+)
+from lightly_unlearn.callbacks.receipting.forget_set import commit_datamodule_forget_set
+from lightly_unlearn.callbacks.receipting.outputs import (
+    check_receipt_outputs,
+    default_receipt_path,
+    place_proofs,
+    refuse_overwriting_checkpoint_callback,
+)
 from lightly_unlearn.callbacks.unlearn import UnlearnCallback
 from lightly_unlearn.errors import ConfigurationError
-from lightly_unlearn.forget_commitment import (
-    PROOFS_FOLDER,
-    ForgetCommitment,
-    commit_forget_set,
-    forget_contents,
-    is_proofs_folder,
-    write_proofs,
-)
+from lightly_unlearn.forget_commitment import PROOFS_FOLDER, ForgetCommitment
 from lightly_unlearn.namespaces import DualNamespaceCallback
-from lightly_unlearn.paths import check_output_path
 from lightly_unlearn.receipt import (
     build_receipt,
     file_record,
-    is_receipt,
     load_signing_key,
     now,
     sign_receipt,
     write_receipt,
 )
-from lightly_unlearn.weights_digest import (
-    check_digestible,
-    checkpoint_state_dict,
-    state_dict_sha256,
-    weights_record,
-)
+from lightly_unlearn.weights_digest import check_digestible, weights_record
 
-RECEIPT_NAME = "unlearning_receipt.json"
+if TYPE_CHECKING:
+    import lightning.pytorch as pl
 
 
-def _find(trainer: Any, kind: type) -> Any:
+def _find(trainer: pl.Trainer, kind: type) -> Any:
     """The trainer's first callback of class ``kind`` (``None`` if there is none)."""
     return next((cb for cb in getattr(trainer, "callbacks", []) or [] if isinstance(cb, kind)), None)
-
-
-def _state_dict(trainer: Any, pl_module: nn.Module) -> dict[str, Any]:
-    """The LightningModule's state dict as ``trainer.save_checkpoint`` stores it (collective
-    under sharded strategies: call on every rank)."""
-    strategy = getattr(trainer, "strategy", None)
-    if strategy is not None and getattr(strategy, "lightning_module", None) is not None:
-        return strategy.lightning_module_state_dict()
-    return pl_module.state_dict()
 
 
 class ReceiptCallback(DualNamespaceCallback):  # a Callback in both namespaces
@@ -119,7 +113,7 @@ class ReceiptCallback(DualNamespaceCallback):  # a Callback in both namespaces
         audit: The ``AuditCallback`` whose numbers and verdict go into the receipt. Default:
             the trainer's ``AuditCallback``, if any.
         forget_commitment: The forget set already committed by the caller
-            (:func:`lightly_unlearn.receipt.commit_files`, e.g. by ``lightly-unlearn unlearn``
+            (:func:`lightly_unlearn.forget_commitment.commit_files`, e.g. by ``lightly-unlearn unlearn``
             before any user code runs). It must have one item per forget sample; when the
             dataset names its items' files, ``setup`` checks that their names and contents
             are the committed ones. Default: committed from the datamodule's dataset in ``setup``.
@@ -166,7 +160,8 @@ class ReceiptCallback(DualNamespaceCallback):  # a Callback in both namespaces
         self.proofs_written: Path | None = None
 
     # -- before training: everything that can be refused is refused here -----------------------
-    def setup(self, trainer: Any, pl_module: nn.Module, stage: str) -> None:
+    @override
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit":
             return
         if self._unlearn(trainer) is None:
@@ -179,135 +174,67 @@ class ReceiptCallback(DualNamespaceCallback):  # a Callback in both namespaces
                 f"ReceiptCallback(input_checkpoint={str(self.input_checkpoint)!r}): no such file. "
                 "Pass the checkpoint the model's weights were loaded from."
             )
-        self._source = self.input_checkpoint or getattr(  # UnlearnCallback(init_checkpoint=...)
+        source = self.input_checkpoint or getattr(  # UnlearnCallback(init_checkpoint=...)
             self._unlearn(trainer), "init_checkpoint", None)
-        self._source = None if self._source is None else Path(self._source)
+        self._source = None if source is None else Path(source)
         if self._source is not None:
-            self._refuse_overwriting_checkpoint_callback(trainer, self._source)
+            refuse_overwriting_checkpoint_callback(trainer, self._source, self.input_checkpoint is not None)
         # trainer.log_dir is a collective (broadcast) under DDP: setup runs on every rank
-        self._path = self.path or Path(trainer.log_dir or trainer.default_root_dir) / RECEIPT_NAME
-        self._check_path(self._path, self._source)
+        self._path = self.path or default_receipt_path(trainer.log_dir, trainer.default_root_dir)
+        self._check_outputs(self._path, self._source)
         check_digestible(pl_module.state_dict(), what=f"{type(pl_module).__name__}.state_dict()")
         self._signer = None if self.signing_key is None else load_signing_key(self.signing_key)
-        self._commit(getattr(trainer, "datamodule", None))
+        self.commitment, self.commitment_missing = commit_datamodule_forget_set(
+            getattr(trainer, "datamodule", None), self.given_commitment)
         self.started_at = now()
         self.receipt = self.written = self.weights = self.proofs_written = None
 
-    def _commit(self, dm: Any) -> None:
-        """Commit to the forget set by content (or check the caller's commitment)."""
-        dataset, positions = getattr(dm, "dataset", None), getattr(dm, "forget_indices", None)
-        if positions is None:
-            self.commitment, self.commitment_missing = None, (
-                "the datamodule has no forget_indices, so no forget items could be committed")
-            return
-        positions = [int(p) for p in positions]
-        given = self.given_commitment
-        if given is None:
-            self.commitment, self.commitment_missing = commit_forget_set(dataset, positions)
-            return
-        if len(given.names) != len(positions):
-            raise ConfigurationError(
-                f"ReceiptCallback(forget_commitment=...) commits to {len(given.names)} items, "
-                f"but the datamodule forgets {len(positions)} samples."
-            )
-        contents, _ = forget_contents(dataset, positions)
-        if contents is not None and contents.kind == given.kind:
-            ours = sorted(zip(contents.names, (h.hex() for h in contents.content_sha256)))
-            theirs = sorted(zip(given.names, given.content_sha256))
-            changed = [name for (name, h), (_, g) in zip(ours, theirs) if h != g]
-            if [n for n, _ in ours] != [n for n, _ in theirs] or changed:
-                raise ConfigurationError(
-                    "ReceiptCallback(forget_commitment=...) does not describe the datamodule's "
-                    "forget set: "
-                    + (f"the content of {changed[:5]} changed after it was committed"
-                       if changed else "the committed names differ from the forget items' files")
-                    + ". The receipt would not describe the data that is unlearned."
-                )
-        self.commitment, self.commitment_missing = given, None
-
-    def _unlearn(self, trainer: Any) -> UnlearnCallback | None:
+    def _unlearn(self, trainer: pl.Trainer) -> UnlearnCallback | None:
         return self.unlearn if self.unlearn is not None else _find(trainer, UnlearnCallback)
 
-    def _audit(self, trainer: Any) -> AuditCallback | None:
+    def _audit(self, trainer: pl.Trainer) -> AuditCallback | None:
         return self.audit if self.audit is not None else _find(trainer, AuditCallback)
 
-    def _refuse_overwriting_checkpoint_callback(self, trainer: Any, source: Path) -> None:
-        for cb in getattr(trainer, "callbacks", []) or []:
-            dirpath = getattr(cb, "dirpath", None)
-            if dirpath is None or not hasattr(cb, "save_last"):
-                continue
-            if Path(dirpath).resolve() == source.resolve().parent and (
-                source.name.startswith("last") or source.name.startswith("epoch=")
-            ):
-                hint = (
-                    " If you are resuming an interrupted unlearning run, pass the checkpoint its "
-                    "weights were first loaded from: ReceiptCallback(input_checkpoint="
-                    "'pretrained.ckpt'); the resume checkpoint is then not taken as the input."
-                    if self.input_checkpoint is None
-                    else ""
-                )
-                raise ValueError(
-                    f"{type(cb).__name__}(dirpath={str(dirpath)!r}) writes into the folder of the "
-                    f"input checkpoint {source}, and could overwrite it. Inputs are never "
-                    "modified: give ModelCheckpoint another dirpath (or copy the input first)."
-                    + hint
-                )
-
-    def _check_path(self, path: Path, *inputs: Any) -> None:
+    def _check_outputs(self, path: Path, *inputs: Any) -> None:
         what = "ReceiptCallback(path=...)" if self.path is not None else "The receipt path"
-        check_output_path(path, inputs=inputs, kind="file", replaceable=is_receipt, what=what)
-        proofs = path.parent / PROOFS_FOLDER
-        check_output_path(proofs, inputs=inputs, kind="dir", what="The deletion proofs folder")
-        if proofs.exists() and not is_proofs_folder(proofs):
-            raise ConfigurationError(
-                f"The deletion proofs folder {proofs} (beside the receipt) already exists and "
-                "holds files other than *.proof.json; it is not replaced. Choose another "
-                "receipt path or move that folder."
-            )
+        check_receipt_outputs(path, inputs, what)
 
-    def _check_ckpt_path(self, trainer: Any) -> None:
+    def _check_ckpt_path(self, trainer: pl.Trainer) -> None:
         resume = getattr(trainer, "ckpt_path", None)
         if self._source is None and resume:
             self._source = Path(resume)
-            self._refuse_overwriting_checkpoint_callback(trainer, self._source)
+            refuse_overwriting_checkpoint_callback(trainer, self._source, self.input_checkpoint is not None)
         if resume and self._path is not None:
-            self._check_path(self._path, self._source, resume)
+            self._check_outputs(self._path, self._source, resume)
 
-    def on_load_checkpoint(self, trainer: Any, pl_module: nn.Module, checkpoint: dict[str, Any]) -> None:
+    @override
+    def on_load_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
         # Lightning sets trainer.ckpt_path only after `setup`; the first hook that sees it is
         # this one, while the checkpoint is being restored and before any hook writes a file.
         if getattr(trainer, "state", None) is None or getattr(trainer.state, "fn", None) == "fit":
             self._check_ckpt_path(trainer)
 
-    def on_fit_start(self, trainer: Any, pl_module: nn.Module) -> None:
+    @override
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._check_ckpt_path(trainer)  # (again, for strategies that restore after setup)
-        source = self._source
         self.input_record = None
-        if source is not None and trainer.is_global_zero:
-            self.input_record = self._given_input_record or file_record(source)
+        if self._source is not None and trainer.is_global_zero:
+            self.input_record = self._given_input_record or file_record(self._source)
 
     # -- after training ----------------------------------------------------------------------------
-    def on_fit_end(self, trainer: Any, pl_module: nn.Module) -> None:
-        state = _state_dict(trainer, pl_module)  # on every rank (collective when sharded)
+    @override
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        state = module_state_dict(trainer, pl_module)  # on every rank (collective when sharded)
         output = None
         if getattr(trainer, "is_global_zero", True):
             self.weights = weights_record(state)
-            ckpt_cb = getattr(trainer, "checkpoint_callback", None)
-            for attr in ("last_model_path", "best_model_path"):  # only a file of these weights
-                candidate = getattr(ckpt_cb, attr, "") if ckpt_cb is not None else ""
-                if candidate and Path(candidate).is_file() and self._holds_weights(candidate):
-                    output = candidate
-                    break
+            output = saved_final_checkpoint(trainer, self.weights["sha256"])
         self.write(trainer, output)
 
-    def _holds_weights(self, path: str | os.PathLike) -> bool:
-        try:
-            return state_dict_sha256(checkpoint_state_dict(path)) == self.weights["sha256"]
-        except ConfigurationError:
-            return False
-
     def write(
-        self, trainer: Any, checkpoint_path: str | os.PathLike | None = None, *,
+        self, trainer: pl.Trainer, checkpoint_path: str | os.PathLike | None = None, *,
         output_name: str | None = None,
     ) -> Path | None:
         """Write the receipt (and, the first time, the proofs), recording ``checkpoint_path`` as
@@ -325,34 +252,36 @@ class ReceiptCallback(DualNamespaceCallback):  # a Callback in both namespaces
         log_dir = trainer.log_dir if self.path is None else None
         if not getattr(trainer, "is_global_zero", True):
             return None
-        path = self.path or Path(log_dir or trainer.default_root_dir) / RECEIPT_NAME
+        path = self.path or default_receipt_path(log_dir, trainer.default_root_dir)
         input_path = None if self.input_record is None else self.input_record["path"]
-        self._check_path(path, input_path, checkpoint_path)  # also for write() without a fit
+        self._check_outputs(path, input_path, checkpoint_path)  # also for write() without a fit
         if self.signing_key is not None and self._signer is None:
             self._signer = load_signing_key(self.signing_key)
+        if self.weights is None:  # write() without a fit: the module as it is now
+            self.weights = weights_record(module_state_dict(trainer, trainer.lightning_module))
+        output = None if checkpoint_path is None else output_record(
+            checkpoint_path, self.weights["sha256"], output_name)
+        receipt = build_receipt(**self._contents(trainer), output_checkpoint=output)
+        if self._signer is not None:
+            receipt = sign_receipt(receipt, self._signer)
+        if self.proofs_written != path.parent / PROOFS_FOLDER:  # once per commitment
+            self.proofs_written = place_proofs(path.parent, self.commitment)
+        self.receipt, self.written = receipt, write_receipt(path, receipt)
+        return self.written
+
+    def _contents(self, trainer: pl.Trainer) -> dict[str, Any]:
+        """Everything the receipt records but the output checkpoint."""
         unlearn = self._unlearn(trainer)
         if unlearn is None:
             raise ConfigurationError(
                 "No UnlearnCallback in this trainer; nothing to write a receipt for."
             )
         dm = getattr(trainer, "datamodule", None)
-        if self.weights is None:  # write() without a fit: the module as it is now
-            self.weights = weights_record(_state_dict(trainer, trainer.lightning_module))
         if self.commitment is None and self.commitment_missing is None:
-            self._commit(dm)
-        output = None
-        if checkpoint_path is not None:
-            if state_dict_sha256(checkpoint_state_dict(checkpoint_path)) != self.weights["sha256"]:
-                raise ConfigurationError(
-                    f"{checkpoint_path} does not hold the weights this unlearning run ended with, "
-                    "so the receipt cannot name it as the output checkpoint. Save the trained "
-                    "module (trainer.save_checkpoint) and pass that file."
-                )
-            output = file_record(checkpoint_path)
-            if output_name is not None:
-                output["path"] = output_name
+            self.commitment, self.commitment_missing = commit_datamodule_forget_set(
+                dm, self.given_commitment)
         state = unlearn.state_dict()
-        receipt = build_receipt(
+        return dict(
             method=state["method"],
             hyperparameters=state["hyperparameters"],
             weights=self.weights,
@@ -360,57 +289,8 @@ class ReceiptCallback(DualNamespaceCallback):  # a Callback in both namespaces
             num_samples=getattr(dm, "num_samples", -1),
             forget_commitment=self.commitment,
             commitment_missing=self.commitment_missing,
-            input_checkpoint=self._input_record(),
-            output_checkpoint=output,
-            audits=self._audits(trainer),
-            training={
-                "current_epoch": int(trainer.current_epoch),
-                "global_step": int(trainer.global_step),
-                "world_size": int(getattr(trainer, "world_size", 1) or 1),
-                "max_epochs": trainer.max_epochs,
-            },
+            input_checkpoint=input_record_at_end(self.input_record),
+            audits=audit_section(self._audit(trainer)),
+            training=training_section(trainer),
             started_at=self.started_at,
         )
-        if self._signer is not None:
-            receipt = sign_receipt(receipt, self._signer)
-        self._write_proofs(path.parent)
-        self.receipt, self.written = receipt, write_receipt(path, receipt)
-        return self.written
-
-    def _write_proofs(self, folder: Path) -> None:
-        """The proofs beside the receipt, once per commitment (an earlier run's are replaced)."""
-        target = folder / PROOFS_FOLDER
-        if self.commitment is None:
-            if is_proofs_folder(target):  # an earlier run's proofs: they no longer match a receipt
-                shutil.rmtree(target)
-            return
-        if self.proofs_written != target:
-            write_proofs(folder, self.commitment.proofs, self.commitment.names, replace=True)
-            self.proofs_written = target
-
-    def _input_record(self) -> dict[str, Any] | None:
-        record = self.input_record
-        if record is None:
-            return None
-        current = file_record(record["path"])
-        record = {**record, "unchanged": current["sha256"] == record["sha256"]}
-        if not record["unchanged"]:
-            warnings.warn(
-                f"The input checkpoint {record['path']} changed during the run "
-                "(another process or a checkpoint callback wrote to it).",
-                stacklevel=3,
-            )
-        return record
-
-    def _audits(self, trainer: Any) -> dict[str, Any] | None:
-        """The audit numbers, and the verdict the ``AuditCallback`` kept for its "after" audit."""
-        audit = self._audit(trainer)
-        if audit is None or (audit.before is None and audit.after is None):
-            return None
-        verdict = audit.verdict if audit.after else None  # an epoch audit's is not the final one
-        return {
-            "before": flat_metrics(audit.before) if audit.before else None,
-            "after": flat_metrics(audit.after) if audit.after else None,
-            "warnings": verdict.warnings if verdict else [],  # worst first
-            "verdict": verdict.line if verdict else None,
-        }

@@ -7,7 +7,6 @@ guard with its roll-back.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
@@ -22,6 +21,7 @@ from lightly_unlearn.callbacks.unlearning.objective import (
     PatchedObjective,
     checked_adapter,
     extra_view_embedding,
+    extra_view_roles,
 )
 from lightly_unlearn.callbacks.unlearning.objective_check import ObjectiveCheck, other_loss_names
 from lightly_unlearn.callbacks.unlearning.rollback import StepRollback
@@ -31,7 +31,7 @@ from lightly_unlearn.errors import ModuleContractError, NonFiniteLossError
 from lightly_unlearn.methods.base import UnlearningMethod
 from lightly_unlearn.model_loading import load_initial_weights
 from lightly_unlearn.namespaces import DualNamespaceCallback
-from lightly_unlearn.roles import ModuleRoles, frozen_children, resolve_roles
+from lightly_unlearn.roles import EmbedFn, ModuleRoles, frozen_children, resolve_roles
 
 if TYPE_CHECKING:
     import lightning.pytorch as pl
@@ -82,6 +82,14 @@ def _warn_if_nothing_to_sync(module: nn.Module, roles: ModuleRoles) -> None:
         )
 
 
+def _log_hyperparams(trainer: pl.Trainer, method: str, num_forget: int, hp: dict[str, Any]) -> None:
+    """The run's method, forget-set size and hyper-parameters, to every logger (``unlearn/``)."""
+    params = {"unlearn/method": method, "unlearn/num_forget": num_forget}
+    params.update({f"unlearn/{k}": v for k, v in hp.items()})
+    for logger in trainer.loggers:
+        logger.log_hyperparams(params)
+
+
 class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
     """Unlearn the forget set of a ``ForgetRetainDataModule`` while the user's module trains.
 
@@ -95,10 +103,6 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
     Before each optimizer step it checks that the step's loss depends on that objective (else it
     stops, no weight changed) and that nothing NaN/inf reaches the weights.
 
-    MoCo: the memory bank (non-persistent, but live in the process) may hold keys of forget
-    samples, so it is re-initialised when unlearning starts; the momentum encoder still carries
-    the forget set's influence at the end, so with ``sync_momentum=True`` it is overwritten by the
-    unlearned online weights when training ends (before the last epoch's checkpoint is written).
     Works with ``pytorch_lightning.Trainer`` (lightly's modules) and ``lightning.pytorch.Trainer``.
 
     Args:
@@ -115,15 +119,15 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
             conventions (``<name>_momentum`` for MoCo / BYOL, ``student_*`` / ``teacher_*``
             for DINO), reported in the fit-start line.
         sync_momentum: Copy online -> momentum / student -> teacher weights when training ends
-            (MoCo, BYOL, DINO).
-        reset_memory_bank: Re-initialise memory banks when unlearning starts and ends.
+            (MoCo, BYOL, DINO), before the last epoch's checkpoint is written: the copies would
+            otherwise keep the forget set's influence.
+        reset_memory_bank: Re-initialise memory banks (MoCo's, live in the process, may hold keys
+            of forget samples) when unlearning starts and ends.
         keep_finite_weights: Never leave NaN/inf in the module: a step whose objective,
             gradients, buffers (BatchNorm statistics) or optimizer settings are NaN/inf is
             refused before the update and raises ``NonFiniteLossError``, with what its forward
-            wrote put back, so the module keeps the state of the last finite step. This costs
-            about one read of the gradients per step and keeps no copy of the model: only a
-            tensor whose update could overflow is copied before its step (none in ordinary
-            training; every trained tensor with an optimizer the guard knows no bound for, see
+            wrote put back, so the module keeps the state of the last finite step. It costs
+            about one read of the gradients per step (what it copies, and when:
             ``callbacks.unlearning.finite_guard``). With ``False`` only a NaN/inf objective
             stops the run (its forward's BatchNorm statistics are still put back).
         init_checkpoint: Start from the weights of this checkpoint (a Lightning checkpoint or a
@@ -141,7 +145,7 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
         self,
         method: str | UnlearningMethod = "ac",
         *,
-        embed_fn: Callable[[Tensor], Tensor] | None = None,
+        embed_fn: EmbedFn | None = None,
         roles: ModuleRoles | None = None,
         sync_momentum: bool = True,
         reset_memory_bank: bool = True,
@@ -150,21 +154,17 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
         **hyperparameters: Any,
     ) -> None:
         super().__init__()
-        if isinstance(method, UnlearningMethod):
-            if hyperparameters:
-                raise TypeError("Pass hyper-parameters to the method instance, not to the callback.")
-            self.method = method
-        else:
-            method_cls = registry.load("method", method)
-            self.method = method_cls(**hyperparameters)
+        if isinstance(method, UnlearningMethod) and hyperparameters:
+            raise TypeError("Pass hyper-parameters to the method instance, not to the callback.")
+        if not isinstance(method, UnlearningMethod):
+            method = registry.load("method", method)(**hyperparameters)
+        self.method = method
         self.embed_fn = embed_fn
         if roles is not None and not isinstance(roles, ModuleRoles):
             raise TypeError(f"roles must be a ModuleRoles; got {type(roles).__name__}.")
         self.roles = roles
-        self.sync_momentum = sync_momentum
-        self.reset_memory_bank = reset_memory_bank
-        self.keep_finite_weights = keep_finite_weights
-        self.init_checkpoint = init_checkpoint
+        self.sync_momentum, self.reset_memory_bank = sync_momentum, reset_memory_bank
+        self.keep_finite_weights, self.init_checkpoint = keep_finite_weights, init_checkpoint
         self._forget_summary: tuple[str | None, int | None] = (None, None)
         self._reset_fit_state()
 
@@ -185,18 +185,15 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
     # -- description, logging, checkpoint state ----------------------------------------------
     @property
     def hyperparameters(self) -> dict[str, Any]:
+        """The method's hyper-parameters as plain values (recorded in checkpoints and receipts)."""
         return {k: _plain(v) for k, v in self.method.hparams.items()}
 
     @override
     def state_dict(self) -> dict[str, Any]:
         # the forget set of the last fit (kept after teardown for `trainer.save_checkpoint`)
         sha, num = self._forget_summary
-        return {
-            "method": self.method.name,
-            "hyperparameters": self.hyperparameters,
-            "forget_sha256": sha,
-            "num_forget": num,
-        }
+        return {"method": self.method.name, "hyperparameters": self.hyperparameters,
+                "forget_sha256": sha, "num_forget": num}
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -220,11 +217,7 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
         self._roles = resolve_roles(pl_module, self.roles)  # misspelt role names fail here
         criterion = self._roles.criterion_module(pl_module)
         adapter = checked_adapter(pl_module, criterion, self._roles)
-        encoder = self.method.extra_encoder
-        if encoder == "auto":  # BYOL / SimSiam / DINO: the loss's own no-gradient target side
-            encoder = "momentum" if adapter.target_extra_view else "online"
-        if encoder == "online" and (self.roles is None or self.roles.embed is None):
-            self._roles = self._roles.with_online_embedding()  # an explicit embedding wins
+        self._roles = extra_view_roles(self.method, adapter, self._roles, self.roles)
         if self.method.extra_view and self.embed_fn is None and adapter.image_text:
             require(pl_module, "encode_text")  # CLIP: the extra view is the own caption
         if self.sync_momentum:
@@ -247,10 +240,7 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
         self._coverage.start(dm.forget_indices, pl_module.device)
         total = trainer.estimated_stepping_batches
         self._objective.total_steps = max(int(total), 1) if total != float("inf") else 1
-        params = {"unlearn/method": self.method.name, "unlearn/num_forget": len(dm.forget_indices)}
-        params.update({f"unlearn/{k}": v for k, v in self.hyperparameters.items()})
-        for logger in trainer.loggers:
-            logger.log_hyperparams(params)
+        _log_hyperparams(trainer, self.method.name, len(dm.forget_indices), self.hyperparameters)
         rank_zero_info(self.describe(trainer))
 
     @override
@@ -259,9 +249,8 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
         # when re-initialisation or the method's own preparation changes trainable weights first)
         changes_weights = self.method.reinitialise or self.method.prepare_changes_weights
         self._rollback.start(pl_module, whole_state=changes_weights and not self._resumed)
-        # Retrain re-initialises here, after every on_fit_start (so AuditCallback's "before"
-        # audit sees the given model whatever the callback order) and after a checkpoint
-        # restore; a resumed unlearning run (our state came back) keeps its restored weights.
+        # Retrain re-initialises after every on_fit_start (AuditCallback's "before" audit sees the
+        # given model) and after a checkpoint restore; a resumed run keeps its restored weights
         if self.method.reinitialise and not self._resumed:
             reinitialise(pl_module, self._roles)
         if not self._resumed:  # e.g. partial re-initialisation, weight perturbation
@@ -316,8 +305,7 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
             self._coverage.check(trainer, pl_module, self.method.name)
         # Before ModelCheckpoint (Lightning runs checkpoint callbacks last), so the last epoch's
         # checkpoint already holds synced momentum weights.
-        max_epochs = trainer.max_epochs
-        if max_epochs is not None and max_epochs > 0 and trainer.current_epoch + 1 >= max_epochs:
+        if trainer.max_epochs is not None and 0 < trainer.max_epochs <= trainer.current_epoch + 1:
             self._finish(pl_module)
 
     # -- the end ------------------------------------------------------------------------------------

@@ -15,10 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lightly_unlearn.errors import LightlyUnlearnError
+from lightly_unlearn.errors import AuditCLIError
 
 if TYPE_CHECKING:  # torch is imported when the command runs, not for its --help
-    from torch import Tensor, nn
+    from torch import nn
+
+    from lightly_unlearn.roles import EmbedFn
 
 MODEL_HELP = """\
 MODEL is one of:
@@ -36,14 +38,10 @@ renamed to DIR when complete; a folder holding earlier reports is refused.
 """
 
 
-class AuditCLIError(LightlyUnlearnError):
-    """Bad input to the audit command; the message says what is wrong and how to fix it."""
-
-
 @dataclass
 class Model:
     spec: str
-    embed: Callable[[Tensor], Tensor]
+    embed: EmbedFn
     module: nn.Module | None
 
 
@@ -91,7 +89,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 # -- models -----------------------------------------------------------------------------------
 def _import(target: str, spec: str) -> Any:
-    from lightly_unlearn.model_loading import ModelSpecError, import_object
+    from lightly_unlearn.errors import ModelSpecError
+    from lightly_unlearn.model_loading import import_object
 
     try:
         return import_object(target, spec)
@@ -104,8 +103,8 @@ def load_model(spec: str, embedding: str = "backbone", device: str = "cpu") -> M
     from torch import nn
 
     from lightly_unlearn.audits.features import resolve_embed_fn
-    from lightly_unlearn.errors import ModuleContractError
-    from lightly_unlearn.model_loading import ModelSpecError, build_from_checkpoint
+    from lightly_unlearn.errors import ModelSpecError, ModuleContractError
+    from lightly_unlearn.model_loading import build_from_checkpoint
 
     target, _, ckpt = spec.partition("@")
     obj = _import(target, spec)
@@ -206,7 +205,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _check_args(args: argparse.Namespace) -> Path:
     """Refuse bad numbers and an unsafe ``--out`` before any work; returns ``--out``."""
-    from lightly_unlearn.paths import OutputPathError, check_output_path
+    from lightly_unlearn.errors import OutputPathError
+    from lightly_unlearn.paths import check_output_path
 
     for flag, value, least in (("--num-views", args.num_views, 2),
                                ("--batch-size", args.batch_size, 1)):  # fmt: skip

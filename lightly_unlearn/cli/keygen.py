@@ -28,13 +28,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lightly_unlearn.paths import OutputPathError
-    from lightly_unlearn.receipt import (
-        SigningKeyError,
-        generate_signing_key,
-        key_id,
-        load_public_key,
-    )
+    from lightly_unlearn.errors import OutputPathError, SigningKeyError
+    from lightly_unlearn.receipt import generate_signing_key, key_id, load_public_key
 
     try:
         key, pub = generate_signing_key(args.out)

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lightly_unlearn.errors import LightlyUnlearnError
+from lightly_unlearn.errors import InputChangedError, UnlearnInputError
 
 MODEL_HELP = (
     "the pretrained model: pkg.module:Class@path/to.ckpt or path/to/file.py:Class@path/to.ckpt "
@@ -46,14 +46,6 @@ FORGET_HELP = (
     'starting with " is a JSON string, for any other name ("  spaces # and \\"quotes\\""); '
     "UTF-8, or UTF-16/32 with a byte-order mark"
 )
-
-
-class UnlearnInputError(LightlyUnlearnError):
-    """Bad input: refused before any training (exit status 2)."""
-
-
-class InputChangedError(LightlyUnlearnError):
-    """An input file changed after it was read (exit status 1, no outputs)."""
 
 
 def _positive(text: str) -> int:
@@ -152,8 +144,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 # -- checks before any work -----------------------------------------------------------------------
 def _check_out(out: Path, inputs: list[Path | None], ckpt: Path) -> None:
+    from lightly_unlearn.errors import OutputPathError
     from lightly_unlearn.output_folder import OutputFolder
-    from lightly_unlearn.paths import OutputPathError, check_output_path
+    from lightly_unlearn.paths import check_output_path
 
     try:  # the package's one output check: not an input, not inside an input folder, writable
         check_output_path(out, inputs=inputs, kind="dir", what="--out")
@@ -218,7 +211,8 @@ def _check_file_size_limit(ckpt_bytes: int) -> None:
 
 
 def _check_signing_key(args: argparse.Namespace) -> None:
-    from lightly_unlearn.receipt import SigningKeyError, load_signing_key
+    from lightly_unlearn.errors import SigningKeyError
+    from lightly_unlearn.receipt import load_signing_key
 
     if args.signing_key:
         try:
@@ -273,7 +267,7 @@ def _check_files(args: argparse.Namespace, data: Path, holdout: Path | None,
 
 def _commit_forget_files(data: Path, forget_names: list[str]) -> Any:
     """The forget files committed by content (receipt root, one deletion proof per file)."""
-    from lightly_unlearn.receipt import commit_files
+    from lightly_unlearn.forget_commitment import commit_files
 
     try:
         return commit_files(data, forget_names)
@@ -330,7 +324,8 @@ def _prepare(args: argparse.Namespace) -> dict[str, Any]:
 
 def _checkpoint_of(args: argparse.Namespace) -> tuple[str, Path]:
     """``--model pkg.module:Class@ckpt`` -> (``pkg.module:Class``, existing checkpoint path)."""
-    from lightly_unlearn.model_loading import ModelSpecError, split_model_spec
+    from lightly_unlearn.errors import ModelSpecError
+    from lightly_unlearn.model_loading import split_model_spec
 
     try:
         target, ckpt = split_model_spec(args.model)
@@ -350,9 +345,10 @@ def _load_model(args: argparse.Namespace, target: str, ckpt_path: Path,
                 ckpt_bytes: bytes) -> tuple[Any, type, Any, Any]:
     """The user's class (its file checked, then imported), built from the checkpoint bytes read
     earlier; its Trainer class and its module roles."""
-    from lightly_unlearn.model_loading import ModelSpecError, build_from_checkpoint, import_object
+    from lightly_unlearn.errors import ModelSpecError, NamespaceMismatchError
+    from lightly_unlearn.model_loading import build_from_checkpoint, import_object
     from lightly_unlearn.module_code import check_model_module
-    from lightly_unlearn.namespaces import NamespaceMismatchError, trainer_class_for
+    from lightly_unlearn.namespaces import trainer_class_for
     from lightly_unlearn.reproducibility import make_reproducible
     from lightly_unlearn.roles import resolve_roles, roles_from_settings
 
@@ -563,8 +559,8 @@ def _fail(message: str, status: int) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from lightly_unlearn.errors import OutputPathError
     from lightly_unlearn.output_folder import OutputFolder
-    from lightly_unlearn.paths import OutputPathError
 
     start = time.perf_counter()
     try:

@@ -59,12 +59,8 @@ def run_check(command: str, args: argparse.Namespace, check: Callable[..., tuple
               *inputs: str) -> int:
     """Read ``args.receipt`` and ``args.public_key``, run ``check(receipt, *inputs,
     public_key=...)`` and print its message: exit 0 (ok), 1 (not ok) or 2 (unreadable input)."""
-    from lightly_unlearn.receipt import (
-        ConfigurationError,
-        ReceiptError,
-        load_public_key,
-        read_receipt,
-    )
+    from lightly_unlearn.errors import ConfigurationError, ReceiptError
+    from lightly_unlearn.receipt import load_public_key, read_receipt
 
     try:
         public_key = load_public_key(args.public_key) if args.public_key else None

@@ -9,13 +9,16 @@ from lightly_unlearn.clip.data import (
     tiny_clip_kwargs,
 )
 from lightly_unlearn.clip.loading import (
-    PretrainedWeightsUnavailable,
     create_clip,
     create_tokenizer,
     load_clip_weights,
     resolve_pretrained,
 )
 from lightly_unlearn.clip.module import CLIPModule, PLCLIPModule, init_open_clip_parameters
+from lightly_unlearn.deprecation import moved_names
+
+# errors live in lightly_unlearn.errors only
+__getattr__ = moved_names(__name__, {"PretrainedWeightsUnavailable": "lightly_unlearn.errors"})
 
 __all__ = [
     "CLIPModule",
@@ -23,7 +26,6 @@ __all__ = [
     "PLCLIPModule",
     "DIGIT_NAMES",
     "DIGIT_TEMPLATES",
-    "PretrainedWeightsUnavailable",
     "create_clip",
     "create_tokenizer",
     "forget_by_class",

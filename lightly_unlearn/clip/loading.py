@@ -23,7 +23,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from lightly_unlearn.errors import PretrainedWeightsUnavailable
-from lightly_unlearn.io import load_checkpoint
+from lightly_unlearn.io import checkpoint_weights, load_checkpoint
 
 
 def _hf_cached(repo_id: str, filename: str, cache_dir: str | None) -> str | None:
@@ -117,7 +117,7 @@ def load_clip_weights(
         checkpoint = sd
     if not isinstance(checkpoint, Mapping):
         raise TypeError(f"checkpoint must be a path or a state dict; got {type(checkpoint).__name__}.")
-    state_dict = checkpoint.get("state_dict", checkpoint)
+    state_dict = checkpoint_weights(checkpoint)
     state_dict = _strip_prefix(state_dict, "module.")
     if any(k.startswith("model.") for k in state_dict):  # a CLIPModule (Lightning) state dict
         state_dict = {k[6:]: v for k, v in state_dict.items() if k.startswith("model.")}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import math
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -20,11 +19,9 @@ from lightly_unlearn.data.sampling import (
     ForgetCoveringSampler,
     ForgetOnlySampler,
     ShuffledSampler,
-    forget_layout,
-    mixed_layout,
+    stream_layout,
 )
 from lightly_unlearn.data.validation import (
-    check_batches,
     check_resumed_forget_set,
     check_training_dataset,
     validate_forget_indices,
@@ -258,45 +255,14 @@ class ForgetRetainDataModule(L.LightningDataModule, pl.LightningDataModule):
         return 1, 0
 
     def layout(self, world_size: int | None = None) -> BatchLayout:
-        """Batches per device per epoch and their size, for the configured stream.
-
-        * ``"all"``: ``batch_size`` (raises if the dataset cannot fill one batch per device);
-        * ``"retain"``: ``min(batch_size, retain samples per device)``, last partial batch dropped;
-        * ``"mixed"``: every forget sample in exactly one batch per epoch, only retain samples
-          left out (:func:`~lightly_unlearn.data.sampling.mixed_layout`);
-        * ``"forget"``: batches sized from the forget set, completed with retain samples
-          (:func:`~lightly_unlearn.data.sampling.forget_layout`).
+        """Batches per device per epoch and their size, for the configured stream
+        (:func:`~lightly_unlearn.data.sampling.stream_layout`): every forget sample in every
+        epoch for streams with forget samples, ``min(batch_size, samples per device)`` otherwise.
         """
-        world = world_size or self._world()[0]
-        n_forget, n_retain = len(self.forget_indices), len(self.retain_indices)
-        per_rank_forget = math.ceil(n_forget / world)
-        if self.mode == "all":
-            per_rank = self.num_samples // world
-            check_batches(per_rank, self.batch_size, f"per-device ({world} devices) training")
-            return BatchLayout(per_rank // self.batch_size, self.batch_size)
-        if self.mode == "retain":
-            per_rank = n_retain // world
-            if per_rank < 2:
-                raise ValueError(
-                    f"The retain set has {n_retain} sample(s) ({per_rank} per device): a method "
-                    "that trains on retain samples only needs at least 2 per device for a "
-                    "contrastive batch. Forget fewer samples, or use a method that trains on the "
-                    "forget set (gradient_ascent, neggrad, ac)."
-                )
-            check_batches(per_rank, min(self.batch_size, per_rank), f"per-device ({world} devices) retain")
-            size = min(self.batch_size, per_rank)
-            return BatchLayout(per_rank // size, size)
-        if n_forget == 0:
-            raise ValueError(f"The {self.mode!r} stream needs forget samples; the forget set is empty.")
-        if n_retain == 0:
-            raise ValueError(
-                f"The {self.mode!r} stream needs at least one retain sample (as negatives or to fill "
-                "batches); the forget set is the whole dataset."
-            )
-        check_batches(max(self.batch_size, 2), self.batch_size, "training")  # batch_size >= 2
-        if self.mode == "forget":
-            return forget_layout(per_rank_forget, self.batch_size, self.forget_batch_size)
-        return mixed_layout(self.num_samples // world, per_rank_forget, self.batch_size)
+        return stream_layout(
+            self.mode, self.num_samples, len(self.forget_indices), self.batch_size,
+            self.forget_batch_size, world_size or self._world()[0],
+        )
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled, equal-size batches through a ``DistributedSampler`` on every device count.

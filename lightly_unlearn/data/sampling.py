@@ -25,6 +25,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, DistributedSampler
 
+from lightly_unlearn.data.validation import check_batches
+
 #: Positions converted to Python ints at a time while a plan is iterated.
 _CHUNK = 16_384
 
@@ -74,6 +76,50 @@ def forget_layout(max_forget: int, batch_size: int, forget_batch_size: int | Non
     size = forget_batch_size if forget_batch_size is not None else min(batch_size, max_forget)
     size = max(2, int(size))
     return BatchLayout(max(1, math.ceil(max_forget / size)), size)
+
+
+def stream_layout(
+    mode: str, num_samples: int, num_forget: int, batch_size: int, forget_batch_size: int | None,
+    world: int,
+) -> BatchLayout:
+    """Batches per device per epoch and their size for a stream (``ForgetRetainDataModule.layout``).
+
+    * ``"all"``: ``batch_size`` (raises if the dataset cannot fill one batch per device);
+    * ``"retain"``: ``min(batch_size, retain samples per device)``, last partial batch dropped;
+    * ``"mixed"``: every forget sample in exactly one batch per epoch, only retain samples
+      left out (:func:`mixed_layout`);
+    * ``"forget"``: batches sized from the forget set, completed with retain samples
+      (:func:`forget_layout`).
+    """
+    n_retain = num_samples - num_forget
+    per_rank_forget = math.ceil(num_forget / world)
+    if mode == "all":
+        per_rank = num_samples // world
+        check_batches(per_rank, batch_size, f"per-device ({world} devices) training")
+        return BatchLayout(per_rank // batch_size, batch_size)
+    if mode == "retain":
+        per_rank = n_retain // world
+        if per_rank < 2:
+            raise ValueError(
+                f"The retain set has {n_retain} sample(s) ({per_rank} per device): a method "
+                "that trains on retain samples only needs at least 2 per device for a "
+                "contrastive batch. Forget fewer samples, or use a method that trains on the "
+                "forget set (gradient_ascent, neggrad, ac)."
+            )
+        check_batches(per_rank, min(batch_size, per_rank), f"per-device ({world} devices) retain")
+        size = min(batch_size, per_rank)
+        return BatchLayout(per_rank // size, size)
+    if num_forget == 0:
+        raise ValueError(f"The {mode!r} stream needs forget samples; the forget set is empty.")
+    if n_retain == 0:
+        raise ValueError(
+            f"The {mode!r} stream needs at least one retain sample (as negatives or to fill "
+            "batches); the forget set is the whole dataset."
+        )
+    check_batches(max(batch_size, 2), batch_size, "training")  # batch_size >= 2
+    if mode == "forget":
+        return forget_layout(per_rank_forget, batch_size, forget_batch_size)
+    return mixed_layout(num_samples // world, per_rank_forget, batch_size)
 
 
 def as_positions(positions: Sequence[int] | Tensor | np.ndarray) -> Tensor:

@@ -1,1 +1,1 @@
-"""The embedded demo setting (issue 5): real data that ships inside a package, fast to augment."""
+"""The embedded demo setting: real data that ships inside a package, fast to augment."""

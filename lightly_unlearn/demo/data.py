@@ -1,4 +1,4 @@
-"""Embedded data for the demo and fast view transforms (issue 5, "A real membership signal first").
+"""Embedded data for the demo (a real membership signal, no download) and fast view transforms.
 
 Data: scikit-learn's ``load_digits`` (1 797 grey images, 8x8, values 0..16) ships inside
 scikit-learn, so the demo needs no download. Items are ``(image, target)`` with ``image`` a

@@ -44,6 +44,7 @@ from lightly_unlearn.callbacks.unlearn import UnlearnCallback
 from lightly_unlearn.data.datamodule import ForgetRetainDataModule
 from lightly_unlearn.demo.data import DigitsViewTransform, load_digits_dataset, load_digits_images
 from lightly_unlearn.demo.model import CONV_MODELS, MODELS
+from lightly_unlearn.io import atomic_torch_save
 
 #: The weak augmentation of the chosen setting (strong crops hide membership on 8x8 digits).
 AUGMENTATION = {"scale": (0.8, 1.0), "shift": 0.05, "noise": 0.02, "jitter": 0.1}
@@ -167,13 +168,6 @@ def read_cache(path: str | Path) -> Any:
         ) from None
 
 
-def write_cache(path: str | Path, obj: Any) -> None:
-    """Write plain data (see :func:`read_cache`) atomically."""
-    from lightly_unlearn.io import atomic_torch_save
-
-    atomic_torch_save(obj, path)
-
-
 def _quiet_lightning() -> None:
     """The demo trains dozens of tiny models: keep Lightning's per-fit banners out of the way."""
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
@@ -267,7 +261,7 @@ class Experiment:
     def _save(self, what: str, obj: Any) -> None:
         path = self._cache_path(what)
         if path is not None:
-            write_cache(path, obj)
+            atomic_torch_save(obj, path)  # plain data, read back by read_cache
 
     def fit(self, model: pl.LightningModule, dm: ForgetRetainDataModule, epochs: int,
             callbacks: list) -> tuple[int, float, int]:

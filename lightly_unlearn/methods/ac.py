@@ -28,22 +28,16 @@ class AlignmentCalibration(UnlearningMethod):
     help = {
         "alpha": "weight of the forget rows' alignment part",
         "beta": "positive calibration weight, scaled by |D_forget|/|D_train| as in the reference "
-        "(default 8.0, between overshoot and under-forgetting: best or within noise of the best "
-        "of beta 1/4/8/16 on the MLP benchmark, 10 seeds; 16 overshoots there; on BatchNorm CNNs "
-        "at 10x below the pretraining lr 16 forgets more per epoch; no collapse and TA not more "
-        "than 0.2 below fine-tune's on lightly's ResNet-18 SimCLR/MoCo examples at lr 0.06 and "
-        "0.006; the MoCo/CIFAR reference used 0; see the docs: docs/benchmarks/results/beta.md)",
+        "(how the default 8.0 was chosen, and when to change it: docs/benchmarks/results/beta.md)",
         "gamma": "weight of the forget rows' uniformity part (None: tied to alpha; see "
-        "`lightly-unlearn list loss` for what it means per loss)",
+        "`lightly-unlearn list loss_adapter` for what it means per loss)",
         "extra_encoder": "which encoder embeds the extra own view of positive calibration: "
         "'online' (the module's forward, with gradient: both views of the penalty are pushed), "
         "'momentum' (the momentum / teacher encoder, e.g. forward_momentum, without gradient: "
         "only the query side is pushed; the reference's choice for MoCo) or 'auto' (default: "
-        "'online' for contrastive losses — SimCLR, MoCo; on MoCo it lowered the Indist.Gap at "
-        "beta 8 by 2.9 [1.5, 4.2] points on the MLP benchmark, 5 seeds, and 4.2 [1.8, 6.6] on "
-        "the BatchNorm CNN, 3 seeds; docs/benchmarks/ac_moco.md — and the target side for "
-        "BYOL, SimSiam and DINO, whose losses compare with no-gradient targets: not measured "
-        "there); an explicit embed_fn or ModuleRoles(embed=...) is used as given",
+        "'online' for contrastive losses such as SimCLR and MoCo, the no-gradient target side "
+        "for BYOL, SimSiam and DINO; measured in docs/benchmarks/ac_moco.md); an explicit "
+        "embed_fn or ModuleRoles(embed=...) is used as given",
     }
     EXTRA_ENCODERS = ("auto", "online", "momentum")
     before_option = {"extra_encoder": "momentum"}

@@ -63,6 +63,21 @@ def extra_view_embedding(
     return roles.embed_fn(module)
 
 
+def extra_view_roles(
+    method: UnlearningMethod, adapter: RowTermsAdapter, roles: ModuleRoles,
+    given: ModuleRoles | None,
+) -> ModuleRoles:
+    """``roles`` with the encoder AC's extra view goes through: the method's ``extra_encoder``
+    (``"auto"``: the loss's own no-gradient target side for BYOL / SimSiam / DINO, else the
+    online encoder). An embedding named in the ``given`` roles wins."""
+    encoder = method.extra_encoder
+    if encoder == "auto":
+        encoder = "momentum" if adapter.target_extra_view else "online"
+    if encoder == "online" and (given is None or given.embed is None):
+        return roles.with_online_embedding()
+    return roles
+
+
 class StepCalls:
     """One training step as the patched criterion sees it.
 

@@ -1,0 +1,1 @@
+"""The parts of ``ReceiptCallback``, one job each (no Lightning base classes here)."""
