@@ -117,6 +117,24 @@ def reinitialise(
         return 1
     resolved = resolve_roles(module, roles)
     targets = [module] if parts is None else [_part(module, name) for name in parts]
+    count, covered = _reset_modules(module, targets)
+    if parts is None:
+        for _, copy in resolved.momentum_pairs or ():
+            covered.update(id(p) for p in module.get_submodule(copy).parameters())
+        owned = list(module.named_parameters())
+    else:
+        owned = [(f"{n}.{k}", p) for n, t in zip(parts, targets) for k, p in t.named_parameters()]
+    missed = [n for n, p in owned if id(p) not in covered]
+    if missed:
+        raise _not_covered(module, parts, missed)
+    resolved.sync_pairs(module)
+    resolved.reset_memory_banks(module)
+    return count
+
+
+def _reset_modules(module: nn.Module, targets: list[nn.Module]) -> tuple[int, set[int]]:
+    """Reset every sub-module of ``targets`` that can reset itself, and BatchNorm statistics.
+    Returns the count and the ids of the parameters the resets covered."""
     count, covered = 0, set()
     for target in targets:
         for child in target.modules():
@@ -129,32 +147,25 @@ def reinitialise(
             reset_stats = getattr(child, "reset_running_stats", None)
             if callable(reset_stats):
                 reset_stats()
+    return count, covered
+
+
+def _not_covered(module: nn.Module, parts: Sequence[str] | None, missed: list[str]) -> ModuleContractError:
+    """The error for parameters that no reset covers: they would keep trained values."""
+    names = f"({', '.join(missed[:5])}{', ...' if len(missed) > 5 else ''}): no sub-module with "
     if parts is None:
-        for _, copy in resolved.momentum_pairs or ():
-            covered.update(id(p) for p in module.get_submodule(copy).parameters())
-        owned = list(module.named_parameters())
-    else:
-        owned = [(f"{n}.{k}", p) for n, t in zip(parts, targets) for k, p in t.named_parameters()]
-    missed = [n for n, p in owned if id(p) not in covered]
-    if missed and parts is None:
-        raise ModuleContractError(
+        return ModuleContractError(
             f"Retrain cannot re-initialise {len(missed)} parameter(s) of {type(module).__name__} "
-            f"({', '.join(missed[:5])}{', ...' if len(missed) > 5 else ''}): no sub-module with "
-            "`reset_parameters` owns them, so they would keep values trained on the forget set. "
+            f"{names}`reset_parameters` owns them, so they would keep values trained on the forget set. "
             "Define `reinitialise_parameters()` on your module (re-create all weights as in "
             "__init__); UnlearnCallback calls it instead."
         )
-    if missed:
-        raise ModuleContractError(
-            f"Cannot re-initialise {len(missed)} parameter(s) of {', '.join(parts)} "
-            f"({', '.join(missed[:5])}{', ...' if len(missed) > 5 else ''}): no sub-module with "
-            "`reset_parameters` owns them, so they would keep values trained on the forget set. "
-            "Name sub-modules built from standard layers (nn.Linear, nn.Conv2d, norms), or use "
-            "method 'retrain'."
-        )
-    resolved.sync_pairs(module)
-    resolved.reset_memory_banks(module)
-    return count
+    return ModuleContractError(
+        f"Cannot re-initialise {len(missed)} parameter(s) of {', '.join(parts)} "
+        f"{names}`reset_parameters` owns them, so they would keep values trained on the forget set. "
+        "Name sub-modules built from standard layers (nn.Linear, nn.Conv2d, norms), or use "
+        "method 'retrain'."
+    )
 
 
 def check_trainable(module: nn.Module) -> None:

@@ -21,7 +21,7 @@ from conftest import (
 from torch import nn
 
 from lightly_unlearn import ForgetRetainDataModule, UnlearnCallback
-from lightly_unlearn.adapters import ModuleContractError
+from lightly_unlearn.errors import ModuleContractError
 from lightly_unlearn.methods.partial_reinit import PartialReinit, backbone_stages
 from lightly_unlearn.methods.weight_distance import WeightDistance
 from lightly_unlearn.methods.weight_distortion import WeightDistortion

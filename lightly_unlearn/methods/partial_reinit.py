@@ -31,7 +31,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
-from lightly_unlearn.adapters import ModuleContractError, reinitialise
+from lightly_unlearn.adapters import reinitialise
+from lightly_unlearn.errors import ModuleContractError
 from lightly_unlearn.methods.base import StepContext, UnlearningMethod, mean_row_loss
 
 if TYPE_CHECKING:
