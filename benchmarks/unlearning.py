@@ -365,6 +365,8 @@ def versus_retrain(per_seed: list[list[dict]], metric: str = "relearn_forget_hol
         c = _difference(shared, name, "retrain", metric)
         low, high = c["ci95"]
         word = "above Retrain" if low > 0 else "below Retrain" if high < 0 else "within noise of Retrain"
+        if c["seeds"] < MIN_SEEDS_TO_JUDGE:
+            word = f"not judged ({c['seeds']} seeds)"
         out.append({"metric": metric, "method": name, **c, "verdict": word,
                     "relearned_seeds": sum(rows[name].get("relearned_beyond_retrain", 0.0) for rows in shared)})
     return out

@@ -246,6 +246,8 @@ def test_relearned_auc_against_retrain_is_paired_by_seed():
     assert comps["ac"]["verdict"] == "above Retrain" and comps["ac"]["relearned_seeds"] == 3
     assert comps["neggrad"]["verdict"] == "within noise of Retrain"
     assert bench.versus_retrain([[{"method": "retrain"}, {"method": "ac"}]]) == []
+    two = bench.versus_retrain(per_seed[:2])
+    assert {c["verdict"] for c in two} == {"not judged (2 seeds)"}, "two seeds are too few to call anything"
 
 
 @pytest.mark.slow
