@@ -202,7 +202,8 @@ class UnlearnCallback(DualNamespaceCallback):  # a Callback in both namespaces
 
     def describe(self, trainer: pl.Trainer | None = None) -> str:
         """One line: method, hyper-parameters, forget/retain counts, stream and batches."""
-        hp = ", ".join(f"{k}={v}" for k, v in self.hyperparameters.items()) or "no hyper-parameters"
+        hp = ", ".join(f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}"
+                       for k, v in self.hyperparameters.items()) or "no hyper-parameters"
         return self._stream.describe(trainer, hp, self._roles.describe())
 
     # -- set-up: validate everything before any training -------------------------------------
