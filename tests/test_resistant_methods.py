@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -90,6 +91,9 @@ def test_stages_refused_where_the_rule_does_not_apply():
         PartialReinit(stages=2).parts(model, resolve_roles(model))
     with pytest.raises(TypeError, match="stages must be a whole number"):
         PartialReinit(stages=1.5)
+    with pytest.raises(TypeError, match="seed must be a whole number"):
+        WeightDistortion(seed=0.5)
+    assert type(PartialReinit(stages=np.int64(2)).hparams["stages"]) is int
     with pytest.raises(ModuleContractError, match="no sub-module 'backbone.9'"):
         PartialReinit(modules="backbone.9").prepare(model, resolve_roles(model))
     headless = nn.Module()

@@ -106,8 +106,9 @@ class UnlearningMethod:
 
         A hyper-parameter whose default is a number must be a finite, non-negative real number
         (not a string, ``None``, ``bool``, ``nan`` or ``inf``) unless its default is ``None``
-        (then ``None`` is allowed too); one whose default is a string must be a string.
-        Values of float (or ``None``) hyper-parameters are stored as ``float``. Raises
+        (then ``None`` is allowed too); one whose default is an ``int`` must be a whole number;
+        one whose default is a string must be a string. Values are stored as plain ``float`` /
+        ``int``. Raises
         ``TypeError``/``ValueError`` naming the parameter. Subclasses add their own range checks after ``super().validate()``.
         """
         for key, value in self.hparams.items():
@@ -131,6 +132,8 @@ class UnlearningMethod:
                     f"{self.name}: {key} must be a finite number >= 0{allowed}{hint}; got "
                     f"{value!r} of type {type(value).__name__}."
                 )
+            if isinstance(default, int) and not isinstance(value, numbers.Integral):
+                raise TypeError(f"{self.name}: {key} must be a whole number >= 0; got {value!r}.")
             if not math.isfinite(float(value)):
                 raise ValueError(
                     f"{self.name}: {key} must be a finite number; got {value!r}. A non-finite "
@@ -140,6 +143,8 @@ class UnlearningMethod:
                 raise ValueError(f"{self.name}: {key} must be >= 0; got {value}.")
             if default is None or isinstance(default, float):
                 self.hparams[key] = float(value)  # numpy/torch scalars -> plain JSON numbers
+            elif isinstance(default, int):
+                self.hparams[key] = int(value)
 
     def objective(self, ctx: StepContext) -> Tensor:
         """The scalar loss that replaces the user's criterion for one step."""

@@ -24,16 +24,15 @@ parts are the same fresh draws) and memory banks are refilled, through ``ModuleR
 from __future__ import annotations
 
 import logging
-import numbers
 import re
 from typing import TYPE_CHECKING
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from lightly_unlearn.adapters import reinitialise
 from lightly_unlearn.errors import ModuleContractError
-from lightly_unlearn.methods.base import StepContext, UnlearningMethod, mean_row_loss
+from lightly_unlearn.methods.finetune import FineTune
 
 if TYPE_CHECKING:
     from lightly_unlearn.roles import ModuleRoles
@@ -67,13 +66,12 @@ def backbone_stages(backbone: nn.Module) -> list[list[str]]:
     return stages
 
 
-class PartialReinit(UnlearningMethod):
+class PartialReinit(FineTune):
     name = "partial_reinit"
     summary = (
         "Re-initialise the projection head (and the last `stages` backbone stages), then "
         "fine-tune on D_retain (EU-k/CF-k-style partial retraining)."
     )
-    data = "retain"
     prepare_changes_weights = True
     defaults = {"stages": 1, "modules": "", "seed": 0}
     help = {
@@ -84,14 +82,6 @@ class PartialReinit(UnlearningMethod):
         "(e.g. 'projection_head,backbone.blocks.11')",
         "seed": "seed of the fresh weights (the same on every device)",
     }
-
-    def validate(self) -> None:
-        super().validate()
-        for key in ("stages", "seed"):
-            value = self.hparams[key]
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-                raise TypeError(f"partial_reinit: {key} must be a whole number >= 0; got {value!r}.")
-        self.hparams["stages"], self.hparams["seed"] = int(self.hparams["stages"]), int(self.hparams["seed"])
 
     def parts(self, module: nn.Module, roles: ModuleRoles) -> list[str]:
         """Dotted names of the sub-modules to re-initialise on ``module``."""
@@ -127,6 +117,3 @@ class PartialReinit(UnlearningMethod):
             reinitialise(module, roles, parts=parts)  # syncs momentum copies, refills banks
         self.reinitialised = tuple(parts)
         log.info("partial_reinit: re-initialised %s", ", ".join(parts))
-
-    def objective(self, ctx: StepContext) -> Tensor:
-        return mean_row_loss(ctx)

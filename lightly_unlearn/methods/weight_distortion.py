@@ -13,25 +13,23 @@ refilled; the repair is the ordinary contrastive loss instead of cross-entropy.
 
 from __future__ import annotations
 
-import numbers
 from typing import TYPE_CHECKING
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
-from lightly_unlearn.methods.base import StepContext, UnlearningMethod, mean_row_loss
+from lightly_unlearn.methods.finetune import FineTune
 
 if TYPE_CHECKING:
     from lightly_unlearn.roles import ModuleRoles
 
 
-class WeightDistortion(UnlearningMethod):
+class WeightDistortion(FineTune):
     name = "weight_distortion"
     summary = (
         "Add Gaussian noise (std) to every trainable weight, then fine-tune on D_retain "
         "(Siddiqui et al., arXiv 2505.22310)."
     )
-    data = "retain"
     prepare_changes_weights = True
     defaults = {"std": 0.02, "seed": 0}
     help = {
@@ -40,21 +38,12 @@ class WeightDistortion(UnlearningMethod):
         "seed": "seed of the noise (the same on every device)",
     }
 
-    def validate(self) -> None:
-        super().validate()
-        seed = self.hparams["seed"]
-        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-            raise TypeError(f"weight_distortion: seed must be a whole number >= 0; got {seed!r}.")
-
     @torch.no_grad()
     def prepare(self, module: nn.Module, roles: ModuleRoles) -> None:
-        generator = torch.Generator().manual_seed(int(self.hparams["seed"]))
+        generator = torch.Generator().manual_seed(self.hparams["seed"])
         for param in module.parameters():
             if param.requires_grad:
                 noise = torch.randn(param.shape, generator=generator, dtype=param.dtype)
                 param.add_(noise.to(param.device), alpha=self.hparams["std"])
         roles.sync_pairs(module)
         roles.reset_memory_banks(module)
-
-    def objective(self, ctx: StepContext) -> Tensor:
-        return mean_row_loss(ctx)
